@@ -1,0 +1,551 @@
+//! The job file: a TOML description of sources, operators and sinks.
+//!
+//! ```toml
+//! name = "wordcount"
+//! workers = 2                 # CPU workers; default: number of cores
+//!
+//! [batch]
+//! interval = "1s"             # cut a micro-batch at least this often
+//! max_records = 10000         # ... or when it holds this many records
+//!
+//! [[sources]]
+//! kind = "file"
+//! path = "data/lines.txt"
+//!
+//! [[operators]]
+//! name = "split"
+//! plugin = "split_words.wasm"  # relative to the job file
+//! config = { lowercase = true }
+//!
+//! [[operators]]
+//! name = "count"
+//! builtin = "count"
+//!
+//! [[sinks]]
+//! kind = "stdout"
+//! ```
+//!
+//! Parsing is strict: an unknown field, a wrong type or an unusable value is
+//! an error naming the file, line, field and what is accepted.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A problem with a job file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read job file {path}: {source}")]
+    Read {
+        /// The job file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the job schema.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The job file.
+        path: PathBuf,
+        /// The parser's message, with line, column and field.
+        message: String,
+    },
+    /// A field has a value Sluice cannot use.
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Invalid {
+        /// The job file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong and what would be accepted.
+        message: String,
+    },
+}
+
+/// A parsed job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Job name, used in logs and output file names. Default: the file stem.
+    pub name: Option<String>,
+    /// Number of CPU workers. Default: number of cores.
+    pub workers: Option<Spanned<usize>>,
+    /// Number of partitions per stage. Default: the number of workers.
+    pub partitions: Option<Spanned<usize>>,
+    /// How records are spread over partitions at the source.
+    #[serde(default)]
+    pub partition_by: PartitionBy,
+    /// When micro-batches are cut.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Where records come from.
+    pub sources: Vec<Spanned<SourceConfig>>,
+    /// The chain of operators, in order.
+    #[serde(default)]
+    pub operators: Vec<Spanned<OperatorConfig>>,
+    /// Where results go.
+    pub sinks: Vec<Spanned<SinkConfig>>,
+    /// Where rejected records go, with the reason. Without it, a rejected
+    /// record stops the job.
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+/// How records are spread over partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionBy {
+    /// Chunks of records in turn to each partition (records without keys).
+    #[default]
+    RoundRobin,
+    /// By [`crate::partition::for_key`]; records without a key go round-robin.
+    Key,
+}
+
+/// When micro-batches are cut.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Cut a batch at least this often, e.g. `"500ms"`, `"2s"`, `"1m"`.
+    pub interval: Option<Spanned<String>>,
+    /// Cut a batch when it holds this many records.
+    pub max_records: Option<Spanned<usize>>,
+}
+
+/// A source of records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Lines of a text file (bounded).
+    File {
+        /// The file, relative to the job file.
+        path: PathBuf,
+    },
+    /// Lines of files that appear in a directory (unbounded), like Spark's
+    /// `textFileStream`. Names starting with `.` or ending in `.tmp` are skipped
+    /// until renamed, so writers can publish files atomically.
+    Directory {
+        /// The directory, relative to the job file.
+        path: PathBuf,
+        /// How often to look for new files. Default `"1s"`.
+        poll: Option<String>,
+        /// Also read files present at start. Default `false`.
+        #[serde(default)]
+        existing: bool,
+    },
+    /// Lines from a TCP server, like Spark's `socketTextStream`; reconnects
+    /// with backoff when the connection drops (unbounded).
+    Socket {
+        /// `host:port` to connect to.
+        address: String,
+    },
+    /// Lines of standard input, until end of file.
+    Stdin {},
+    /// Deterministic synthetic records for tests and benchmarks.
+    Generator {
+        /// Total records; unbounded when absent.
+        records: Option<u64>,
+        /// Records per second; as fast as possible when absent.
+        rate: Option<u64>,
+        /// Approximate value size in bytes. Default 100.
+        #[serde(default = "default_value_size")]
+        value_size: usize,
+        /// Number of distinct keys `key-0`...; unkeyed when absent.
+        keys: Option<u64>,
+        /// Seed of the pseudo-random words. Default 1.
+        #[serde(default = "default_seed")]
+        seed: u64,
+    },
+}
+
+fn default_value_size() -> usize {
+    100
+}
+fn default_seed() -> u64 {
+    1
+}
+
+/// One step of the operator chain: a Wasm plugin or a built-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Name used in logs and errors. Default: the plugin's file stem or the built-in's name.
+    pub name: Option<String>,
+    /// Path of a Wasm component, relative to the job file.
+    pub plugin: Option<PathBuf>,
+    /// A built-in operator: `count` (records per key in each micro-batch).
+    pub builtin: Option<String>,
+    /// Settings passed to the plugin's `init`, as strings.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// A sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Prints the first `limit` records of each batch, like `DStream.print`.
+    Stdout {
+        /// Records shown per batch. Default 10.
+        #[serde(default = "default_limit")]
+        limit: usize,
+    },
+    /// Appends every record as a JSON object per line.
+    Jsonl {
+        /// The output file, relative to the job file.
+        path: PathBuf,
+    },
+    /// Writes each batch to its own file in a directory, atomically (written
+    /// under a temporary name, then renamed).
+    Directory {
+        /// The directory, relative to the job file; created if needed.
+        path: PathBuf,
+    },
+}
+
+fn default_limit() -> usize {
+    10
+}
+
+/// The dead-letter file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSON-lines file receiving rejected records and reasons, relative to the job file.
+    pub path: PathBuf,
+}
+
+/// Built-in operators a job file may name.
+pub const BUILTINS: &[&str] = &["count"];
+
+impl JobConfig {
+    /// Reads and parses a job file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses job-file text; `path` is used in messages.
+    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(text, path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid =
+            |span: std::ops::Range<usize>, field: &str, message: String| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, span.start),
+                field: field.to_string(),
+                message,
+            };
+        for (field, v) in [("workers", &self.workers), ("partitions", &self.partitions)] {
+            if let Some(v) = v
+                && (*v.get_ref() == 0 || *v.get_ref() > 1024)
+            {
+                return Err(invalid(
+                    v.span(),
+                    field,
+                    format!("{} is out of range (accepted: 1 to 1024)", v.get_ref()),
+                ));
+            }
+        }
+        if let Some(i) = &self.batch.interval {
+            parse_duration(i.get_ref()).map_err(|m| invalid(i.span(), "batch.interval", m))?;
+        }
+        if let Some(m) = &self.batch.max_records
+            && *m.get_ref() == 0
+        {
+            return Err(invalid(
+                m.span(),
+                "batch.max_records",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                message: "no [[sources]]: a job needs at least one source".into(),
+            });
+        }
+        if self.sinks.is_empty() {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                message: "no [[sinks]]: a job needs at least one sink".into(),
+            });
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            match s.get_ref() {
+                SourceConfig::Directory { poll: Some(p), .. } => {
+                    parse_duration(p)
+                        .map_err(|m| invalid(s.span(), &format!("sources[{i}].poll"), m))?;
+                }
+                SourceConfig::Generator { rate: Some(0), .. } => {
+                    return Err(invalid(
+                        s.span(),
+                        &format!("sources[{i}].rate"),
+                        "must be at least 1 record per second (omit it for full speed)".into(),
+                    ));
+                }
+                SourceConfig::Socket { address }
+                    if address.parse::<std::net::SocketAddr>().is_err()
+                        && !address.contains(':') =>
+                {
+                    return Err(invalid(
+                        s.span(),
+                        &format!("sources[{i}].address"),
+                        format!("{address:?} is not host:port"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (i, op) in self.operators.iter().enumerate() {
+            let o = op.get_ref();
+            let field = format!("operators[{i}]");
+            match (&o.plugin, &o.builtin) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        op.span(),
+                        &field,
+                        "set either `plugin` or `builtin`, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        op.span(),
+                        &field,
+                        format!(
+                            "set `plugin` (a .wasm component) or `builtin` (one of: {})",
+                            BUILTINS.join(", ")
+                        ),
+                    ));
+                }
+                (None, Some(b)) if !BUILTINS.contains(&b.as_str()) => {
+                    return Err(invalid(
+                        op.span(),
+                        &format!("{field}.builtin"),
+                        format!("unknown built-in {b:?} (accepted: {})", BUILTINS.join(", ")),
+                    ));
+                }
+                (None, Some(_)) if !o.config.is_empty() => {
+                    return Err(invalid(
+                        op.span(),
+                        &format!("{field}.config"),
+                        "built-in operators take no settings".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            let name = op.get_ref().display_name();
+            if !names.insert(name.clone()) {
+                return Err(invalid(
+                    op.span(),
+                    &format!("operators[{i}].name"),
+                    format!("two operators are called {name:?}; give each a distinct `name`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch interval, if set.
+    pub fn interval(&self) -> Option<Duration> {
+        self.batch
+            .interval
+            .as_ref()
+            .and_then(|i| parse_duration(i.get_ref()).ok())
+    }
+}
+
+impl OperatorConfig {
+    /// The name used in logs and errors.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        if let Some(p) = &self.plugin {
+            return p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.display().to_string());
+        }
+        self.builtin.clone().unwrap_or_default()
+    }
+
+    /// The settings as the key/value strings `init` receives.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (accepted: a number with ms, s, m or h, like \"500ms\" or \"2s\")"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "{s:?} has unknown unit {other:?} (accepted: ms, s, m, h)"
+            ));
+        }
+    };
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl fmt::Display for PartitionBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PartitionBy::RoundRobin => "round-robin",
+            PartitionBy::Key => "key",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<JobConfig, ConfigError> {
+        JobConfig::from_str(text, Path::new("job.toml"))
+    }
+
+    const MINIMAL: &str = "[[sources]]\nkind = \"stdin\"\n[[sinks]]\nkind = \"stdout\"\n";
+
+    #[test]
+    fn minimal_job_parses() {
+        let cfg = parse(MINIMAL).unwrap();
+        assert_eq!(cfg.sources.len(), 1);
+        assert_eq!(cfg.partition_by, PartitionBy::RoundRobin);
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let err =
+            parse("[[sources]]\nkind = \"file\"\npaht = \"x\"\n[[sinks]]\nkind = \"stdout\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("job.toml"), "{err}");
+        // The line of the `[[sources]]` table holding the field, and the field.
+        assert!(err.contains("line 1"), "{err}");
+        assert!(
+            err.contains("unknown field `paht`, expected `path`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_source_kind_lists_accepted() {
+        let err = parse("[[sources]]\nkind = \"kafkaa\"\n[[sinks]]\nkind = \"stdout\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafkaa") && err.contains("generator"), "{err}");
+    }
+
+    #[test]
+    fn bad_interval_names_field_and_line() {
+        let err = parse(&format!("{MINIMAL}[batch]\ninterval = \"5 parsecs\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("job.toml:6: field `batch.interval`"),
+            "{err}"
+        );
+        assert!(err.contains("ms, s, m, h"), "{err}");
+    }
+
+    #[test]
+    fn operator_needs_plugin_or_builtin() {
+        let err = parse(&format!("{MINIMAL}[[operators]]\nname = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("operators[0]") && err.contains("builtin"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}[[operators]]\nbuiltin = \"sum\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown built-in \"sum\"") && err.contains("count"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_workers_rejected() {
+        let err = parse(&format!("workers = 0\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("job.toml:1: field `workers`"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn config_values_become_strings() {
+        let cfg = parse(&format!("{MINIMAL}[[operators]]\nplugin = \"a.wasm\"\nconfig = {{ n = 3, flag = true, s = \"x\" }}\n")).unwrap();
+        let mut pairs = cfg.operators[0].get_ref().config_pairs();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [
+                ("flag".into(), "true".into()),
+                ("n".into(), "3".into()),
+                ("s".into(), "x".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! Sluice: a stream processor whose transformations are WebAssembly components.
+//!
+//! A job reads records from sources, cuts them into micro-batches, spreads
+//! each batch over partitions, runs every partition batch through a chain of
+//! operators on a pool of CPU workers — one call into a Wasm component per
+//! partition batch, never per record — and writes the results to sinks.
+//!
+//! - [`config`]: the job file.
+//! - [`pipeline`]: builds and runs jobs (also from code, with [`pipeline::Job::builder`]).
+//! - [`runtime`]: the Wasm side — loading, checking, caching and instantiating components.
+//! - [`operator`]: the host-side operator trait, native operators and built-ins.
+//! - [`source`], [`sink`]: where records come from and go to.
+//! - [`partition`]: the one key → partition function.
+//! - [`batch`]: the columnar micro-batch, shared with the guest SDK.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod operator;
+pub mod partition;
+pub mod pipeline;
+pub mod runtime;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,188 @@
+//! CPU workers: dedicated threads that own operator instances and run a
+//! stage's chain over partition batches, off the async runtime.
+
+use crate::batch::{self, Batch};
+use crate::operator::{Operator, OperatorError};
+use crate::pipeline::JobError;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Work for a worker: one partition batch through one stage.
+pub(crate) struct Task {
+    pub batch_no: u64,
+    pub stage: usize,
+    pub partition: usize,
+    pub input: Batch,
+    pub reply: oneshot::Sender<Result<StageOutput, JobError>>,
+}
+
+/// A stage's output for one partition.
+pub(crate) struct StageOutput {
+    pub batch: Batch,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// A record diverted to the dead-letter file.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The operator that rejected it (or trapped on its batch).
+    pub operator: String,
+    /// The reason.
+    pub reason: String,
+    /// Micro-batch number.
+    pub batch_no: u64,
+    /// Partition.
+    pub partition: usize,
+    /// The record's key.
+    pub key: Option<Vec<u8>>,
+    /// The record's value.
+    pub value: Vec<u8>,
+    /// The record's timestamp.
+    pub timestamp: i64,
+}
+
+/// A worker's operators: `stages[s][i]` is operator `i` of stage `s`.
+pub(crate) struct WorkerOps {
+    pub worker: usize,
+    pub stages: Vec<Vec<(String, Box<dyn Operator>)>>,
+    pub dead_letter: bool,
+}
+
+/// How many times one batch may be retried after rejections before the
+/// operator is considered broken (it keeps rejecting records it was not
+/// given before).
+const MAX_REJECTION_ROUNDS: usize = 3;
+
+impl WorkerOps {
+    pub(crate) fn serve(
+        mut self,
+        tasks: crossbeam_channel::Receiver<Task>,
+        busy: Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        for task in tasks {
+            let started = std::time::Instant::now();
+            let result = self.run_chain(task.batch_no, task.stage, task.partition, task.input);
+            busy.fetch_add(
+                started.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            // The coordinator may have gone (job failed elsewhere); nothing to do then.
+            let _ = task.reply.send(result);
+        }
+    }
+
+    fn run_chain(
+        &mut self,
+        batch_no: u64,
+        stage: usize,
+        partition: usize,
+        mut input: Batch,
+    ) -> Result<StageOutput, JobError> {
+        let worker = self.worker;
+        let dead_letter = self.dead_letter;
+        let mut dead = Vec::new();
+        for (name, op) in &mut self.stages[stage] {
+            let mut rounds = 0;
+            loop {
+                if input.is_empty() {
+                    break;
+                }
+                match op.process(&mut input) {
+                    Ok(out) => {
+                        input = out;
+                        break;
+                    }
+                    Err(OperatorError::BadRecords(rejected)) => {
+                        rounds += 1;
+                        let bad_index = rejected.iter().find(|r| r.index as usize >= input.len());
+                        if rejected.is_empty()
+                            || bad_index.is_some()
+                            || rounds > MAX_REJECTION_ROUNDS
+                        {
+                            return Err(JobError::Operator {
+                                operator: name.clone(),
+                                worker,
+                                batch_no,
+                                partition,
+                                error: OperatorError::Host(format!(
+                                    "the operator reported bad records inconsistently ({} rejection(s), round {rounds}, index out of range: {:?})",
+                                    rejected.len(),
+                                    bad_index.map(|r| r.index)
+                                )),
+                            });
+                        }
+                        if !dead_letter {
+                            let first = &rejected[0];
+                            let record = input
+                                .get(first.index as usize)
+                                .map(|r| preview(r.value))
+                                .unwrap_or_default();
+                            return Err(JobError::Rejected {
+                                operator: name.clone(),
+                                batch_no,
+                                partition,
+                                index: first.index,
+                                reason: first.reason.clone(),
+                                record,
+                                more: rejected.len() - 1,
+                            });
+                        }
+                        for r in &rejected {
+                            if let Some(rec) = input.get(r.index as usize) {
+                                dead.push(DeadLetter {
+                                    operator: name.clone(),
+                                    reason: r.reason.clone(),
+                                    batch_no,
+                                    partition,
+                                    key: rec.key.map(<[u8]>::to_vec),
+                                    value: rec.value.to_vec(),
+                                    timestamp: rec.timestamp,
+                                });
+                            }
+                        }
+                        let indices: Vec<u32> = rejected.iter().map(|r| r.index).collect();
+                        input = batch::without(&input, &indices);
+                    }
+                    Err(OperatorError::Trap(reason)) if dead_letter => {
+                        // The instance was re-created; the batch that made it
+                        // trap goes to the dead-letter file, and work goes on.
+                        let why = format!("operator trapped on this record's batch: {reason}");
+                        for rec in input.iter() {
+                            dead.push(DeadLetter {
+                                operator: name.clone(),
+                                reason: why.clone(),
+                                batch_no,
+                                partition,
+                                key: rec.key.map(<[u8]>::to_vec),
+                                value: rec.value.to_vec(),
+                                timestamp: rec.timestamp,
+                            });
+                        }
+                        input = Batch::new();
+                    }
+                    Err(error) => {
+                        return Err(JobError::Operator {
+                            operator: name.clone(),
+                            worker,
+                            batch_no,
+                            partition,
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(StageOutput { batch: input, dead })
+    }
+}
+
+/// The start of a record's value, for error messages.
+pub(crate) fn preview(value: &[u8]) -> String {
+    const MAX: usize = 80;
+    let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned();
+    if value.len() > MAX {
+        format!("{text:?}...")
+    } else {
+        format!("{text:?}")
+    }
+}

@@ -1,0 +1,221 @@
+//! Where a guest's log lines, stdout and stderr go: the host log, tagged with
+//! job, operator and worker, and rate-limited per batch call.
+
+use std::sync::{Arc, Mutex};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+/// Lines an instance may log during one call before the rest are dropped.
+pub const MAX_LINES_PER_CALL: usize = 200;
+/// Bytes of stdout/stderr kept per call; the rest is dropped and counted.
+pub const MAX_OUTPUT_BYTES_PER_CALL: usize = 64 * 1024;
+/// How much of the most recent stderr text is kept to explain a trap.
+const STDERR_TAIL: usize = 4096;
+
+/// Identifies the emitter of a log line.
+#[derive(Debug, Clone)]
+pub struct LogTags {
+    /// Job name.
+    pub job: String,
+    /// Operator name within the job.
+    pub operator: String,
+    /// Worker index.
+    pub worker: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stderr_tail: Vec<u8>,
+    dropped_bytes: usize,
+}
+
+/// Collects one instance's output; [`GuestLog::flush`] forwards it.
+#[derive(Clone)]
+pub struct GuestLog {
+    tags: Arc<LogTags>,
+    shared: Arc<Mutex<Shared>>,
+    lines: usize,
+    dropped_lines: usize,
+}
+
+impl GuestLog {
+    /// A log for one instance.
+    pub fn new(tags: LogTags) -> Self {
+        GuestLog {
+            tags: Arc::new(tags),
+            shared: Arc::default(),
+            lines: 0,
+            dropped_lines: 0,
+        }
+    }
+
+    /// The tags of this instance.
+    pub fn tags(&self) -> &LogTags {
+        &self.tags
+    }
+
+    /// A line from the `log` import.
+    pub fn line(&mut self, level: tracing::Level, message: &str) {
+        self.lines += 1;
+        if self.lines > MAX_LINES_PER_CALL {
+            self.dropped_lines += 1;
+            return;
+        }
+        let t = &self.tags;
+        match level {
+            tracing::Level::ERROR => {
+                tracing::error!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+            }
+            tracing::Level::TRACE => {
+                tracing::trace!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+            }
+        }
+    }
+
+    /// A stream for the guest's stdout (`is_stderr == false`) or stderr.
+    pub fn stream(&self, is_stderr: bool) -> GuestStream {
+        GuestStream {
+            shared: self.shared.clone(),
+            is_stderr,
+        }
+    }
+
+    /// Forwards buffered stdout/stderr lines to the host log and reports what
+    /// was dropped. Called after every call into the guest.
+    pub fn flush(&mut self) {
+        let (stdout, stderr, dropped_bytes) = {
+            let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                std::mem::take(&mut s.stdout),
+                std::mem::take(&mut s.stderr),
+                std::mem::take(&mut s.dropped_bytes),
+            )
+        };
+        for (text, level) in [
+            (stdout, tracing::Level::INFO),
+            (stderr, tracing::Level::WARN),
+        ] {
+            for line in String::from_utf8_lossy(&text).lines() {
+                self.line(level, line);
+            }
+        }
+        let t = &self.tags;
+        if self.dropped_lines > 0 || dropped_bytes > 0 {
+            tracing::warn!(
+                target: "sluice::guest",
+                job = %t.job, operator = %t.operator, worker = t.worker,
+                "operator is logging too much: dropped {} line(s) and {} byte(s) of output in one call (limits: {} lines, {} bytes)",
+                self.dropped_lines, dropped_bytes, MAX_LINES_PER_CALL, MAX_OUTPUT_BYTES_PER_CALL
+            );
+        }
+        self.lines = 0;
+        self.dropped_lines = 0;
+    }
+
+    /// The last stderr text the guest wrote (a Rust panic message, typically),
+    /// then cleared.
+    pub fn take_stderr_tail(&self) -> String {
+        let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let tail = std::mem::take(&mut s.stderr_tail);
+        String::from_utf8_lossy(&tail).trim().to_string()
+    }
+}
+
+/// One of a guest's output streams.
+#[derive(Clone)]
+pub struct GuestStream {
+    shared: Arc<Mutex<Shared>>,
+    is_stderr: bool,
+}
+
+impl GuestStream {
+    fn append(&self, bytes: &[u8]) {
+        let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let used = s.stdout.len() + s.stderr.len();
+        let room = MAX_OUTPUT_BYTES_PER_CALL.saturating_sub(used);
+        let keep = bytes.len().min(room);
+        s.dropped_bytes += bytes.len() - keep;
+        if self.is_stderr {
+            s.stderr.extend_from_slice(&bytes[..keep]);
+            s.stderr_tail.extend_from_slice(bytes);
+            let excess = s.stderr_tail.len().saturating_sub(STDERR_TAIL);
+            s.stderr_tail.drain(..excess);
+        } else {
+            s.stdout.extend_from_slice(&bytes[..keep]);
+        }
+    }
+}
+
+impl IsTerminal for GuestStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestStream {
+    async fn ready(&mut self) {}
+}
+
+#[async_trait::async_trait]
+impl OutputStream for GuestStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        // Never fail the guest for writing: excess output is dropped and counted.
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.append(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

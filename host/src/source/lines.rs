@@ -1,0 +1,180 @@
+//! Line splitting shared by the file, stdin, directory and socket sources.
+
+use crate::batch::Batch;
+use crate::source::CHUNK_RECORDS;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+
+/// Milliseconds since the Unix epoch, the ingestion timestamp of line records.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Accumulates bytes and cuts them into line records.
+#[derive(Default)]
+pub(crate) struct LineSplitter {
+    partial: Vec<u8>,
+    chunk: Batch,
+}
+
+impl LineSplitter {
+    /// Appends bytes; complete lines become records.
+    pub(crate) fn push(&mut self, data: &[u8], ts: i64) {
+        let mut rest = data;
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            let (line, tail) = rest.split_at(pos);
+            if self.partial.is_empty() {
+                self.chunk.push(None, trim_cr(line), ts);
+            } else {
+                self.partial.extend_from_slice(line);
+                let whole = std::mem::take(&mut self.partial);
+                self.chunk.push(None, trim_cr(&whole), ts);
+            }
+            rest = &tail[1..];
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    /// Takes the complete records so far if there are at least `min`.
+    pub(crate) fn take_if(&mut self, min: usize) -> Option<Batch> {
+        (self.chunk.len() >= min.max(1)).then(|| std::mem::take(&mut self.chunk))
+    }
+
+    /// Ends the input: a last line without a newline becomes a record.
+    pub(crate) fn finish(&mut self, ts: i64) -> Option<Batch> {
+        if !self.partial.is_empty() {
+            let whole = std::mem::take(&mut self.partial);
+            self.chunk.push(None, trim_cr(&whole), ts);
+        }
+        self.take_if(1)
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Reads lines from a blocking reader until end of input or `stop`.
+pub(crate) fn read_lines(
+    mut reader: impl Read,
+    tx: &mpsc::Sender<Batch>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut splitter = LineSplitter::default();
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        splitter.push(&buf[..n], now_ms());
+        if let Some(chunk) = splitter.take_if(CHUNK_RECORDS)
+            && tx.blocking_send(chunk).is_err()
+        {
+            return Ok(()); // pipeline gone: shutting down
+        }
+    }
+    if let Some(chunk) = splitter.finish(now_ms()) {
+        let _ = tx.blocking_send(chunk);
+    }
+    Ok(())
+}
+
+/// Reads lines from a TCP server, reconnecting with backoff, until `stop`.
+pub(crate) async fn read_socket(
+    address: &str,
+    tx: &mpsc::Sender<Batch>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connect = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(address),
+        );
+        let stream = tokio::select! {
+            r = connect => r,
+            _ = crate::source::stopped(stop) => return,
+        };
+        match stream {
+            Ok(Ok(mut stream)) => {
+                tracing::info!("socket source connected to {address}");
+                backoff = Duration::from_millis(100);
+                let mut splitter = LineSplitter::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let read = tokio::select! {
+                        r = stream.read(&mut buf) => r,
+                        _ = crate::source::stopped(stop) => {
+                            if let Some(chunk) = splitter.take_if(1) {
+                                let _ = tx.send(chunk).await;
+                            }
+                            return;
+                        }
+                    };
+                    match read {
+                        Ok(0) | Err(_) => {
+                            if let Some(chunk) = splitter.finish(now_ms())
+                                && tx.send(chunk).await.is_err()
+                            {
+                                return;
+                            }
+                            tracing::warn!(
+                                "socket source: connection to {address} closed; reconnecting"
+                            );
+                            break;
+                        }
+                        Ok(n) => {
+                            splitter.push(&buf[..n], now_ms());
+                            // Forward what arrived now: a socket is a live stream.
+                            if let Some(chunk) = splitter.take_if(1)
+                                && tx.send(chunk).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(
+                "socket source: cannot connect to {address}: {e}; retrying in {backoff:?}"
+            ),
+            Err(_) => tracing::warn!(
+                "socket source: connecting to {address} timed out; retrying in {backoff:?}"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = crate::source::stopped(stop) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_across_pushes_and_strips_cr() {
+        let mut s = LineSplitter::default();
+        s.push(b"ab", 1);
+        s.push(b"c\r\nd\n\ne", 2);
+        let b = s.finish(3).unwrap();
+        let vals: Vec<_> = b.iter().map(|r| r.value.to_vec()).collect();
+        assert_eq!(
+            vals,
+            [b"abc".to_vec(), b"d".to_vec(), b"".to_vec(), b"e".to_vec()]
+        );
+    }
+}

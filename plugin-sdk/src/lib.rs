@@ -1,0 +1,295 @@
+//! Write [Sluice](https://example.invalid/sluice) stream operators in Rust.
+//!
+//! An operator is a type implementing [`Operator`], exported with
+//! [`export_operator!`] and built as a WebAssembly component:
+//!
+//! ```text
+//! cargo build --release --target wasm32-wasip2
+//! ```
+//!
+//! The host calls the component once per micro-batch of one partition, never
+//! once per record. The batch crosses the boundary as a few flat buffers
+//! ([`Batch`]); this crate hides that layout behind per-record views
+//! ([`Record`]) and an output builder ([`Output`]). Operators that want the last
+//! bit of speed override [`Operator::process_batch`] and work on whole buffers.
+//!
+//! # A complete operator
+//!
+//! ```
+//! use sluice_sdk::{export_operator, Config, Error, Operator, Output, Record};
+//!
+//! /// Keeps records whose value contains a configured word, upper-cased.
+//! pub struct ShoutIfContains {
+//!     word: Vec<u8>,
+//! }
+//!
+//! impl Operator for ShoutIfContains {
+//!     fn init(config: &Config) -> Result<Self, Error> {
+//!         config.allow_only(&["word"])?;
+//!         Ok(Self { word: config.require("word")?.as_bytes().to_vec() })
+//!     }
+//!
+//!     fn process_record(&mut self, record: Record<'_>, out: &mut Output) -> Result<(), String> {
+//!         if record.value.windows(self.word.len()).any(|w| w == self.word.as_slice()) {
+//!             out.emit_with(record.key, record.timestamp, |value| {
+//!                 value.extend(record.value.iter().map(u8::to_ascii_uppercase));
+//!             });
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_operator!(ShoutIfContains);
+//!
+//! // The same operator runs natively in a plain unit test, without Wasm:
+//! let mut harness = sluice_sdk::testing::Harness::<ShoutIfContains>::new(&[("word", "fox")]).unwrap();
+//! let out = harness.run_lines(&["the quick fox", "a lazy dog"]).unwrap();
+//! assert_eq!(out, ["THE QUICK FOX"]);
+//! ```
+//!
+//! # Building
+//!
+//! The plugin crate is a `cdylib` (plus `rlib` for native tests and
+//! benchmarks). A `.cargo/config.toml` in the plugin's workspace enables
+//! `simd128` for the Wasm target, which makes byte loops several times faster:
+//!
+//! ```toml
+//! [target.wasm32-wasip2]
+//! rustflags = ["-C", "target-feature=+simd128"]
+//! ```
+//!
+//! Errors follow the contract in `docs/operator-contract.md`: a record that
+//! cannot be processed is *rejected* (its reason reaches the dead-letter file),
+//! a bad setting is [`Error::BadConfig`], anything else is [`Error::Failed`].
+
+#![warn(missing_docs)]
+
+// The generated bindings refer to this crate by name, from inside it too.
+extern crate self as sluice_sdk;
+
+mod batch;
+mod config;
+pub mod testing;
+
+pub use batch::{Batch, Output, Record};
+pub use config::Config;
+
+/// Bindings generated from the WIT contract (`wit/operator.wit`).
+///
+/// Operators do not use these directly; [`export_operator!`] wires an
+/// [`Operator`] to them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "transform",
+        pub_export_macro: true,
+        export_macro_name: "__export_transform_world",
+        default_bindings_module: "sluice_sdk::bindings",
+        runtime_path: "sluice_sdk::__private::wit_bindgen_rt",
+    });
+}
+
+/// A record that an operator could not process, by index in its input batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Index of the record in the input batch.
+    pub index: u32,
+    /// Why the record was rejected.
+    pub reason: String,
+}
+
+/// An operator's error, as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The configuration is unusable; the job does not start.
+    BadConfig(String),
+    /// These input records cannot be processed. Prefer [`Output::reject`],
+    /// which builds this error for you.
+    BadRecords(Vec<RecordError>),
+    /// The operator failed as a whole; the job stops with this message.
+    Failed(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::BadConfig(m) => write!(f, "bad configuration: {m}"),
+            Error::BadRecords(rs) => {
+                write!(f, "{} bad record(s)", rs.len())?;
+                if let Some(first) = rs.first() {
+                    write!(f, ", first at index {}: {}", first.index, first.reason)?;
+                }
+                Ok(())
+            }
+            Error::Failed(m) => write!(f, "operator failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A stream operator: a map, flatMap, filter or key-by step.
+///
+/// One value of the implementing type lives in each Wasm instance; the host
+/// keeps one instance per (operator, worker), so `&mut self` is never shared
+/// between threads and may hold caches or counters.
+pub trait Operator: Sized + 'static {
+    /// Builds the operator from its settings in the job file.
+    ///
+    /// Return [`Error::BadConfig`] (for example through [`Config::require`] or
+    /// [`Config::allow_only`]) to refuse them.
+    fn init(config: &Config) -> Result<Self, Error>;
+
+    /// Handles one input record, emitting zero or more output records to `out`.
+    ///
+    /// Return `Err(reason)` to reject the record: the host sends it to the
+    /// dead-letter file with `reason` (or stops the job when there is none).
+    fn process_record(&mut self, record: Record<'_>, out: &mut Output) -> Result<(), String>;
+
+    /// Handles a whole batch. The default calls [`Operator::process_record`]
+    /// for each record in order; override it to work on the flat buffers
+    /// directly when that is faster.
+    fn process_batch(&mut self, input: &Batch, out: &mut Output) -> Result<(), Error> {
+        for record in input.iter() {
+            if let Err(reason) = self.process_record(record, out) {
+                out.reject(record.index, reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a line to the host log, tagged with the job, operator and worker.
+///
+/// Natively (in unit tests) the line goes to standard error.
+pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use bindings::sluice::operator::host;
+        let level = match level {
+            Level::Trace => host::Level::Trace,
+            Level::Debug => host::Level::Debug,
+            Level::Info => host::Level::Info,
+            Level::Warn => host::Level::Warn,
+            Level::Error => host::Level::Error,
+        };
+        host::log(level, message);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    testing::capture_log(level, message);
+}
+
+/// Severity of a [`log`] line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Very detailed tracing.
+    Trace,
+    /// Developer details.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Recovered from something unexpected.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Exports an [`Operator`] as the component's `transformer` interface.
+///
+/// Use it once per plugin crate, at the crate root. On non-Wasm targets it
+/// expands to nothing, so the crate can also be linked natively for tests and
+/// benchmarks.
+#[macro_export]
+macro_rules! export_operator {
+    ($op:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::bindings::exports::sluice::operator::transformer as __t;
+            struct __SluiceExport;
+            ::std::thread_local! {
+                static __STATE: ::core::cell::RefCell<::core::option::Option<$op>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+            impl __t::Guest for __SluiceExport {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), __t::Error> {
+                    __STATE.with(|s| $crate::__private::init::<$op>(s, config))
+                }
+                fn process(input: __t::Batch) -> ::core::result::Result<__t::Batch, __t::Error> {
+                    __STATE.with(|s| $crate::__private::process::<$op>(s, input))
+                }
+            }
+            $crate::bindings::__export_transform_world!(__SluiceExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen::rt as wit_bindgen_rt;
+
+    use crate::bindings::exports::sluice::operator::transformer as t;
+    use crate::{Batch, Config, Error, Operator, Output};
+    use std::cell::RefCell;
+
+    pub fn init<T: Operator>(
+        slot: &RefCell<Option<T>>,
+        config: Vec<(String, String)>,
+    ) -> Result<(), t::Error> {
+        let op = T::init(&Config::new(config)).map_err(to_wit)?;
+        *slot.borrow_mut() = Some(op);
+        Ok(())
+    }
+
+    pub fn process<T: Operator>(
+        slot: &RefCell<Option<T>>,
+        input: t::Batch,
+    ) -> Result<t::Batch, t::Error> {
+        let mut slot = slot.borrow_mut();
+        let op = slot
+            .as_mut()
+            .ok_or_else(|| t::Error::Failed("process called before init".into()))?;
+        let input = Batch {
+            keys: input.keys,
+            key_ends: input.key_ends,
+            key_present: input.key_present,
+            values: input.values,
+            value_ends: input.value_ends,
+            timestamps: input.timestamps,
+        };
+        let out = run(op, &input).map_err(to_wit)?;
+        Ok(t::Batch {
+            keys: out.keys,
+            key_ends: out.key_ends,
+            key_present: out.key_present,
+            values: out.values,
+            value_ends: out.value_ends,
+            timestamps: out.timestamps,
+        })
+    }
+
+    /// The one place that turns `process_batch` plus rejections into the
+    /// contract's result; the native harness uses it too.
+    pub fn run<T: Operator>(op: &mut T, input: &Batch) -> Result<Batch, Error> {
+        let mut out = Output::with_capacity_for(input);
+        op.process_batch(input, &mut out)?;
+        out.finish()
+    }
+
+    fn to_wit(e: Error) -> t::Error {
+        match e {
+            Error::BadConfig(m) => t::Error::BadConfig(m),
+            Error::Failed(m) => t::Error::Failed(m),
+            Error::BadRecords(rs) => t::Error::BadRecords(
+                rs.into_iter()
+                    .map(|r| crate::bindings::sluice::operator::types::RecordError {
+                        index: r.index,
+                        reason: r.reason,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `split-words`: a flatMap from lines to words.
+//!
+//! Splits each value on ASCII whitespace and emits one record per non-empty
+//! word, keyed by the word (so a following `count` groups by word). Settings:
+//!
+//! - `lowercase` (`true`/`false`, default `false`): lower-case ASCII letters.
+//! - `keyed` (`true`/`false`, default `true`): set the word as the key.
+
+use sluice_sdk::{Config, Error, Operator, Output, Record, export_operator};
+
+/// Splits lines into words.
+pub struct SplitWords {
+    lowercase: bool,
+    keyed: bool,
+}
+
+impl Operator for SplitWords {
+    fn init(config: &Config) -> Result<Self, Error> {
+        config.allow_only(&["lowercase", "keyed"])?;
+        Ok(SplitWords {
+            lowercase: config.parse("lowercase")?.unwrap_or(false),
+            keyed: config.parse("keyed")?.unwrap_or(true),
+        })
+    }
+
+    fn process_record(&mut self, record: Record<'_>, out: &mut Output) -> Result<(), String> {
+        let mut lowered = Vec::new();
+        for word in record
+            .value
+            .split(u8::is_ascii_whitespace)
+            .filter(|w| !w.is_empty())
+        {
+            let word = if self.lowercase {
+                lowered.clear();
+                lowered.extend(word.iter().map(u8::to_ascii_lowercase));
+                lowered.as_slice()
+            } else {
+                word
+            };
+            let key = self.keyed.then_some(word);
+            out.emit(key, word, record.timestamp);
+        }
+        Ok(())
+    }
+}
+
+export_operator!(SplitWords);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::Batch;
+    use sluice_sdk::testing::Harness;
+
+    #[test]
+    fn splits_on_whitespace_and_keys_by_word() {
+        let mut h = Harness::<SplitWords>::new(&[]).unwrap();
+        let out = h
+            .run(&Batch::from_values(["  the quick\tfox ", "", "fox"], 5))
+            .unwrap();
+        let words: Vec<_> = out
+            .iter()
+            .map(|r| (r.key.unwrap(), r.value, r.timestamp))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                (&b"the"[..], &b"the"[..], 5),
+                (b"quick", b"quick", 5),
+                (b"fox", b"fox", 5),
+                (b"fox", b"fox", 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn lowercase_and_unkeyed() {
+        let mut h =
+            Harness::<SplitWords>::new(&[("lowercase", "true"), ("keyed", "false")]).unwrap();
+        let out = h.run(&Batch::from_values(["The FOX"], 0)).unwrap();
+        assert_eq!(
+            out.iter().map(|r| (r.key, r.value)).collect::<Vec<_>>(),
+            [(None, &b"the"[..]), (None, b"fox")]
+        );
+    }
+
+    #[test]
+    fn bad_boolean_is_a_config_error() {
+        let err = Harness::<SplitWords>::new(&[("lowercase", "yes")])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("lowercase"), "{err}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The cost of the Wasm boundary: the same operators as Wasm components in
+//! the host and as native code (the plugin crates linked directly, run by the
+//! SDK's native harness on the same columnar batches), side by side in one
+//! run, at several batch sizes.
+//!
+//! Run: `cargo bench -p sluice-tests --bench boundary`
+//! (set `SLUICE_BENCH_RECORDS` to change the records per measurement).
+
+use sluice::batch::Batch;
+use sluice::operator::Operator;
+use sluice::runtime::{LogTags, Runtime, WasmOperator};
+use sluice::source::Generator;
+use sluice_sdk::testing::Harness;
+use sluice_tests::guests;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const BATCH_SIZES: [usize; 4] = [1, 64, 1024, 8192];
+const VALUE_SIZE: usize = 100;
+/// The filter keeps records containing this (about one in six).
+const PATTERN: &str = "QU";
+
+fn batches(size: usize, total: usize) -> Vec<Batch> {
+    let g = Generator::new(42, VALUE_SIZE, None);
+    let n_batches = total.div_ceil(size).min(4096.max(1_000_000 / size)).max(1);
+    let distinct = n_batches.min(64);
+    (0..distinct)
+        .map(|b| {
+            let mut batch = Batch::new();
+            for i in 0..size {
+                g.record((b * size + i) as u64, 0, &mut batch);
+            }
+            batch
+        })
+        .collect()
+}
+
+/// Runs `f` over the batches (cycling) until `total` records went through;
+/// returns records per second.
+fn measure(input: &mut [Batch], total: usize, mut f: impl FnMut(&mut Batch) -> usize) -> f64 {
+    // Warm up: caches, allocator, lazily compiled paths.
+    for b in input.iter_mut().take(8) {
+        black_box(f(b));
+    }
+    let size = input[0].len();
+    let rounds = total.div_ceil(size);
+    let started = Instant::now();
+    let mut kept = 0;
+    for i in 0..rounds {
+        let n = input.len();
+        kept += f(&mut input[i % n]);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    black_box(kept);
+    (rounds * size) as f64 / secs
+}
+
+fn wasm(runtime: &Runtime, path: &str, config: &[(&str, &str)]) -> WasmOperator {
+    let plugin = runtime.load(path.as_ref()).expect("load plugin");
+    let tags = LogTags {
+        job: "bench".into(),
+        operator: path.into(),
+        worker: 0,
+    };
+    let config: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    plugin.instantiate(tags, &config).expect("instantiate")
+}
+
+fn main() {
+    let total: usize = std::env::var("SLUICE_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::with_cache_dir(Some(cache.path().to_path_buf())).expect("engine");
+
+    println!(
+        "Wasm boundary benchmark: {VALUE_SIZE}-byte records, one core, {total} records per measurement"
+    );
+    println!(
+        "{:<18} {:>6} {:>14} {:>14} {:>12}",
+        "pipeline", "batch", "native rec/s", "wasm rec/s", "wasm/native"
+    );
+    let started = Instant::now();
+    for pipeline in ["uppercase+filter", "split-words"] {
+        for size in BATCH_SIZES {
+            // Per-record calls are slow by design; fewer of them keep the run short.
+            let total = if size == 1 { total / 10 } else { total };
+            let mut input = batches(size, total);
+            let (native, wasm_rps) = match pipeline {
+                "uppercase+filter" => {
+                    let mut up = Harness::<sluice_plugin_uppercase::Uppercase>::new(&[]).unwrap();
+                    let mut grep =
+                        Harness::<sluice_plugin_grep::Grep>::new(&[("pattern", PATTERN)]).unwrap();
+                    let native = measure(&mut input, total, |b| {
+                        grep.run(&up.run(b).unwrap()).unwrap().len()
+                    });
+                    let mut up = wasm(&runtime, guests::UPPERCASE, &[]);
+                    let mut grep = wasm(&runtime, guests::GREP, &[("pattern", PATTERN)]);
+                    let w = measure(&mut input, total, |b| {
+                        grep.process(&mut up.process(b).unwrap()).unwrap().len()
+                    });
+                    (native, w)
+                }
+                _ => {
+                    let mut split =
+                        Harness::<sluice_plugin_split_words::SplitWords>::new(&[]).unwrap();
+                    let native = measure(&mut input, total, |b| split.run(b).unwrap().len());
+                    let mut split = wasm(&runtime, guests::SPLIT_WORDS, &[]);
+                    let w = measure(&mut input, total, |b| split.process(b).unwrap().len());
+                    (native, w)
+                }
+            };
+            println!(
+                "{pipeline:<18} {size:>6} {:>14} {:>14} {:>11.2}x",
+                human(native),
+                human(wasm_rps),
+                native / wasm_rps
+            );
+        }
+    }
+    println!(
+        "(wasm/native = how many times longer the Wasm component takes; target <= 1.3x at batch 1024)"
+    );
+    println!(
+        "total {:.1?}",
+        Duration::from_secs_f64(started.elapsed().as_secs_f64())
+    );
+}
+
+fn human(rps: f64) -> String {
+    if rps >= 1e6 {
+        format!("{:.2} M", rps / 1e6)
+    } else {
+        format!("{:.0} K", rps / 1e3)
+    }
+}
