@@ -149,8 +149,9 @@ pub trait Operator: Sized + 'static {
 
     /// Handles a whole batch. The default calls [`Operator::process_record`]
     /// for each record in order; override it to work on the flat buffers
-    /// directly when that is faster.
-    fn process_batch(&mut self, input: &Batch, out: &mut Output) -> Result<(), Error> {
+    /// directly when that is faster. The batch is owned: a map that keeps
+    /// record boundaries can change it in place and move it to `out.batch`.
+    fn process_batch(&mut self, input: Batch, out: &mut Output) -> Result<(), Error> {
         for record in input.iter() {
             if let Err(reason) = self.process_record(record, out) {
                 out.reject(record.index, reason);
@@ -259,7 +260,7 @@ pub mod __private {
             value_ends: input.value_ends,
             timestamps: input.timestamps,
         };
-        let out = run(op, &input).map_err(to_wit)?;
+        let out = run(op, input).map_err(to_wit)?;
         Ok(t::Batch {
             keys: out.keys,
             key_ends: out.key_ends,
@@ -272,8 +273,8 @@ pub mod __private {
 
     /// The one place that turns `process_batch` plus rejections into the
     /// contract's result; the native harness uses it too.
-    pub fn run<T: Operator>(op: &mut T, input: &Batch) -> Result<Batch, Error> {
-        let mut out = Output::with_capacity_for(input);
+    pub fn run<T: Operator>(op: &mut T, input: Batch) -> Result<Batch, Error> {
+        let mut out = Output::with_capacity_for(&input);
         op.process_batch(input, &mut out)?;
         out.finish()
     }

@@ -34,8 +34,14 @@ impl<T: Operator> Harness<T> {
         })
     }
 
-    /// Processes one batch, as one `process` call of the host would.
+    /// Processes a copy of one batch, as one `process` call of the host
+    /// would (the host, too, hands the operator its own copy).
     pub fn run(&mut self, input: &Batch) -> Result<Batch, Error> {
+        self.run_owned(input.clone())
+    }
+
+    /// Processes one batch, consuming it.
+    pub fn run_owned(&mut self, input: Batch) -> Result<Batch, Error> {
         crate::__private::run(&mut self.op, input)
     }
 

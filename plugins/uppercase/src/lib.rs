@@ -1,8 +1,9 @@
 //! `uppercase`: a map that upper-cases ASCII letters of each value.
 //!
 //! Keys and timestamps pass through unchanged. Works on the whole batch at
-//! once: the value buffer is copied in one go and converted in place, which
-//! the compiler turns into SIMD code; record boundaries do not move.
+//! once: the value buffer is converted in place, in one loop that the
+//! compiler turns into SIMD code; record boundaries do not move, so the input
+//! batch becomes the output batch without a copy.
 
 use sluice_sdk::{Batch, Config, Error, Operator, Output, Record, export_operator};
 
@@ -24,13 +25,9 @@ impl Operator for Uppercase {
         Ok(())
     }
 
-    fn process_batch(&mut self, input: &Batch, out: &mut Output) -> Result<(), Error> {
-        let mut values = input.values.clone();
-        values.make_ascii_uppercase();
-        out.batch = Batch {
-            values,
-            ..input.clone()
-        };
+    fn process_batch(&mut self, mut input: Batch, out: &mut Output) -> Result<(), Error> {
+        input.values.make_ascii_uppercase();
+        out.batch = input;
         Ok(())
     }
 }
