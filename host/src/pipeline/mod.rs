@@ -503,6 +503,11 @@ impl Job {
                 }
             }
         }
+        // Sources also watch the stop signal and may end first, closing the
+        // channel before the branch above sees the signal.
+        if *stop.borrow() {
+            coordinator.summary.interrupted = true;
+        }
         if result.is_ok() {
             result = coordinator.cut(&mut pending).await;
         }
@@ -521,8 +526,10 @@ impl Job {
             .await
             .map_err(|e| JobError::Invalid(e.to_string()))?
             .map_err(|_| JobError::Invalid("sink thread panicked".into()))?;
-        result?;
+        // A failed sink makes the coordinator fail too ("sink thread
+        // stopped"); report the sink's own error, the cause.
         let written = sink_result?;
+        result?;
         summary.records_out = written.records;
         summary.dead_lettered = written.dead;
         summary.elapsed = started.elapsed();
@@ -778,7 +785,7 @@ impl Coordinator {
         let input = std::mem::take(pending);
         let batch_no = self.summary.batches;
         self.summary.batches += 1;
-        let mut parts = self.partition_input(&input);
+        let mut parts = self.partition_input(input);
         let mut dead = Vec::new();
         for s in 0..self.stages.len() {
             if self.stages[s].keyed {
@@ -806,13 +813,12 @@ impl Coordinator {
         Ok(())
     }
 
-    fn partition_input(&mut self, input: &Batch) -> Vec<Batch> {
+    fn partition_input(&mut self, input: Batch) -> Vec<Batch> {
         let n = self.job.partitions;
-        let mut parts = vec![Batch::new(); n];
         if n == 1 {
-            parts[0] = input.clone();
-            return parts;
+            return vec![input];
         }
+        let mut parts = vec![Batch::new(); n];
         for r in input.iter() {
             let p = match (self.job.partition_by, r.key) {
                 (PartitionBy::Key, Some(k)) => partition::for_key(k, n as u32) as usize,

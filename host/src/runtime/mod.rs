@@ -526,19 +526,23 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
         None => format!("{err:#}"),
     };
     let mut out = kind;
-    let panic = log.take_stderr_tail();
-    if let Some(line) = panic
-        .lines()
-        .rev()
-        .find(|l| l.contains("panicked at") || !l.trim().is_empty())
-    {
-        let idx = panic
-            .find("panicked at")
-            .unwrap_or(panic.len() - line.len());
-        let msg: String = panic[idx..]
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+    // A Rust guest prints its panic message to stderr just before trapping;
+    // otherwise the last thing it wrote is the best explanation there is.
+    let stderr = log.take_stderr_tail();
+    let explanation = match stderr.find("panicked at") {
+        Some(i) => Some(&stderr[i..]),
+        None => stderr.lines().rev().find(|l| !l.trim().is_empty()),
+    };
+    if let Some(text) = explanation {
+        let mut msg = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if msg.len() > 500 {
+            let cut = (0..=500)
+                .rev()
+                .find(|i| msg.is_char_boundary(*i))
+                .unwrap_or(0);
+            msg.truncate(cut);
+            msg.push_str("...");
+        }
         out.push_str(&format!("; guest stderr: {msg}"));
     }
     if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
