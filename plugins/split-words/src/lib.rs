@@ -1,8 +1,12 @@
 //! `split-words`: a flatMap from lines to words.
 //!
-//! Splits each value on ASCII whitespace and emits one record per non-empty
-//! word, keyed by the word (so a following `count` groups by word). Settings:
+//! Splits each value into words and emits one record per non-empty word,
+//! keyed by the word (so a following `count` groups by word). Settings:
 //!
+//! - `split_on` (`whitespace` or `non-alphanumeric`, default `whitespace`):
+//!   what separates words. `non-alphanumeric` also drops punctuation: any byte
+//!   that is not an ASCII letter or digit, or part of a non-ASCII character,
+//!   separates words.
 //! - `lowercase` (`true`/`false`, default `false`): lower-case ASCII letters.
 //! - `keyed` (`true`/`false`, default `true`): set the word as the key.
 
@@ -10,14 +14,30 @@ use sluice_sdk::{Config, Error, Operator, Output, Record, export_operator};
 
 /// Splits lines into words.
 pub struct SplitWords {
+    separator: fn(&u8) -> bool,
     lowercase: bool,
     keyed: bool,
 }
 
+fn is_separator_punct(b: &u8) -> bool {
+    // Bytes >= 0x80 belong to non-ASCII characters, which are kept whole.
+    !(b.is_ascii_alphanumeric() || *b >= 0x80)
+}
+
 impl Operator for SplitWords {
     fn init(config: &Config) -> Result<Self, Error> {
-        config.allow_only(&["lowercase", "keyed"])?;
+        config.allow_only(&["split_on", "lowercase", "keyed"])?;
+        let separator = match config.get("split_on").unwrap_or("whitespace") {
+            "whitespace" => u8::is_ascii_whitespace,
+            "non-alphanumeric" => is_separator_punct,
+            other => {
+                return Err(Error::BadConfig(format!(
+                    "setting `split_on` = {other:?} is not valid (accepted: whitespace, non-alphanumeric)"
+                )));
+            }
+        };
         Ok(SplitWords {
+            separator,
             lowercase: config.parse("lowercase")?.unwrap_or(false),
             keyed: config.parse("keyed")?.unwrap_or(true),
         })
@@ -25,11 +45,7 @@ impl Operator for SplitWords {
 
     fn process_record(&mut self, record: Record<'_>, out: &mut Output) -> Result<(), String> {
         let mut lowered = Vec::new();
-        for word in record
-            .value
-            .split(u8::is_ascii_whitespace)
-            .filter(|w| !w.is_empty())
-        {
+        for word in record.value.split(self.separator).filter(|w| !w.is_empty()) {
             let word = if self.lowercase {
                 lowered.clear();
                 lowered.extend(word.iter().map(u8::to_ascii_lowercase));
@@ -81,6 +97,25 @@ mod tests {
         assert_eq!(
             out.iter().map(|r| (r.key, r.value)).collect::<Vec<_>>(),
             [(None, &b"the"[..]), (None, b"fox")]
+        );
+    }
+
+    #[test]
+    fn split_on_non_alphanumeric_drops_punctuation() {
+        let mut h =
+            Harness::<SplitWords>::new(&[("split_on", "non-alphanumeric"), ("keyed", "false")])
+                .unwrap();
+        assert_eq!(
+            h.run_lines(&["It was -- in short, the café's \"best\"!"])
+                .unwrap(),
+            ["It", "was", "in", "short", "the", "café", "s", "best"]
+        );
+        let err = Harness::<SplitWords>::new(&[("split_on", "commas")])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("whitespace, non-alphanumeric"),
+            "{err}"
         );
     }
 
