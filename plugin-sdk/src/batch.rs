@@ -175,7 +175,21 @@ impl Batch {
             ));
         }
         check_ends("value-ends", &self.value_ends, self.values.len())?;
-        check_ends("key-ends", &self.key_ends, self.keys.len())
+        check_ends("key-ends", &self.key_ends, self.keys.len())?;
+        // An absent key has an empty span, so readers that ignore
+        // `key-present` still see no key bytes for it.
+        let mut start = 0;
+        for (i, &end) in self.key_ends.iter().enumerate() {
+            let present = self.key_present.get(i).is_some_and(|p| *p != 0);
+            if !present && end != start {
+                return Err(format!(
+                    "record {i} has no key but a key span of {} byte(s)",
+                    end - start
+                ));
+            }
+            start = end;
+        }
+        Ok(())
     }
 }
 
@@ -293,6 +307,14 @@ mod tests {
             b.iter().map(|r| r.value).collect::<Vec<_>>(),
             [b"x" as &[u8], b"yz"]
         );
+    }
+
+    #[test]
+    fn validate_catches_key_bytes_without_key() {
+        let mut b = Batch::from_values(["a"], 0);
+        b.keys = b"k".to_vec();
+        b.key_ends = vec![1];
+        assert!(b.validate().unwrap_err().contains("no key but a key span"));
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub trait Operator: Sized + 'static {
 
 /// Writes a line to the host log, tagged with the job, operator and worker.
 ///
-/// Natively (in unit tests) the line goes to standard error.
+/// Natively (in unit tests) the line is kept for [`testing::take_log`].
 pub fn log(level: Level, message: &str) {
     #[cfg(target_arch = "wasm32")]
     {
