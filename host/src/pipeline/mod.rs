@@ -33,7 +33,7 @@
 
 mod worker;
 
-pub use worker::DeadLetter;
+pub use worker::{DeadLetter, preview};
 
 use crate::batch::{self, Batch};
 use crate::config::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
@@ -201,6 +201,9 @@ pub fn default_workers() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// How long a stopping job waits for its sources to hand over what they read.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Default batch interval when neither an interval nor a record bound is set.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -493,11 +496,23 @@ impl Job {
                 },
                 _ = source::stopped(&mut stop_rx) => {
                     coordinator.summary.interrupted = true;
-                    // Take what the sources already handed over, then stop.
-                    while let Ok(chunk) = chunk_rx.try_recv() {
-                        coordinator.summary.records_in += chunk.len() as u64;
-                        coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
-                        batch::append(&mut pending, &chunk);
+                    // Sources stop at the signal and hand over what they had
+                    // read; take all of it. A source stuck in a blocking read
+                    // (stdin) gets a grace period, not a veto.
+                    let grace = tokio::time::sleep(STOP_GRACE);
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            chunk = chunk_rx.recv() => match chunk {
+                                Some(chunk) => {
+                                    coordinator.summary.records_in += chunk.len() as u64;
+                                    coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
+                                    batch::append(&mut pending, &chunk);
+                                }
+                                None => break,
+                            },
+                            _ = &mut grace => break,
+                        }
                     }
                     break;
                 }
@@ -507,6 +522,12 @@ impl Job {
         // channel before the branch above sees the signal.
         if *stop.borrow() {
             coordinator.summary.interrupted = true;
+        }
+        // What is left, still within the record bound per batch.
+        while result.is_ok() && pending.len() > max {
+            let (mut head, tail) = split_at(&pending, max);
+            pending = tail;
+            result = coordinator.cut(&mut head).await;
         }
         if result.is_ok() {
             result = coordinator.cut(&mut pending).await;

@@ -82,6 +82,7 @@ impl WorkerOps {
         let dead_letter = self.dead_letter;
         let mut dead = Vec::new();
         for (name, op) in &mut self.stages[stage] {
+            op.begin_batch(batch_no);
             let mut rounds = 0;
             loop {
                 if input.is_empty() {
@@ -92,8 +93,11 @@ impl WorkerOps {
                         input = out;
                         break;
                     }
-                    Err(OperatorError::BadRecords(rejected)) => {
+                    Err(OperatorError::BadRecords(mut rejected)) => {
                         rounds += 1;
+                        // One entry per record, the first reason given.
+                        rejected.sort_by_key(|r| r.index);
+                        rejected.dedup_by_key(|r| r.index);
                         let bad_index = rejected.iter().find(|r| r.index as usize >= input.len());
                         if rejected.is_empty()
                             || bad_index.is_some()
@@ -176,8 +180,8 @@ impl WorkerOps {
     }
 }
 
-/// The start of a record's value, for error messages.
-pub(crate) fn preview(value: &[u8]) -> String {
+/// The start of a record's value, quoted, for error messages.
+pub fn preview(value: &[u8]) -> String {
     const MAX: usize = 80;
     let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned();
     if value.len() > MAX {

@@ -69,6 +69,10 @@ pub(crate) fn read_lines(
     let mut splitter = LineSplitter::default();
     loop {
         if *stop.borrow() {
+            // Hand over the complete lines already read; they count as read.
+            if let Some(chunk) = splitter.take_if(1) {
+                let _ = tx.blocking_send(chunk);
+            }
             return Ok(());
         }
         let n = match reader.read(&mut buf) {
