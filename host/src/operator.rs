@@ -43,6 +43,10 @@ pub trait Operator: Send {
     /// Processes one partition batch. `input` is left as it was on return
     /// (implementations may borrow its buffers during the call).
     fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError>;
+
+    /// Tells the operator which micro-batch the next calls belong to (used
+    /// to tag its log lines).
+    fn begin_batch(&mut self, _batch_no: u64) {}
 }
 
 /// Creates one [`Operator`] instance per worker.

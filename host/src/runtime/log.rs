@@ -1,6 +1,7 @@
 //! Where a guest's log lines, stdout and stderr go: the host log, tagged with
 //! job, operator and worker, and rate-limited per batch call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -36,9 +37,14 @@ struct Shared {
 pub struct GuestLog {
     tags: Arc<LogTags>,
     shared: Arc<Mutex<Shared>>,
+    /// Micro-batch being processed, shared by the clones of this log.
+    batch: Arc<AtomicU64>,
     lines: usize,
     dropped_lines: usize,
 }
+
+/// The batch number logged while an instance initialises, before any batch.
+const NO_BATCH: u64 = u64::MAX;
 
 impl GuestLog {
     /// A log for one instance.
@@ -46,9 +52,15 @@ impl GuestLog {
         GuestLog {
             tags: Arc::new(tags),
             shared: Arc::default(),
+            batch: Arc::new(AtomicU64::new(NO_BATCH)),
             lines: 0,
             dropped_lines: 0,
         }
+    }
+
+    /// Tags the following lines with micro-batch `batch_no`.
+    pub fn set_batch(&self, batch_no: u64) {
+        self.batch.store(batch_no, Ordering::Relaxed);
     }
 
     /// The tags of this instance.
@@ -64,21 +76,25 @@ impl GuestLog {
             return;
         }
         let t = &self.tags;
+        let batch = match self.batch.load(Ordering::Relaxed) {
+            NO_BATCH => "init".to_string(),
+            n => n.to_string(),
+        };
         match level {
             tracing::Level::ERROR => {
-                tracing::error!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+                tracing::error!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, batch = %batch, "{message}")
             }
             tracing::Level::WARN => {
-                tracing::warn!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+                tracing::warn!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, batch = %batch, "{message}")
             }
             tracing::Level::INFO => {
-                tracing::info!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+                tracing::info!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, batch = %batch, "{message}")
             }
             tracing::Level::DEBUG => {
-                tracing::debug!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+                tracing::debug!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, batch = %batch, "{message}")
             }
             tracing::Level::TRACE => {
-                tracing::trace!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, "{message}")
+                tracing::trace!(target: "sluice::guest", job = %t.job, operator = %t.operator, worker = t.worker, batch = %batch, "{message}")
             }
         }
     }
@@ -106,7 +122,10 @@ impl GuestLog {
             (stdout, tracing::Level::INFO),
             (stderr, tracing::Level::WARN),
         ] {
-            for line in String::from_utf8_lossy(&text).lines() {
+            for line in String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
                 self.line(level, line);
             }
         }

@@ -40,12 +40,12 @@ pub const TRANSFORM_EXPORT: &str = "sluice:operator/transformer@0.1.0";
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read plugin {path}: {source}")]
+    #[error("cannot read plugin {path}: {error}")]
     Read {
         /// The plugin file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a usable component; the message says why.
     #[error("{path}: {message}")]
@@ -147,9 +147,9 @@ impl Runtime {
 
     /// Compiles (or loads from cache) and checks the component at `path`.
     pub fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         self.load_bytes(&bytes, path)
     }
@@ -437,7 +437,13 @@ impl WasmOperator {
 }
 
 impl Operator for WasmOperator {
+    fn begin_batch(&mut self, batch_no: u64) {
+        self.log.set_batch(batch_no);
+    }
+
     fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+        // Only what the guest writes during this call may explain a trap in it.
+        self.log.take_stderr_tail();
         let instance = self.ensure_instance()?;
         // Move the buffers into the binding's record for the call and back
         // afterwards: lowering copies them into guest memory once, and the
@@ -530,7 +536,12 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
     // otherwise the last thing it wrote is the best explanation there is.
     let stderr = log.take_stderr_tail();
     let explanation = match stderr.find("panicked at") {
-        Some(i) => Some(&stderr[i..]),
+        Some(i) => Some(
+            stderr[i..]
+                .split("\nnote: run with `RUST_BACKTRACE")
+                .next()
+                .unwrap_or_default(),
+        ),
         None => stderr.lines().rev().find(|l| !l.trim().is_empty()),
     };
     if let Some(text) = explanation {
@@ -549,9 +560,10 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
         let names: Vec<String> = bt
             .frames()
             .iter()
-            .filter_map(|f| f.func_name().map(|n| n.to_string()))
-            .filter(|n| !n.contains("panic") && !n.contains("abort") && !n.starts_with("__rust"))
-            .take(3)
+            .filter_map(|f| f.func_name())
+            .map(|n| format!("{:#}", rustc_demangle::demangle(n)))
+            .filter(|n| !is_runtime_frame(n))
+            .take(4)
             .collect();
         if !names.is_empty() {
             out.push_str(&format!("; in {}", names.join(" <- ")));
@@ -560,9 +572,33 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
     out
 }
 
+/// Frames of the language runtime and panic machinery, which say nothing
+/// about where the operator failed.
+fn is_runtime_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "std::",
+        "core::",
+        "alloc::",
+        "__rust",
+        "rust_begin_unwind",
+        "rust_panic",
+        "wit_bindgen",
+        "dlmalloc",
+        "abort",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || name.contains("panicking")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_frames_are_hidden() {
+        assert!(is_runtime_frame("std::thread::local::LocalKey<T>::with"));
+        assert!(is_runtime_frame("rust_begin_unwind"));
+        assert!(!is_runtime_frame("my_op::MyOp::process_record"));
+    }
 
     #[test]
     fn header_check_tells_module_from_component() {
