@@ -38,12 +38,12 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read job file {path}: {source}")]
+    #[error("cannot read job file {path}: {error}")]
     Read {
         /// The job file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML or does not match the job schema.
     #[error("{path}: {message}")]
@@ -99,7 +99,7 @@ pub struct JobConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PartitionBy {
-    /// Chunks of records in turn to each partition (records without keys).
+    /// Records in turn to each partition.
     #[default]
     RoundRobin,
     /// By [`crate::partition::for_key`]; records without a key go round-robin.
@@ -225,9 +225,9 @@ pub const BUILTINS: &[&str] = &["count"];
 impl JobConfig {
     /// Reads and parses a job file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::from_str(&text, path)
     }

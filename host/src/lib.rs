@@ -12,12 +12,14 @@
 //! - [`source`], [`sink`]: where records come from and go to.
 //! - [`partition`]: the one key → partition function.
 //! - [`batch`]: the columnar micro-batch, shared with the guest SDK.
+//! - [`devkit`]: `sluice plugin new / build / test` for operator authors.
 
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod devkit;
 pub mod operator;
 pub mod partition;
 pub mod pipeline;

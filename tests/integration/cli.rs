@@ -193,3 +193,165 @@ fn sigterm_stops_gracefully_without_losing_records() {
         "every record read was written: {summary}"
     );
 }
+
+fn sample(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn plugin_test_shows_output_rejections_and_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(
+        dir.path(),
+        "s.jsonl",
+        "{\"value\":\"{\\\"id\\\":\\\"a\\\"}\",\"timestamp\":7}\n{\"value\":\"nope\"}\n",
+    );
+    let out = sluice()
+        .args([
+            "plugin",
+            "test",
+            guests::JSON_FIELD,
+            "--input",
+            &input,
+            "--config",
+            "field=id",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 record(s) in, 1 out, 1 rejected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"[0] key="a" value="{\"id\":\"a\"}" ts=7"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("record 1 (value \"nope\"): invalid JSON"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("µs per record"), "{stdout}");
+}
+
+#[test]
+fn plugin_test_names_the_record_that_traps() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(
+        dir.path(),
+        "s.txt",
+        "fine\nstill fine\nBOOM\nnever reached\n",
+    );
+    let out = sluice()
+        .args(["plugin", "test", guests::TRAP, "--input", &input])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("operator `sluice_fixture_trap` trapped on record 2 (value \"BOOM\")"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("panicked at") && stderr.contains("found the marker in record 2"),
+        "{stderr}"
+    );
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(
+        error.contains("; in sluice_"),
+        "a demangled guest backtrace: {error}"
+    );
+    assert!(
+        !error.contains("_ZN") && !error.contains("RUST_BACKTRACE"),
+        "{error}"
+    );
+    // The operator's own log line reached the host log, tagged.
+    assert!(
+        stderr.contains("trap fixture initialised")
+            && stderr.contains("operator=sluice_fixture_trap"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugin_test_bad_sample_and_bad_config_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(dir.path(), "s.jsonl", "just text\n");
+    let out = sluice()
+        .args(["plugin", "test", guests::UPPERCASE, "--input", &input])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s.jsonl:1: not JSON") && stderr.contains("\"value\""),
+        "{stderr}"
+    );
+
+    let input = sample(dir.path(), "s.txt", "x\n");
+    let out = sluice()
+        .args([
+            "plugin",
+            "test",
+            guests::GREP,
+            "--input",
+            &input,
+            "--config",
+            "patern=x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "refused its configuration: unknown setting `patern` (accepted: pattern, invert)"
+        ),
+        "{stderr}"
+    );
+
+    let out = sluice()
+        .args([
+            "plugin",
+            "test",
+            guests::GREP,
+            "--input",
+            &input,
+            "--config",
+            "novalue",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"novalue\" is not KEY=VALUE"));
+}
+
+#[test]
+fn plugin_new_refuses_bad_names_and_existing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["plugin", "new", "2fast"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("\"2fast\" is not a valid operator name: it must start with an ASCII letter")
+    );
+    std::fs::create_dir(dir.path().join("taken")).unwrap();
+    let out = sluice()
+        .args(["plugin", "new", "taken"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken already exists"));
+}
