@@ -1,0 +1,117 @@
+//! Follows docs/first-operator.md literally: runs its `sh` blocks in order in
+//! an empty directory, with `sluice` on the PATH, and checks that every output
+//! the guide shows in `text` blocks appears.
+
+use std::path::Path;
+use std::process::Command;
+
+const GUIDE: &str = include_str!("../../docs/first-operator.md");
+
+/// The contents of the fenced blocks whose info string is exactly `lang`.
+fn blocks(lang: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in GUIDE.lines() {
+        match &mut current {
+            None if line.trim_end() == format!("```{lang}") => current = Some(String::new()),
+            Some(text) if line.trim_end() == "```" => {
+                out.push(std::mem::take(text));
+                current = None;
+            }
+            Some(text) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Whether some line of `output` contains the parts of `expected` (split at
+/// `...`) in order.
+fn shows(output: &str, expected: &str) -> bool {
+    let parts: Vec<&str> = expected
+        .split("...")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    output.lines().any(|line| {
+        let mut rest = line;
+        parts.iter().all(|p| match rest.find(p) {
+            Some(i) => {
+                rest = &rest[i + p.len()..];
+                true
+            }
+            None => false,
+        })
+    })
+}
+
+#[test]
+fn first_operator_guide_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sluice-under-test"), bin.join("sluice"))
+        .unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+
+    let script = format!("set -euo pipefail\n{}", blocks("sh").join("\n"));
+    assert!(
+        script.contains("sluice plugin new"),
+        "the guide has runnable steps"
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&work)
+        .env("PATH", path)
+        .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the guide's commands failed:\n{stdout}\n{stderr}"
+    );
+
+    let expected = blocks("text");
+    assert!(expected.len() >= 4, "the guide shows outputs");
+    for block in &expected {
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                shows(&stdout, line),
+                "the guide shows {line:?}, but the output was:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+    let rejected = std::fs::read_to_string(work.join("shout/rejected.jsonl")).unwrap();
+    assert!(
+        rejected.contains("\"reason\":\"empty value\""),
+        "{rejected}"
+    );
+    assert!(Path::new(&work.join("shout/target/wasm32-wasip2/release/shout.wasm")).exists());
+}
+
+#[test]
+fn matching_treats_dots_as_wildcards() {
+    assert!(shows(
+        "built /tmp/x/shout.wasm (80.2 KB): ok\n",
+        "built .../shout.wasm (... KB): ok"
+    ));
+    assert!(!shows(
+        "built /tmp/x/other.wasm (80.2 KB): ok\n",
+        "built .../shout.wasm (... KB): ok"
+    ));
+}
