@@ -355,3 +355,28 @@ fn plugin_new_refuses_bad_names_and_existing_directories() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken already exists"));
 }
+
+#[test]
+fn chatty_operator_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample(dir.path(), "s.txt", "CHATTY\n");
+    let out = sluice()
+        .args(["plugin", "test", guests::TRAP, "--input", &input])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let shown = stderr.lines().filter(|l| l.contains("chatty line")).count();
+    assert!(
+        (1..=200).contains(&shown),
+        "{shown} chatty lines reached the log"
+    );
+    assert!(
+        stderr.contains("operator is logging too much: dropped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("batch=0"),
+        "lines carry the batch: {stderr}"
+    );
+}

@@ -10,6 +10,11 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 pub const MAX_LINES_PER_CALL: usize = 200;
 /// Bytes of stdout/stderr kept per call; the rest is dropped and counted.
 pub const MAX_OUTPUT_BYTES_PER_CALL: usize = 64 * 1024;
+/// Lines per second an instance may log over time (after a burst of
+/// [`MAX_LINES_PER_CALL`]); many small calls cannot flood the host either.
+pub const LINES_PER_SECOND: f64 = 100.0;
+/// At most one "logging too much" warning per instance per this period.
+const DROP_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How much of the most recent stderr text is kept to explain a trap.
 const STDERR_TAIL: usize = 4096;
 
@@ -40,7 +45,12 @@ pub struct GuestLog {
     /// Micro-batch being processed, shared by the clones of this log.
     batch: Arc<AtomicU64>,
     lines: usize,
+    /// Token bucket for [`LINES_PER_SECOND`].
+    tokens: f64,
+    refilled: std::time::Instant,
     dropped_lines: usize,
+    dropped_bytes: usize,
+    reported: Option<std::time::Instant>,
 }
 
 /// The batch number logged while an instance initialises, before any batch.
@@ -54,7 +64,11 @@ impl GuestLog {
             shared: Arc::default(),
             batch: Arc::new(AtomicU64::new(NO_BATCH)),
             lines: 0,
+            tokens: MAX_LINES_PER_CALL as f64,
+            refilled: std::time::Instant::now(),
             dropped_lines: 0,
+            dropped_bytes: 0,
+            reported: None,
         }
     }
 
@@ -71,10 +85,15 @@ impl GuestLog {
     /// A line from the `log` import.
     pub fn line(&mut self, level: tracing::Level, message: &str) {
         self.lines += 1;
-        if self.lines > MAX_LINES_PER_CALL {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * LINES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(MAX_LINES_PER_CALL as f64);
+        self.refilled = now;
+        if self.lines > MAX_LINES_PER_CALL || self.tokens < 1.0 {
             self.dropped_lines += 1;
             return;
         }
+        self.tokens -= 1.0;
         let t = &self.tags;
         let batch = match self.batch.load(Ordering::Relaxed) {
             NO_BATCH => "init".to_string(),
@@ -108,7 +127,8 @@ impl GuestLog {
     }
 
     /// Forwards buffered stdout/stderr lines to the host log and reports what
-    /// was dropped. Called after every call into the guest.
+    /// was dropped (at most once a second). Called after every call into the
+    /// guest.
     pub fn flush(&mut self) {
         let (stdout, stderr, dropped_bytes) = {
             let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,17 +149,23 @@ impl GuestLog {
                 self.line(level, line);
             }
         }
-        let t = &self.tags;
-        if self.dropped_lines > 0 || dropped_bytes > 0 {
+        self.dropped_bytes += dropped_bytes;
+        self.lines = 0;
+        let due = self
+            .reported
+            .is_none_or(|at| at.elapsed() >= DROP_REPORT_EVERY);
+        if (self.dropped_lines > 0 || self.dropped_bytes > 0) && due {
+            let t = &self.tags;
             tracing::warn!(
                 target: "sluice::guest",
                 job = %t.job, operator = %t.operator, worker = t.worker,
-                "operator is logging too much: dropped {} line(s) and {} byte(s) of output in one call (limits: {} lines, {} bytes)",
-                self.dropped_lines, dropped_bytes, MAX_LINES_PER_CALL, MAX_OUTPUT_BYTES_PER_CALL
+                "operator is logging too much: dropped {} line(s) and {} byte(s) of output (limits: {} lines and {} bytes per call, {} lines per second)",
+                self.dropped_lines, self.dropped_bytes, MAX_LINES_PER_CALL, MAX_OUTPUT_BYTES_PER_CALL, LINES_PER_SECOND
             );
+            self.dropped_lines = 0;
+            self.dropped_bytes = 0;
+            self.reported = Some(std::time::Instant::now());
         }
-        self.lines = 0;
-        self.dropped_lines = 0;
     }
 
     /// The last stderr text the guest wrote (a Rust panic message, typically),
