@@ -177,7 +177,9 @@ pub struct OperatorConfig {
     pub name: Option<String>,
     /// Path of a Wasm component, relative to the job file.
     pub plugin: Option<PathBuf>,
-    /// A built-in operator: `count` (records per key in each micro-batch).
+    /// A built-in operator: `count` (records per key in each micro-batch) or
+    /// `aggregate` (keyed count/sum/min/max/avg, optionally windowed; see
+    /// [`crate::aggregate`]).
     pub builtin: Option<String>,
     /// Settings passed to the plugin's `init`, as strings.
     #[serde(default)]
@@ -220,7 +222,7 @@ pub struct DeadLetterConfig {
 }
 
 /// Built-in operators a job file may name.
-pub const BUILTINS: &[&str] = &["count"];
+pub const BUILTINS: &[&str] = &["count", "aggregate"];
 
 impl JobConfig {
     /// Reads and parses a job file.
@@ -339,12 +341,24 @@ impl JobConfig {
                         format!("unknown built-in {b:?} (accepted: {})", BUILTINS.join(", ")),
                     ));
                 }
-                (None, Some(_)) if !o.config.is_empty() => {
+                (None, Some(b)) if b == "count" && !o.config.is_empty() => {
                     return Err(invalid(
                         op.span(),
                         &format!("{field}.config"),
-                        "built-in operators take no settings".into(),
+                        "`count` takes no settings (use `aggregate` for windows and other functions)".into(),
                     ));
+                }
+                (None, Some(b)) if b == "aggregate" => {
+                    let agg = crate::aggregate::AggregateConfig::parse(&o.config_pairs()).map_err(
+                        |(key, m)| invalid(op.span(), &format!("{field}.config.{key}"), m),
+                    )?;
+                    if agg.late_to_dead_letter && self.dead_letter.is_none() {
+                        return Err(invalid(
+                            op.span(),
+                            &format!("{field}.config.late"),
+                            "\"dead-letter\" needs a [dead_letter] path in the job".into(),
+                        ));
+                    }
                 }
                 _ => {}
             }
@@ -513,6 +527,37 @@ mod tests {
             .to_string();
         assert!(
             err.contains("unknown built-in \"sum\"") && err.contains("count"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn aggregate_settings_are_checked_with_field_names() {
+        let job = |cfg: &str| {
+            parse(&format!(
+                "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ {cfg} }}\n"
+            ))
+        };
+        assert!(job("function = \"sum\", window = \"tumbling\", length = \"10s\"").is_ok());
+        let err = job("function = \"median\"").unwrap_err().to_string();
+        assert!(err.contains("job.toml:5: field `operators[0].config.function`: unknown aggregate \"median\" (accepted: count, sum, min, max, avg)"), "{err}");
+        let err = job("function = \"count\", window = \"hopping\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.window`: unknown window kind \"hopping\" (accepted: tumbling, sliding, session)"), "{err}");
+        let err =
+            job("function = \"count\", window = \"sliding\", length = \"10s\", slide = \"30s\"")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("config.slide`: 30s is larger than the window length 10s"),
+            "{err}"
+        );
+        let err = job("function = \"count\", late = \"dead-letter\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.late`") && err.contains("[dead_letter]"),
             "{err}"
         );
     }

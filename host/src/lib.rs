@@ -9,6 +9,7 @@
 //! - [`pipeline`]: builds and runs jobs (also from code, with [`pipeline::Job::builder`]).
 //! - [`runtime`]: the Wasm side — loading, checking, caching and instantiating components.
 //! - [`operator`]: the host-side operator trait, native operators and built-ins.
+//! - [`aggregate`], [`window`]: keyed aggregation, windows, watermarks.
 //! - [`source`], [`sink`]: where records come from and go to.
 //! - [`partition`]: the one key → partition function.
 //! - [`batch`]: the columnar micro-batch, shared with the guest SDK.
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod batch;
 pub mod cli;
 pub mod config;
@@ -26,3 +28,4 @@ pub mod pipeline;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod window;

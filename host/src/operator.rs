@@ -38,15 +38,73 @@ pub struct RejectedRecord {
     pub reason: String,
 }
 
+/// What an operator knows about the micro-batch being processed.
+#[derive(Debug, Clone, Default)]
+pub struct BatchContext {
+    /// Micro-batch number.
+    pub batch_no: u64,
+    /// Largest event time that reached this stage before this batch.
+    pub max_event_time_before: Option<i64>,
+    /// Largest event time that reached this stage including this batch.
+    pub max_event_time_after: Option<i64>,
+    /// When the batch was cut, milliseconds since the Unix epoch.
+    pub processing_time: i64,
+    /// The input has ended (or the job is stopping): emit everything.
+    pub end_of_input: bool,
+}
+
+/// Records an operator set aside instead of processing, and counts.
+#[derive(Debug, Default)]
+pub struct SideOutput {
+    /// Records that arrived after their windows had closed.
+    pub late: u64,
+    /// Records to write to the dead-letter file.
+    pub diverted: Vec<Diverted>,
+}
+
+/// A record an operator set aside, with the reason.
+#[derive(Debug, Clone)]
+pub struct Diverted {
+    /// The record's key.
+    pub key: Option<Vec<u8>>,
+    /// The record's value.
+    pub value: Vec<u8>,
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// Why it was set aside.
+    pub reason: String,
+}
+
 /// One instance of an operator, owned by one worker.
 pub trait Operator: Send {
     /// Processes one partition batch. `input` is left as it was on return
     /// (implementations may borrow its buffers during the call).
     fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError>;
 
+    /// Like [`Operator::process`], with the batch's context; stateful
+    /// operators (windows, watermarks) use it.
+    fn process_with(
+        &mut self,
+        input: &mut Batch,
+        _ctx: &BatchContext,
+    ) -> Result<Batch, OperatorError> {
+        self.process(input)
+    }
+
     /// Tells the operator which micro-batch the next calls belong to (used
     /// to tag its log lines).
     fn begin_batch(&mut self, _batch_no: u64) {}
+
+    /// Called once per partition after the batch's records: stateful
+    /// operators emit the results that became final here.
+    fn finish_batch(&mut self, _ctx: &BatchContext) -> Result<Batch, OperatorError> {
+        Ok(Batch::new())
+    }
+
+    /// Takes what the operator set aside during the batch.
+    fn side_output(&mut self) -> SideOutput {
+        SideOutput::default()
+    }
 }
 
 /// Creates one [`Operator`] instance per worker.
@@ -56,6 +114,11 @@ pub trait OperatorFactory: Send + Sync {
     /// Whether the operator needs all records of a key in one partition; the
     /// pipeline inserts a hash exchange before it.
     fn keyed(&self) -> bool {
+        false
+    }
+    /// Whether the operator keeps state across batches and must see every
+    /// batch boundary, even of empty batches (to close windows on time).
+    fn stateful(&self) -> bool {
         false
     }
     /// A new instance for `worker`.

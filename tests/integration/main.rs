@@ -6,6 +6,7 @@ mod golden;
 mod guide;
 mod plugins;
 mod sources;
+mod windows;
 
 use sluice::pipeline::{Job, JobError, Summary};
 use std::path::Path;

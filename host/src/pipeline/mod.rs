@@ -37,7 +37,7 @@ pub use worker::{DeadLetter, preview};
 
 use crate::batch::{self, Batch};
 use crate::config::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
-use crate::operator::{Count, OperatorError, OperatorFactory};
+use crate::operator::{BatchContext, Count, OperatorError, OperatorFactory};
 use crate::partition;
 use crate::runtime::{LoadError, Runtime};
 use crate::sink::{self, Sink};
@@ -140,6 +140,8 @@ pub struct Summary {
     pub records_out: u64,
     /// Records diverted to the dead-letter file.
     pub dead_lettered: u64,
+    /// Records that arrived after their windows had closed.
+    pub late: u64,
     /// Non-empty micro-batches processed.
     pub batches: u64,
     /// Bytes of record payload read.
@@ -383,8 +385,14 @@ impl Job {
                         error,
                     })?;
                 b = b.operator(loaded.factory(name, op.config_pairs()));
+            } else if op.builtin.as_deref() == Some("aggregate") {
+                let cfg = crate::aggregate::AggregateConfig::parse(&op.config_pairs()).map_err(
+                    |(key, m)| {
+                        JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
+                    },
+                )?;
+                b = b.operator(crate::aggregate::AggregateFactory::new(name, cfg));
             } else {
-                // Validated: the only built-in is `count`.
                 b = b.operator(Count::new(name));
             }
         }
@@ -435,6 +443,7 @@ impl Job {
 
         let (sink_tx, sink_thread) =
             start_sink_thread(std::mem::take(&mut self.sinks), self.dead_letter.clone())?;
+        let stage_count = stages.len();
         let mut coordinator = Coordinator {
             job: Settings {
                 name: self.name.clone(),
@@ -450,6 +459,8 @@ impl Job {
             },
             sink_tx,
             rr_next: 0,
+            next_batch_no: 0,
+            stage_max_ts: vec![None; stage_count],
             last_progress: Instant::now(),
             started,
         };
@@ -478,16 +489,16 @@ impl Job {
                             let (head, tail) = split_at(&chunk, room);
                             batch::append(&mut pending, &head);
                             chunk = tail;
-                            if let Err(e) = coordinator.cut(&mut pending).await { result = Err(e); break; }
+                            if let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
                         }
                         if result.is_err() { break; }
                         if pending.len() >= max
-                            && let Err(e) = coordinator.cut(&mut pending).await { result = Err(e); break; }
+                            && let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
                     }
                     None => break,
                 },
                 _ = ticker.tick(), if self.interval.is_some() => {
-                    if let Err(e) = coordinator.cut(&mut pending).await { result = Err(e); break; }
+                    if let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
                 }
                 Some(joined) = source_tasks.join_next(), if !source_tasks.is_empty() => match joined {
                     Ok(Ok(())) => {}
@@ -527,10 +538,10 @@ impl Job {
         while result.is_ok() && pending.len() > max {
             let (mut head, tail) = split_at(&pending, max);
             pending = tail;
-            result = coordinator.cut(&mut head).await;
+            result = coordinator.cut(&mut head, false).await;
         }
         if result.is_ok() {
-            result = coordinator.cut(&mut pending).await;
+            result = coordinator.cut(&mut pending, true).await;
         }
         if result.is_ok() {
             while let Some(r) = source_tasks.join_next().await {
@@ -579,19 +590,19 @@ fn split_stages(ops: &[Arc<dyn OperatorFactory>]) -> Vec<Stage> {
     let mut stages = vec![Stage {
         ops: Vec::new(),
         keyed: false,
+        stateful: false,
     }];
     for op in ops {
         if op.keyed() {
             stages.push(Stage {
                 ops: Vec::new(),
                 keyed: true,
+                stateful: false,
             });
         }
-        stages
-            .last_mut()
-            .expect("at least one stage")
-            .ops
-            .push(op.clone());
+        let stage = stages.last_mut().expect("at least one stage");
+        stage.stateful |= op.stateful();
+        stage.ops.push(op.clone());
     }
     stages.retain(|s| !s.ops.is_empty() || !s.keyed);
     stages
@@ -600,6 +611,8 @@ fn split_stages(ops: &[Arc<dyn OperatorFactory>]) -> Vec<Stage> {
 struct Stage {
     ops: Vec<Arc<dyn OperatorFactory>>,
     keyed: bool,
+    /// Some operator keeps state across batches (sees every boundary).
+    stateful: bool,
 }
 
 struct Workers {
@@ -793,19 +806,29 @@ struct Coordinator {
     summary: Summary,
     sink_tx: std::sync::mpsc::SyncSender<SinkMsg>,
     rr_next: usize,
+    next_batch_no: u64,
+    /// Per stage, the largest event time seen (for watermarks).
+    stage_max_ts: Vec<Option<i64>>,
     last_progress: Instant,
     started: Instant,
 }
 
 impl Coordinator {
-    /// Runs the pending records as one micro-batch, if there are any.
-    async fn cut(&mut self, pending: &mut Batch) -> Result<(), JobError> {
-        if pending.is_empty() {
+    /// Runs the pending records as one micro-batch. An empty batch is cut
+    /// only when a stateful stage needs the boundary (to close windows on
+    /// time); `end_of_input` makes stateful operators emit everything.
+    async fn cut(&mut self, pending: &mut Batch, end_of_input: bool) -> Result<(), JobError> {
+        let stateful = self.stages.iter().any(|s| s.stateful);
+        if pending.is_empty() && !stateful {
             return Ok(());
         }
         let input = std::mem::take(pending);
-        let batch_no = self.summary.batches;
-        self.summary.batches += 1;
+        let batch_no = self.next_batch_no;
+        self.next_batch_no += 1;
+        if !input.is_empty() {
+            self.summary.batches += 1;
+        }
+        let processing_time = crate::source::lines::now_ms();
         let mut parts = self.partition_input(input);
         let mut dead = Vec::new();
         for s in 0..self.stages.len() {
@@ -815,7 +838,29 @@ impl Coordinator {
             if self.stages[s].ops.is_empty() {
                 continue;
             }
-            parts = self.run_stage(batch_no, s, parts, &mut dead).await?;
+            let mut ctx = BatchContext {
+                batch_no,
+                processing_time,
+                end_of_input,
+                ..BatchContext::default()
+            };
+            if self.stages[s].stateful {
+                // One watermark for all partitions: the largest event time
+                // that reached the stage, before and after this batch.
+                let batch_max = parts
+                    .iter()
+                    .filter_map(|p| p.timestamps.iter().copied().max())
+                    .max();
+                let before = self.stage_max_ts[s];
+                let after = before.max(batch_max);
+                self.stage_max_ts[s] = after;
+                ctx.max_event_time_before = before;
+                ctx.max_event_time_after = after;
+            }
+            parts = self.run_stage(Arc::new(ctx), s, parts, &mut dead).await?;
+        }
+        if parts.iter().all(Batch::is_empty) && dead.is_empty() {
+            return Ok(());
         }
         let msg = SinkMsg {
             batch_no,
@@ -856,7 +901,7 @@ impl Coordinator {
 
     async fn run_stage(
         &mut self,
-        batch_no: u64,
+        ctx: Arc<BatchContext>,
         stage: usize,
         parts: Vec<Batch>,
         dead: &mut Vec<DeadLetter>,
@@ -865,15 +910,16 @@ impl Coordinator {
         let mut replies = Vec::with_capacity(parts.len());
         for (partition, input) in parts.into_iter().enumerate() {
             let (reply, rx) = oneshot::channel();
-            if input.is_empty() {
+            if input.is_empty() && !self.stages[stage].stateful {
                 let _ = reply.send(Ok(StageOutput {
                     batch: input,
                     dead: Vec::new(),
+                    late: 0,
                 }));
             } else {
                 let w = partition % n_workers;
                 let task = Task {
-                    batch_no,
+                    ctx: ctx.clone(),
                     stage,
                     partition,
                     input,
@@ -896,6 +942,7 @@ impl Coordinator {
                 .await
                 .map_err(|_| JobError::WorkerLost(partition % n_workers))??;
             dead.extend(result.dead);
+            self.summary.late += result.late;
             out.push(result.batch);
         }
         Ok(out)

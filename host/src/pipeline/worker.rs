@@ -2,14 +2,14 @@
 //! stage's chain over partition batches, off the async runtime.
 
 use crate::batch::{self, Batch};
-use crate::operator::{Operator, OperatorError};
+use crate::operator::{BatchContext, Operator, OperatorError};
 use crate::pipeline::JobError;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// Work for a worker: one partition batch through one stage.
 pub(crate) struct Task {
-    pub batch_no: u64,
+    pub ctx: Arc<BatchContext>,
     pub stage: usize,
     pub partition: usize,
     pub input: Batch,
@@ -20,6 +20,8 @@ pub(crate) struct Task {
 pub(crate) struct StageOutput {
     pub batch: Batch,
     pub dead: Vec<DeadLetter>,
+    /// Records that arrived after their windows closed.
+    pub late: u64,
 }
 
 /// A record diverted to the dead-letter file.
@@ -61,7 +63,7 @@ impl WorkerOps {
     ) {
         for task in tasks {
             let started = std::time::Instant::now();
-            let result = self.run_chain(task.batch_no, task.stage, task.partition, task.input);
+            let result = self.run_chain(&task.ctx, task.stage, task.partition, task.input);
             busy.fetch_add(
                 started.elapsed().as_nanos() as u64,
                 std::sync::atomic::Ordering::Relaxed,
@@ -73,14 +75,16 @@ impl WorkerOps {
 
     fn run_chain(
         &mut self,
-        batch_no: u64,
+        ctx: &BatchContext,
         stage: usize,
         partition: usize,
         mut input: Batch,
     ) -> Result<StageOutput, JobError> {
         let worker = self.worker;
+        let batch_no = ctx.batch_no;
         let dead_letter = self.dead_letter;
         let mut dead = Vec::new();
+        let mut late = 0;
         for (name, op) in &mut self.stages[stage] {
             op.begin_batch(batch_no);
             let mut rounds = 0;
@@ -88,7 +92,7 @@ impl WorkerOps {
                 if input.is_empty() {
                     break;
                 }
-                match op.process(&mut input) {
+                match op.process_with(&mut input, ctx) {
                     Ok(out) => {
                         input = out;
                         break;
@@ -175,8 +179,36 @@ impl WorkerOps {
                     }
                 }
             }
+            // Stateful operators emit here what became final with this batch.
+            let finished = op.finish_batch(ctx).map_err(|error| JobError::Operator {
+                operator: name.clone(),
+                worker,
+                batch_no,
+                partition,
+                error,
+            })?;
+            if !finished.is_empty() {
+                batch::append(&mut input, &finished);
+            }
+            let side = op.side_output();
+            late += side.late;
+            for d in side.diverted {
+                dead.push(DeadLetter {
+                    operator: name.clone(),
+                    reason: d.reason,
+                    batch_no,
+                    partition,
+                    key: d.key,
+                    value: d.value,
+                    timestamp: d.timestamp,
+                });
+            }
         }
-        Ok(StageOutput { batch: input, dead })
+        Ok(StageOutput {
+            batch: input,
+            dead,
+            late,
+        })
     }
 }
 

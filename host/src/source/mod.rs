@@ -7,7 +7,7 @@
 //! run until the stop signal.
 
 mod generator;
-mod lines;
+pub(crate) mod lines;
 
 pub use generator::Generator;
 

@@ -1,0 +1,588 @@
+//! The built-in `aggregate`: keyed `count`, `sum`, `min`, `max` and `avg`,
+//! over all time or in tumbling, sliding or session windows, in event or
+//! processing time, with watermarks and allowed lateness.
+//!
+//! State is held per worker: the exchange before the operator puts all
+//! records of a key in one partition, and a partition always runs on the
+//! same worker, so no state is shared between threads.
+
+use crate::batch::Batch;
+use crate::config::parse_duration;
+use crate::operator::{
+    BatchContext, Diverted, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+};
+use crate::window::{Sessions, Window, WindowKind, millis};
+use std::collections::{HashMap, HashSet};
+
+/// Aggregate functions.
+pub const FUNCTIONS: &[&str] = &["count", "sum", "min", "max", "avg"];
+/// Settings the operator accepts.
+pub const SETTINGS: &[&str] = &[
+    "function",
+    "mode",
+    "window",
+    "length",
+    "slide",
+    "gap",
+    "time",
+    "watermark_delay",
+    "allowed_lateness",
+    "late",
+];
+
+/// What to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// Records per key.
+    Count,
+    /// Sum of the values.
+    Sum,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Mean of the values.
+    Avg,
+}
+
+/// When results are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keys (or windows) whose result changed in the batch, every batch.
+    Update,
+    /// Every key, every batch (not windowed only).
+    Complete,
+    /// Each window once, when the watermark passes its end (again if a
+    /// record within the allowed lateness changes it).
+    Final,
+}
+
+/// Which clock places records in windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// The record's own timestamp; windows close on the watermark.
+    Event,
+    /// The time the micro-batch was cut.
+    Processing,
+}
+
+/// A parsed `aggregate` configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateConfig {
+    /// What to compute.
+    pub function: Function,
+    /// When to emit.
+    pub mode: Mode,
+    /// Windowing, if any.
+    pub window: Option<WindowKind>,
+    /// Which clock.
+    pub time: TimeDomain,
+    /// Bound on out-of-orderness: the watermark trails the largest event
+    /// time seen by this much (milliseconds).
+    pub watermark_delay: i64,
+    /// How long after the watermark passes a window's end records still
+    /// update it (milliseconds).
+    pub allowed_lateness: i64,
+    /// Send late records to the dead-letter file (else only count them).
+    pub late_to_dead_letter: bool,
+}
+
+/// A setting that cannot be used: (setting name, message).
+pub type SettingError = (String, String);
+
+impl AggregateConfig {
+    /// Parses the operator's settings, naming the setting at fault.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, SettingError> {
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let err = |k: &str, m: String| Err((k.to_string(), m));
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !SETTINGS.contains(&k.as_str())) {
+            return err(
+                k,
+                format!("unknown setting (accepted: {})", SETTINGS.join(", ")),
+            );
+        }
+        let function = match get("function") {
+            None => {
+                return err(
+                    "function",
+                    format!("missing (accepted: {})", FUNCTIONS.join(", ")),
+                );
+            }
+            Some("count") => Function::Count,
+            Some("sum") => Function::Sum,
+            Some("min") => Function::Min,
+            Some("max") => Function::Max,
+            Some("avg") => Function::Avg,
+            Some(other) => {
+                return err(
+                    "function",
+                    format!(
+                        "unknown aggregate {other:?} (accepted: {})",
+                        FUNCTIONS.join(", ")
+                    ),
+                );
+            }
+        };
+        let dur = |k: &str| -> Result<Option<i64>, SettingError> {
+            get(k)
+                .map(|v| {
+                    parse_duration(v)
+                        .map(millis)
+                        .map_err(|m| (k.to_string(), m))
+                })
+                .transpose()
+        };
+        let length = dur("length")?;
+        let slide = dur("slide")?;
+        let gap = dur("gap")?;
+        let window = match get("window") {
+            None => {
+                if let Some(k) = ["length", "slide", "gap"]
+                    .into_iter()
+                    .find(|k| get(k).is_some())
+                {
+                    return err(k, "only applies with `window` set".into());
+                }
+                None
+            }
+            Some("tumbling") => {
+                let Some(length) = length else {
+                    return err("length", "required for a tumbling window".into());
+                };
+                if get("slide").is_some() || gap.is_some() {
+                    return err(
+                        if gap.is_some() { "gap" } else { "slide" },
+                        "does not apply to a tumbling window".into(),
+                    );
+                }
+                Some(WindowKind::Tumbling { length })
+            }
+            Some("sliding") => {
+                let (Some(length), Some(slide)) = (length, slide) else {
+                    return err(
+                        if length.is_none() { "length" } else { "slide" },
+                        "required for a sliding window".into(),
+                    );
+                };
+                if slide > length {
+                    return err(
+                        "slide",
+                        format!(
+                            "{} is larger than the window length {}: records between windows would be lost",
+                            get("slide").unwrap_or_default(),
+                            get("length").unwrap_or_default()
+                        ),
+                    );
+                }
+                Some(WindowKind::Sliding { length, slide })
+            }
+            Some("session") => {
+                let Some(gap) = gap else {
+                    return err("gap", "required for a session window".into());
+                };
+                if length.is_some() || slide.is_some() {
+                    return err(
+                        if length.is_some() { "length" } else { "slide" },
+                        "does not apply to a session window".into(),
+                    );
+                }
+                Some(WindowKind::Session { gap })
+            }
+            Some(other) => {
+                return err(
+                    "window",
+                    format!("unknown window kind {other:?} (accepted: tumbling, sliding, session)"),
+                );
+            }
+        };
+        let time = match get("time").unwrap_or("event") {
+            "event" => TimeDomain::Event,
+            "processing" => TimeDomain::Processing,
+            other => {
+                return err(
+                    "time",
+                    format!("{other:?} is not a time domain (accepted: event, processing)"),
+                );
+            }
+        };
+        if time == TimeDomain::Processing && matches!(window, Some(WindowKind::Session { .. })) {
+            return err("time", "session windows need event time".into());
+        }
+        let mode = match (get("mode"), window.is_some()) {
+            (None, true) => Mode::Final,
+            (None, false) => Mode::Update,
+            (Some("update"), _) => Mode::Update,
+            (Some("complete"), false) => Mode::Complete,
+            (Some("final"), true) => Mode::Final,
+            (Some(m @ ("complete" | "final")), w) => {
+                return err(
+                    "mode",
+                    format!(
+                        "{m:?} does not apply {} a window (accepted: {})",
+                        if w { "with" } else { "without" },
+                        if w {
+                            "update, final"
+                        } else {
+                            "update, complete"
+                        }
+                    ),
+                );
+            }
+            (Some(other), _) => {
+                return err(
+                    "mode",
+                    format!("unknown mode {other:?} (accepted: update, complete, final)"),
+                );
+            }
+        };
+        let late = match get("late").unwrap_or("drop") {
+            "drop" => false,
+            "dead-letter" => true,
+            other => {
+                return err(
+                    "late",
+                    format!("{other:?} is not valid (accepted: drop, dead-letter)"),
+                );
+            }
+        };
+        Ok(AggregateConfig {
+            function,
+            mode,
+            window,
+            time,
+            watermark_delay: dur("watermark_delay")?.unwrap_or(0),
+            allowed_lateness: dur("allowed_lateness")?.unwrap_or(0),
+            late_to_dead_letter: late,
+        })
+    }
+}
+
+/// Makes one [`Aggregate`] state per worker.
+pub struct AggregateFactory {
+    name: String,
+    config: AggregateConfig,
+}
+
+impl AggregateFactory {
+    /// An `aggregate` operator called `name`.
+    pub fn new(name: impl Into<String>, config: AggregateConfig) -> Self {
+        AggregateFactory {
+            name: name.into(),
+            config,
+        }
+    }
+}
+
+impl OperatorFactory for AggregateFactory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn keyed(&self) -> bool {
+        true
+    }
+    fn stateful(&self) -> bool {
+        true
+    }
+    fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(Box::new(Aggregate {
+            cfg: self.config.clone(),
+            totals: HashMap::new(),
+            windows: HashMap::new(),
+            sessions: HashMap::new(),
+            changed: HashSet::new(),
+            side: SideOutput::default(),
+            scratch: Vec::new(),
+        }))
+    }
+}
+
+/// Running values of one group.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    last_ts: i64,
+}
+
+impl Acc {
+    fn new() -> Self {
+        Acc {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            last_ts: i64::MIN,
+        }
+    }
+    fn add(&mut self, x: f64, ts: i64) {
+        self.count += 1;
+        self.sum += x;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+        self.last_ts = self.last_ts.max(ts);
+    }
+    fn merge(&mut self, o: Acc) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.last_ts = self.last_ts.max(o.last_ts);
+    }
+    fn value(&self, f: Function) -> String {
+        match f {
+            Function::Count => self.count.to_string(),
+            Function::Sum => self.sum.to_string(),
+            Function::Min => self.min.to_string(),
+            Function::Max => self.max.to_string(),
+            Function::Avg => (self.sum / self.count.max(1) as f64).to_string(),
+        }
+    }
+}
+
+type Key = Option<Vec<u8>>;
+
+struct WindowState {
+    acc: Acc,
+    /// Changed since it was last emitted.
+    dirty: bool,
+}
+
+/// One worker's aggregation state.
+pub struct Aggregate {
+    cfg: AggregateConfig,
+    totals: HashMap<Key, Acc>,
+    windows: HashMap<(Key, Window), WindowState>,
+    /// Per key: session windows with their accumulator and dirty flag.
+    sessions: HashMap<Key, Sessions<(Acc, bool)>>,
+    changed: HashSet<Key>,
+    side: SideOutput,
+    scratch: Vec<Window>,
+}
+
+fn function_name(f: Function) -> &'static str {
+    match f {
+        Function::Count => "count",
+        Function::Sum => "sum",
+        Function::Min => "min",
+        Function::Max => "max",
+        Function::Avg => "avg",
+    }
+}
+
+impl Aggregate {
+    fn watermark(&self, max_event_time: Option<i64>) -> i64 {
+        max_event_time
+            .map(|t| t.saturating_sub(self.cfg.watermark_delay))
+            .unwrap_or(i64::MIN)
+    }
+
+    fn emit_window(&self, out: &mut Batch, key: &Key, w: Window, acc: &Acc) {
+        let value = format!(
+            "{{\"window_start\":{},\"window_end\":{},\"{}\":{}}}",
+            w.start,
+            w.end,
+            function_name(self.cfg.function),
+            acc.value(self.cfg.function)
+        );
+        out.push(key.as_deref(), value.as_bytes(), w.start);
+    }
+}
+
+impl Operator for Aggregate {
+    fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+        // Records are folded into state here; results leave in `finish_batch`.
+        self.process_in(input, &BatchContext::default())
+    }
+
+    fn process_with(
+        &mut self,
+        input: &mut Batch,
+        ctx: &BatchContext,
+    ) -> Result<Batch, OperatorError> {
+        self.process_in(input, ctx)
+    }
+
+    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
+        let mut out = Batch::new();
+        let f = self.cfg.function;
+        if self.cfg.window.is_none() {
+            let mut rows: Vec<(&Key, &Acc)> = match self.cfg.mode {
+                Mode::Complete => self.totals.iter().collect(),
+                _ => self
+                    .changed
+                    .iter()
+                    .filter_map(|k| self.totals.get_key_value(k))
+                    .collect(),
+            };
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, acc) in rows {
+                out.push(k.as_deref(), acc.value(f).as_bytes(), acc.last_ts);
+            }
+            self.changed.clear();
+            return Ok(out);
+        }
+        let wm = match (ctx.end_of_input, self.cfg.time) {
+            (true, _) => i64::MAX,
+            (false, TimeDomain::Event) => self.watermark(ctx.max_event_time_after),
+            (false, TimeDomain::Processing) => ctx.processing_time,
+        };
+        let lateness = self.cfg.allowed_lateness;
+        let update = self.cfg.mode == Mode::Update;
+        // Emit a window when it changed and is closed (or at every change in
+        // update mode); forget it once no record can reach it any more.
+        let mut rows: Vec<(Window, Key, Acc)> = Vec::new();
+        for (k, sessions) in &mut self.sessions {
+            for (w, (acc, dirty)) in &mut sessions.windows {
+                if *dirty && (update || w.end <= wm) {
+                    rows.push((*w, k.clone(), *acc));
+                    *dirty = false;
+                }
+            }
+            sessions
+                .windows
+                .retain(|(w, _)| w.end.saturating_add(lateness) > wm);
+        }
+        self.sessions.retain(|_, s| !s.windows.is_empty());
+        for ((k, w), st) in &mut self.windows {
+            if st.dirty && (update || w.end <= wm) {
+                rows.push((*w, k.clone(), st.acc));
+                st.dirty = false;
+            }
+        }
+        self.windows
+            .retain(|(_, w), _| w.end.saturating_add(lateness) > wm);
+        self.changed.clear();
+        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (w, k, acc) in rows {
+            self.emit_window(&mut out, &k, w, &acc);
+        }
+        Ok(out)
+    }
+
+    fn side_output(&mut self) -> SideOutput {
+        std::mem::take(&mut self.side)
+    }
+}
+
+impl Aggregate {
+    fn process_in(
+        &mut self,
+        input: &mut Batch,
+        ctx: &BatchContext,
+    ) -> Result<Batch, OperatorError> {
+        let f = self.cfg.function;
+        // Parse every value before touching state: a batch with rejected
+        // records is retried without them and must not count twice.
+        let mut values = Vec::with_capacity(input.len());
+        let mut rejected = Vec::new();
+        for r in input.iter() {
+            if f == Function::Count {
+                values.push(1.0);
+                continue;
+            }
+            match std::str::from_utf8(r.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|x| x.is_finite())
+            {
+                Some(x) => values.push(x),
+                None => rejected.push(RejectedRecord {
+                    index: r.index,
+                    reason: format!(
+                        "value {} is not a number",
+                        crate::pipeline::preview(r.value)
+                    ),
+                }),
+            }
+        }
+        if !rejected.is_empty() {
+            return Err(OperatorError::BadRecords(rejected));
+        }
+        let wm_before = self.watermark(ctx.max_event_time_before);
+        let lateness = self.cfg.allowed_lateness;
+        for (r, &x) in input.iter().zip(&values) {
+            let key: Key = r.key.map(<[u8]>::to_vec);
+            let ts = match self.cfg.time {
+                TimeDomain::Event => r.timestamp,
+                TimeDomain::Processing => ctx.processing_time,
+            };
+            match self.cfg.window {
+                None => {
+                    self.totals
+                        .entry(key.clone())
+                        .or_insert_with(Acc::new)
+                        .add(x, r.timestamp);
+                    self.changed.insert(key);
+                }
+                Some(WindowKind::Session { gap }) => {
+                    if self.cfg.time == TimeDomain::Event
+                        && ts.saturating_add(gap).saturating_add(lateness) <= wm_before
+                    {
+                        self.late(r.key, r.value, r.timestamp, wm_before);
+                        continue;
+                    }
+                    let sessions = self
+                        .sessions
+                        .entry(key.clone())
+                        .or_insert_with(|| Sessions {
+                            windows: Vec::new(),
+                        });
+                    sessions.add(
+                        ts,
+                        gap,
+                        || (Acc::new(), true),
+                        |a, b| a.0.merge(b.0),
+                        |a| a.0.add(x, r.timestamp),
+                    );
+                    self.changed.insert(key);
+                }
+                Some(kind) => {
+                    let mut wins = std::mem::take(&mut self.scratch);
+                    kind.assign(ts, &mut wins);
+                    let mut used = false;
+                    for w in &wins {
+                        if self.cfg.time == TimeDomain::Event
+                            && w.end.saturating_add(lateness) <= wm_before
+                        {
+                            continue; // this window is closed for good
+                        }
+                        used = true;
+                        let st = self
+                            .windows
+                            .entry((key.clone(), *w))
+                            .or_insert(WindowState {
+                                acc: Acc::new(),
+                                dirty: true,
+                            });
+                        st.acc.add(x, r.timestamp);
+                        st.dirty = true;
+                    }
+                    self.scratch = wins;
+                    if !used {
+                        self.late(r.key, r.value, r.timestamp, wm_before);
+                    }
+                }
+            }
+        }
+        Ok(Batch::new())
+    }
+
+    fn late(&mut self, key: Option<&[u8]>, value: &[u8], ts: i64, wm: i64) {
+        self.side.late += 1;
+        if self.cfg.late_to_dead_letter {
+            self.side.diverted.push(Diverted {
+                key: key.map(<[u8]>::to_vec),
+                value: value.to_vec(),
+                timestamp: ts,
+                reason: format!("late: every window of timestamp {ts} closed at watermark {wm}"),
+            });
+        }
+    }
+}

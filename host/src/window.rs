@@ -1,0 +1,199 @@
+//! Window assignment: which windows a timestamp belongs to.
+//!
+//! Windows are half-open intervals `[start, end)` of milliseconds, aligned to
+//! the Unix epoch (a 30 s window starts at a multiple of 30 s), so every
+//! worker and every run assigns a timestamp to the same windows.
+
+use std::time::Duration;
+
+/// A window kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Fixed, non-overlapping windows of `length`.
+    Tumbling {
+        /// Window length in milliseconds.
+        length: i64,
+    },
+    /// Windows of `length` starting every `slide`; a record belongs to
+    /// `length / slide` windows (rounded up).
+    Sliding {
+        /// Window length in milliseconds.
+        length: i64,
+        /// Distance between window starts in milliseconds.
+        slide: i64,
+    },
+    /// Per key, records closer than `gap` to each other form one window.
+    Session {
+        /// Inactivity gap in milliseconds.
+        gap: i64,
+    },
+}
+
+/// A window `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window {
+    /// First millisecond in the window.
+    pub start: i64,
+    /// First millisecond after the window.
+    pub end: i64,
+}
+
+/// Milliseconds of a duration, saturating.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl WindowKind {
+    /// The fixed windows (tumbling or sliding) containing `ts`, earliest
+    /// first. Session windows depend on other records; see [`Sessions`].
+    pub fn assign(&self, ts: i64, out: &mut Vec<Window>) {
+        out.clear();
+        match *self {
+            WindowKind::Tumbling { length } => {
+                let start = ts - ts.rem_euclid(length);
+                out.push(Window {
+                    start,
+                    end: start.saturating_add(length),
+                });
+            }
+            WindowKind::Sliding { length, slide } => {
+                let last = ts - ts.rem_euclid(slide);
+                let mut start = last - ((length - 1) / slide) * slide;
+                while start <= last {
+                    if ts < start.saturating_add(length) {
+                        out.push(Window {
+                            start,
+                            end: start.saturating_add(length),
+                        });
+                    }
+                    start += slide;
+                }
+            }
+            WindowKind::Session { gap } => out.push(Window {
+                start: ts,
+                end: ts.saturating_add(gap),
+            }),
+        }
+    }
+}
+
+/// The session windows of one key, kept sorted and disjoint.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions<A> {
+    /// (window, accumulator) pairs.
+    pub windows: Vec<(Window, A)>,
+}
+
+impl<A> Sessions<A> {
+    /// Adds a record at `ts` with gap `gap`: it opens `[ts, ts + gap)` and
+    /// merges every session that overlaps it. `merge` folds one accumulator
+    /// into another; `add` folds the record in. Returns the resulting window.
+    pub fn add(
+        &mut self,
+        ts: i64,
+        gap: i64,
+        fresh: impl FnOnce() -> A,
+        mut merge: impl FnMut(&mut A, A),
+        add: impl FnOnce(&mut A),
+    ) -> Window {
+        let mut w = Window {
+            start: ts,
+            end: ts.saturating_add(gap),
+        };
+        let mut acc = fresh();
+        let mut kept = Vec::with_capacity(self.windows.len() + 1);
+        for (sw, sa) in self.windows.drain(..) {
+            if sw.start < w.end && w.start < sw.end {
+                w = Window {
+                    start: w.start.min(sw.start),
+                    end: w.end.max(sw.end),
+                };
+                merge(&mut acc, sa);
+            } else {
+                kept.push((sw, sa));
+            }
+        }
+        add(&mut acc);
+        let pos = kept.partition_point(|(sw, _)| sw.start < w.start);
+        kept.insert(pos, (w, acc));
+        self.windows = kept;
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tumbling_aligns_to_epoch() {
+        let mut out = Vec::new();
+        WindowKind::Tumbling { length: 30_000 }.assign(65_000, &mut out);
+        assert_eq!(
+            out,
+            [Window {
+                start: 60_000,
+                end: 90_000
+            }]
+        );
+        WindowKind::Tumbling { length: 10 }.assign(-1, &mut out);
+        assert_eq!(out, [Window { start: -10, end: 0 }]);
+    }
+
+    #[test]
+    fn sliding_gives_every_covering_window() {
+        let mut out = Vec::new();
+        WindowKind::Sliding {
+            length: 30,
+            slide: 10,
+        }
+        .assign(25, &mut out);
+        let starts: Vec<i64> = out.iter().map(|w| w.start).collect();
+        assert_eq!(starts, [0, 10, 20]);
+    }
+
+    #[test]
+    fn sessions_merge_across_a_bridge() {
+        let mut s = Sessions::<u32>::default();
+        let add = |s: &mut Sessions<u32>, ts| s.add(ts, 10, || 0, |a, b| *a += b, |a| *a += 1);
+        add(&mut s, 0);
+        add(&mut s, 30);
+        assert_eq!(s.windows.len(), 2);
+        let w = add(&mut s, 15); // within 10 of neither start... [15,25) overlaps [0,10)? no; [30,40)? no
+        assert_eq!(w, Window { start: 15, end: 25 });
+        assert_eq!(s.windows.len(), 3);
+        let w = add(&mut s, 8); // [8,18) overlaps [0,10) and [15,25)
+        assert_eq!(w, Window { start: 0, end: 25 });
+        assert_eq!(
+            s.windows
+                .iter()
+                .map(|(w, a)| (w.start, *a))
+                .collect::<Vec<_>>(),
+            [(0, 3), (30, 1)]
+        );
+    }
+
+    proptest! {
+        /// Every assigned window contains the timestamp, windows are aligned
+        /// to the slide, and no covering window is missed.
+        #[test]
+        fn sliding_assignment_is_exact(ts in -1_000_000i64..1_000_000, slide in 1i64..500, k in 1i64..6, extra in 0i64..3) {
+            let length = slide * k + extra.min(slide - 1);
+            let mut out = Vec::new();
+            WindowKind::Sliding { length, slide }.assign(ts, &mut out);
+            for w in &out {
+                prop_assert!(w.start <= ts && ts < w.end);
+                prop_assert_eq!(w.start.rem_euclid(slide), 0);
+                prop_assert_eq!(w.end - w.start, length);
+            }
+            let lo = (ts - length).div_euclid(slide) - 2;
+            let hi = ts.div_euclid(slide) + 2;
+            let brute = (lo..=hi)
+                .map(|i| i * slide)
+                .filter(|s| *s <= ts && ts < s + length)
+                .count();
+            prop_assert_eq!(out.len(), brute);
+        }
+    }
+}
