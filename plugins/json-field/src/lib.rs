@@ -7,6 +7,10 @@
 //!   other JSON values as their JSON text.
 //! - `missing` (`reject` or `keep`, default `reject`): what to do with an object
 //!   that lacks the field — reject the record, or pass it on without a key.
+//! - `timestamp` (optional): a field (dotted path) holding the record's event
+//!   time as an integer number of milliseconds since the Unix epoch; it
+//!   replaces the ingestion time, for event-time windows. A record without it,
+//!   or with a non-integer, is rejected.
 //!
 //! A value that is not a JSON object is rejected with the parser's reason, so
 //! it reaches the dead-letter file.
@@ -17,17 +21,30 @@ use sluice_sdk::{Config, Error, Operator, Output, Record, export_operator};
 pub struct JsonField {
     path: Vec<String>,
     keep_missing: bool,
+    timestamp: Option<Vec<String>>,
+}
+
+fn dotted(setting: &str, value: &str) -> Result<Vec<String>, Error> {
+    if value.is_empty() || value.split('.').any(str::is_empty) {
+        return Err(Error::BadConfig(format!(
+            "setting `{setting}` = {value:?} is not a field name or dotted path like `user.id`"
+        )));
+    }
+    Ok(value.split('.').map(str::to_owned).collect())
+}
+
+fn lookup<'a>(doc: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
+    path.iter().try_fold(doc, |v, part| v.get(part))
 }
 
 impl Operator for JsonField {
     fn init(config: &Config) -> Result<Self, Error> {
-        config.allow_only(&["field", "missing"])?;
-        let field = config.require("field")?;
-        if field.is_empty() || field.split('.').any(str::is_empty) {
-            return Err(Error::BadConfig(format!(
-                "setting `field` = {field:?} is not a field name or dotted path like `user.id`"
-            )));
-        }
+        config.allow_only(&["field", "missing", "timestamp"])?;
+        let path = dotted("field", config.require("field")?)?;
+        let timestamp = config
+            .get("timestamp")
+            .map(|t| dotted("timestamp", t))
+            .transpose()?;
         let keep_missing = match config.get("missing").unwrap_or("reject") {
             "reject" => false,
             "keep" => true,
@@ -38,8 +55,9 @@ impl Operator for JsonField {
             }
         };
         Ok(JsonField {
-            path: field.split('.').map(str::to_owned).collect(),
+            path,
             keep_missing,
+            timestamp,
         })
     }
 
@@ -49,20 +67,21 @@ impl Operator for JsonField {
         if !doc.is_object() {
             return Err("JSON value is not an object".to_string());
         }
-        let mut field = Some(&doc);
-        for part in &self.path {
-            field = field.and_then(|v| v.get(part));
-        }
-        match field {
-            Some(serde_json::Value::String(s)) => {
-                out.emit(Some(s.as_bytes()), record.value, record.timestamp)
-            }
-            Some(other) => out.emit(
-                Some(other.to_string().as_bytes()),
-                record.value,
-                record.timestamp,
-            ),
-            None if self.keep_missing => out.emit(None, record.value, record.timestamp),
+        let ts = match &self.timestamp {
+            None => record.timestamp,
+            Some(path) => lookup(&doc, path)
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| {
+                    format!(
+                        "field `{}` is missing or not an integer timestamp",
+                        path.join(".")
+                    )
+                })?,
+        };
+        match lookup(&doc, &self.path) {
+            Some(serde_json::Value::String(s)) => out.emit(Some(s.as_bytes()), record.value, ts),
+            Some(other) => out.emit(Some(other.to_string().as_bytes()), record.value, ts),
+            None if self.keep_missing => out.emit(None, record.value, ts),
             None => return Err(format!("field `{}` is missing", self.path.join("."))),
         }
         Ok(())
@@ -102,6 +121,25 @@ mod tests {
         assert_eq!(rs.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
         assert!(rs[0].reason.contains("invalid JSON"));
         assert!(rs[1].reason.contains("missing"));
+    }
+
+    #[test]
+    fn timestamp_from_a_field() {
+        let mut h = Harness::<JsonField>::new(&[("field", "id"), ("timestamp", "at.ms")]).unwrap();
+        let out = h
+            .run(&Batch::from_values(
+                [r#"{"id":"a","at":{"ms":1700000000123}}"#],
+                5,
+            ))
+            .unwrap();
+        assert_eq!(out.get(0).unwrap().timestamp, 1_700_000_000_123);
+        let err = h
+            .run(&Batch::from_values([r#"{"id":"a","at":{"ms":"soon"}}"#], 5))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not an integer timestamp"),
+            "{err}"
+        );
     }
 
     #[test]
