@@ -1,11 +1,13 @@
 //! Line splitting shared by the file, stdin, directory and socket sources.
 
 use crate::batch::Batch;
-use crate::source::CHUNK_RECORDS;
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
+
+/// Bytes of line data after which a chunk is sent whatever its line count.
+pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// Milliseconds since the Unix epoch, the ingestion timestamp of line records.
 pub fn now_ms() -> i64 {
@@ -40,9 +42,12 @@ impl LineSplitter {
         self.partial.extend_from_slice(rest);
     }
 
-    /// Takes the complete records so far if there are at least `min`.
+    /// Takes the complete records so far if there are at least `min`, or
+    /// if they hold [`MAX_CHUNK_BYTES`] or more.
     pub(crate) fn take_if(&mut self, min: usize) -> Option<Batch> {
-        (self.chunk.len() >= min.max(1)).then(|| std::mem::take(&mut self.chunk))
+        let full = self.chunk.values.len() >= MAX_CHUNK_BYTES;
+        (!self.chunk.is_empty() && (self.chunk.len() >= min.max(1) || full))
+            .then(|| std::mem::take(&mut self.chunk))
     }
 
     /// Ends the input: a last line without a newline becomes a record.
@@ -59,11 +64,14 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Reads lines from a blocking reader until end of input or `stop`.
+/// Reads lines from a blocking reader until end of input or `stop`, sending
+/// a chunk once it holds `min_chunk` lines (1 for live input such as stdin,
+/// so nothing waits in a buffer) or [`MAX_CHUNK_BYTES`].
 pub(crate) fn read_lines(
     mut reader: impl Read,
     tx: &mpsc::Sender<Batch>,
     stop: &watch::Receiver<bool>,
+    min_chunk: usize,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut splitter = LineSplitter::default();
@@ -82,7 +90,7 @@ pub(crate) fn read_lines(
             Err(e) => return Err(e),
         };
         splitter.push(&buf[..n], now_ms());
-        if let Some(chunk) = splitter.take_if(CHUNK_RECORDS)
+        if let Some(chunk) = splitter.take_if(min_chunk)
             && tx.blocking_send(chunk).is_err()
         {
             return Ok(()); // pipeline gone: shutting down
@@ -128,7 +136,14 @@ pub(crate) async fn read_socket(
                     };
                     match read {
                         Ok(0) | Err(_) => {
-                            if let Some(chunk) = splitter.finish(now_ms())
+                            // A reset connection cuts a line short: only an
+                            // orderly close makes the last fragment a line.
+                            let last = if read.is_ok() {
+                                splitter.finish(now_ms())
+                            } else {
+                                splitter.take_if(1)
+                            };
+                            if let Some(chunk) = last
                                 && tx.send(chunk).await.is_err()
                             {
                                 return;

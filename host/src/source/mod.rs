@@ -108,19 +108,29 @@ pub async fn run(
         SourceConfig::File { path } => {
             let file = std::fs::File::open(&path).map_err(|e| err(format!("cannot open: {e}")))?;
             let stop = stop.clone();
-            tokio::task::spawn_blocking(move || lines::read_lines(file, &tx, &stop))
+            tokio::task::spawn_blocking(move || lines::read_lines(file, &tx, &stop, CHUNK_RECORDS))
                 .await
                 .map_err(|e| err(e.to_string()))?
                 .map_err(|e| err(format!("read failed: {e}")))
         }
         SourceConfig::Stdin {} => {
+            // A plain thread, not the blocking pool: a read from a terminal
+            // cannot be cancelled, and must not keep the runtime from shutting
+            // down once the job has stopped. Every read is sent at once (live
+            // input), so nothing waits in a buffer when the job stops.
             let stop = stop.clone();
-            tokio::task::spawn_blocking(move || {
-                lines::read_lines(std::io::stdin().lock(), &tx, &stop)
-            })
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .map_err(|e| err(format!("read failed: {e}")))
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("sluice-stdin".into())
+                .spawn(move || {
+                    let result = lines::read_lines(std::io::stdin().lock(), &tx, &stop, 1);
+                    let _ = done_tx.send(result);
+                })
+                .map_err(|e| err(format!("cannot start reader thread: {e}")))?;
+            done_rx
+                .await
+                .map_err(|_| err("reader thread stopped".into()))?
+                .map_err(|e| err(format!("read failed: {e}")))
         }
         SourceConfig::Directory {
             path,
@@ -203,7 +213,7 @@ async fn watch_directory(
             let stop2 = stop.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let file = std::fs::File::open(&path)?;
-                lines::read_lines(file, &tx, &stop2)
+                lines::read_lines(file, &tx, &stop2, CHUNK_RECORDS)
             })
             .await
             .map_err(|e| e.to_string())?;
