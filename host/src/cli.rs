@@ -257,7 +257,7 @@ fn run_job(path: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         let runtime = Runtime::new()?;
         let job = Job::from_file(&path, &runtime)?;
         let bounded = job.is_bounded();
@@ -277,7 +277,11 @@ fn run_job(path: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
         let summary = job.run(stop_rx).await?;
         eprintln!("{summary}");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A source stuck in an uncancellable read (a terminal) must not keep the
+    // process alive once the job has finished.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 async fn wait_for_signal() {

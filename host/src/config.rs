@@ -293,6 +293,13 @@ impl JobConfig {
                     parse_duration(p)
                         .map_err(|m| invalid(s.span(), &format!("sources[{i}].poll"), m))?;
                 }
+                SourceConfig::Generator { value_size, .. } if *value_size > 1 << 20 => {
+                    return Err(invalid(
+                        s.span(),
+                        &format!("sources[{i}].value_size"),
+                        format!("{value_size} is too large (accepted: up to 1048576 bytes)"),
+                    ));
+                }
                 SourceConfig::Generator { rate: Some(0), .. } => {
                     return Err(invalid(
                         s.span(),
@@ -446,8 +453,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if !(secs > 0.0 && secs < 1e9) {
-        return Err(format!("{s:?} must be positive"));
+    if !(0.001..1e9).contains(&secs) {
+        return Err(format!("{s:?} is out of range (accepted: 1ms or more)"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -576,6 +583,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0.0000000001s").is_err());
         assert!(parse_duration("s").is_err());
     }
 

@@ -204,6 +204,9 @@ pub fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
+/// Payload bytes after which a micro-batch is cut whatever its record count.
+pub const MAX_BATCH_BYTES: usize = 1 << 30;
+
 /// How long a stopping job waits for its sources to hand over what they read.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -288,6 +291,11 @@ impl JobBuilder {
         }
         if job.sources.is_empty() {
             return Err(JobError::Invalid("a job needs at least one source".into()));
+        }
+        if job.interval == Some(Duration::ZERO) {
+            return Err(JobError::Invalid(
+                "the batch interval must be longer than zero".into(),
+            ));
         }
         if job.max_records == Some(0) {
             return Err(JobError::Invalid("max_records must be at least 1".into()));
@@ -479,6 +487,15 @@ impl Job {
                         coordinator.summary.records_in += chunk.len() as u64;
                         coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
                         let mut chunk = chunk;
+                        // Offsets are 32-bit and guests have 32-bit memories:
+                        // a batch stays well below 4 GiB of payload.
+                        if !pending.is_empty()
+                            && batch::payload_bytes(&pending) + batch::payload_bytes(&chunk) > MAX_BATCH_BYTES
+                            && let Err(e) = coordinator.cut(&mut pending, false).await
+                        {
+                            result = Err(e);
+                            break;
+                        }
                         loop {
                             let room = max - pending.len();
                             if chunk.len() <= room {
@@ -534,6 +551,16 @@ impl Job {
         if *stop.borrow() {
             coordinator.summary.interrupted = true;
         }
+        if coordinator.summary.interrupted {
+            // No more input: take what is buffered, and make sources still
+            // sending (or stuck in a read) give up instead of waiting.
+            chunk_rx.close();
+            while let Ok(chunk) = chunk_rx.try_recv() {
+                coordinator.summary.records_in += chunk.len() as u64;
+                coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
+                batch::append(&mut pending, &chunk);
+            }
+        }
         // What is left, still within the record bound per batch.
         while result.is_ok() && pending.len() > max {
             let (mut head, tail) = split_at(&pending, max);
@@ -543,10 +570,12 @@ impl Job {
         if result.is_ok() {
             result = coordinator.cut(&mut pending, true).await;
         }
-        if result.is_ok() {
+        if result.is_ok() && !coordinator.summary.interrupted {
             while let Some(r) = source_tasks.join_next().await {
-                if let Ok(Err(e)) = r {
-                    result = Err(e.into());
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e.into()),
+                    Err(e) => result = Err(JobError::Invalid(format!("source task failed: {e}"))),
                 }
             }
         } else {
@@ -654,18 +683,21 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
                         match f.instantiate(&job_name, w) {
                             Ok(op) => instances.push((f.name().to_string(), op)),
                             Err(error) => {
-                                let _ = ready_tx.send(Err(JobError::Init {
-                                    operator: f.name().to_string(),
-                                    worker: w,
-                                    error,
-                                }));
+                                let _ = ready_tx.send((
+                                    w,
+                                    Err(JobError::Init {
+                                        operator: f.name().to_string(),
+                                        worker: w,
+                                        error,
+                                    }),
+                                ));
                                 return;
                             }
                         }
                     }
                     stages.push(instances);
                 }
-                let _ = ready_tx.send(Ok(()));
+                let _ = ready_tx.send((w, Ok(())));
                 drop(ready_tx);
                 WorkerOps {
                     worker: w,
@@ -683,11 +715,18 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
         threads,
         busy,
     };
+    let mut ready = vec![false; workers.threads.len()];
     for _ in 0..workers.threads.len() {
         match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(JobError::WorkerLost(0)),
+            Ok((w, Ok(()))) => ready[w] = true,
+            Ok((_, Err(e))) => return Err(e),
+            // A worker died (panicked) before reporting: name the first one
+            // that did not report.
+            Err(_) => {
+                return Err(JobError::WorkerLost(
+                    ready.iter().position(|r| !r).unwrap_or(0),
+                ));
+            }
         }
     }
     Ok(workers)
