@@ -187,17 +187,32 @@ impl Sink for JsonlSink {
 
 /// Writes each batch to `batch-NNNNNNNNN.jsonl` in a directory, atomically:
 /// the file is written under a hidden temporary name, synced, then renamed,
-/// so a reader never sees a partial batch file.
+/// so a reader never sees a partial batch file. Numbers continue after the
+/// highest file already there, so a restarted job never overwrites output.
 pub struct DirectorySink {
     dir: PathBuf,
+    next: u64,
 }
 
 impl DirectorySink {
     /// Uses `dir`, creating it if needed.
     pub fn create(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let mut next = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let n = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("batch-"))
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(n) = n {
+                next = next.max(n + 1);
+            }
+        }
         Ok(DirectorySink {
             dir: dir.to_owned(),
+            next,
         })
     }
 }
@@ -207,8 +222,9 @@ impl Sink for DirectorySink {
         format!("directory {}", self.dir.display())
     }
 
-    fn write(&mut self, batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
-        let name = format!("batch-{batch_no:09}.jsonl");
+    fn write(&mut self, _batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
+        let name = format!("batch-{:09}.jsonl", self.next);
+        self.next += 1;
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut out = BufWriter::new(File::create(&tmp)?);
         for r in parts.iter().flat_map(|p| p.iter()) {
@@ -299,18 +315,17 @@ mod tests {
     #[test]
     fn directory_sink_writes_one_file_per_batch() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("batch-000000002.jsonl"), "").unwrap();
         let mut sink = DirectorySink::create(dir.path()).unwrap();
-        sink.write(
-            3,
-            &[Batch::from_values(["a"], 1), Batch::from_values(["b"], 2)],
-        )
-        .unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["batch-000000003.jsonl"]);
-        let body = std::fs::read_to_string(dir.path().join(&names[0])).unwrap();
+        let parts = [Batch::from_values(["a"], 1), Batch::from_values(["b"], 2)];
+        sink.write(0, &parts).unwrap();
+        let body = std::fs::read_to_string(dir.path().join("batch-000000003.jsonl")).unwrap();
         assert_eq!(body.lines().count(), 2);
+        // A second run continues the numbering instead of overwriting.
+        let mut again = DirectorySink::create(dir.path()).unwrap();
+        again.write(0, &[Batch::from_values(["c"], 3)]).unwrap();
+        assert!(dir.path().join("batch-000000004.jsonl").exists());
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 3, "no temporary files left behind");
     }
 }
