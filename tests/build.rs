@@ -47,8 +47,10 @@ fn main() {
     ensure_target();
     // A separate target directory under the workspace's: the outer build holds
     // the lock on its own, and guests have their own target triple anyway.
+    // A relative CARGO_TARGET_DIR is relative to where cargo was started:
+    // the workspace root, where the guests are built too.
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+        .map(|d| root.join(d))
         .unwrap_or_else(|| root.join("target"))
         .join("guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

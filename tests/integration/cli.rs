@@ -380,3 +380,53 @@ fn chatty_operator_is_rate_limited() {
         "lines carry the batch: {stderr}"
     );
 }
+
+/// SIGTERM while stdin stays open: the lines already typed are processed and
+/// the process exits, although the read from stdin cannot be cancelled.
+#[test]
+fn sigterm_with_open_stdin_keeps_typed_lines_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = sluice_tests::write_job(
+        dir.path(),
+        "live.toml",
+        &format!(
+            "[batch]\ninterval = \"10s\"\n[[sources]]\nkind = \"stdin\"\n[[operators]]\nplugin = {}\n[[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n",
+            lit(guests::UPPERCASE)
+        ),
+    );
+    let mut child = sluice()
+        .args(["run", "--quiet", job.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin.write_all(b"typed one\ntyped two\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "exited in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = crate::read_jsonl(&dir.path().join("out.jsonl"));
+    assert_eq!(
+        got.iter()
+            .map(|v| v["value"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["TYPED ONE", "TYPED TWO"]
+    );
+}

@@ -41,9 +41,11 @@ pub struct Built {
     pub info: PluginInfo,
 }
 
-/// Installs the Wasm target when missing (idempotent).
-pub fn ensure_target() -> Result<(), BuildError> {
+/// Installs the Wasm target when missing (idempotent), for the toolchain
+/// that builds in `dir` (which a `rust-toolchain.toml` there may choose).
+pub fn ensure_target(dir: &Path) -> Result<(), BuildError> {
     let sysroot = Command::new("rustc")
+        .current_dir(dir)
         .args(["--print", "sysroot"])
         .output()
         .map_err(|e| BuildError::Target(format!("cannot run rustc: {e}")))?;
@@ -52,6 +54,7 @@ pub fn ensure_target() -> Result<(), BuildError> {
         return Ok(());
     }
     let out = Command::new("rustup")
+        .current_dir(dir)
         .args(["target", "add", TARGET])
         .output()
         .map_err(|e| BuildError::Target(format!("cannot run rustup: {e}")))?;
@@ -70,7 +73,7 @@ pub fn build(dir: &Path, runtime: &Runtime) -> Result<Built, BuildError> {
     if !dir.join("Cargo.toml").exists() {
         return Err(BuildError::NotACrate(dir.to_owned()));
     }
-    ensure_target()?;
+    ensure_target(dir)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(dir)

@@ -207,7 +207,20 @@ pub fn run(
                     elapsed,
                 });
             }
-            Err(OperatorError::BadRecords(rs)) => {
+            Err(OperatorError::BadRecords(mut rs)) => {
+                // The same checks as a job: one entry per record, in range.
+                rs.sort_by_key(|r| r.index);
+                rs.dedup_by_key(|r| r.index);
+                if rs.is_empty() || rs.iter().any(|r| r.index as usize >= current.len()) {
+                    return Err(SampleError::Failed {
+                        operator: name.into(),
+                        error: OperatorError::Host(format!(
+                            "the operator reported bad records inconsistently ({} rejection(s) for {} record(s))",
+                            rs.len(),
+                            current.len()
+                        )),
+                    });
+                }
                 let mut drop = Vec::new();
                 for r in rs {
                     if let Some(&o) = origin.get(r.index as usize) {

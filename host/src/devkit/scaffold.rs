@@ -73,6 +73,10 @@ const RESERVED: &[&str] = &[
     "examples",
     "incremental",
 ];
+const TAKEN_TYPES: &[&str] = &[
+    "Config", "Error", "Level", "Operator", "Output", "Record", "Batch", "Harness", "String",
+    "Result", "Vec", "Option", "Box", "Some", "None", "Ok", "Err", "Self",
+];
 const KEYWORDS: &[&str] = &[
     "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false",
     "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
@@ -107,6 +111,14 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
     let snake = name.replace('-', "_");
     if KEYWORDS.contains(&snake.as_str()) || RESERVED.contains(&name) {
         return bad("it is a reserved word in Rust or Cargo");
+    }
+    // The operator type is named after the crate; it must not shadow a name
+    // the generated code uses.
+    let ty = type_name(name);
+    if TAKEN_TYPES.contains(&ty.as_str()) {
+        return bad(&format!(
+            "the operator type `{ty}` would clash with a name the generated code uses"
+        ));
     }
     Ok(())
 }
@@ -290,7 +302,9 @@ mod tests {
     fn names() {
         assert!(check_name("word-filter").is_ok());
         assert!(check_name("op_2").is_ok());
-        for bad in ["", "2fast", "my op", "café", "fn", "test", "a/b"] {
+        for bad in [
+            "", "2fast", "my op", "café", "fn", "test", "a/b", "config", "string", "harness",
+        ] {
             let err = check_name(bad).unwrap_err().to_string();
             assert!(err.contains("not a valid operator name"), "{bad}: {err}");
         }
