@@ -291,7 +291,8 @@ impl OperatorFactory for AggregateFactory {
     fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(Box::new(Aggregate {
             cfg: self.config.clone(),
-            totals: HashMap::new(),
+            totals: hashbrown::HashMap::default(),
+            unkeyed: None,
             windows: HashMap::new(),
             sessions: HashMap::new(),
             changed: HashSet::new(),
@@ -357,7 +358,11 @@ struct WindowState {
 /// One worker's aggregation state.
 pub struct Aggregate {
     cfg: AggregateConfig,
-    totals: HashMap<Key, Acc>,
+    /// Running totals per key (not windowed), with a "changed in this
+    /// batch" flag; looked up by borrowed key so a hit allocates nothing.
+    totals: hashbrown::HashMap<Vec<u8>, (Acc, bool), rustc_hash::FxBuildHasher>,
+    /// The running total of records without a key.
+    unkeyed: Option<(Acc, bool)>,
     windows: HashMap<(Key, Window), WindowState>,
     /// Per key: session windows with their accumulator and dirty flag.
     sessions: HashMap<Key, Sessions<(Acc, bool)>>,
@@ -413,19 +418,24 @@ impl Operator for Aggregate {
         let mut out = Batch::new();
         let f = self.cfg.function;
         if self.cfg.window.is_none() {
-            let mut rows: Vec<(&Key, &Acc)> = match self.cfg.mode {
-                Mode::Complete => self.totals.iter().collect(),
-                _ => self
-                    .changed
-                    .iter()
-                    .filter_map(|k| self.totals.get_key_value(k))
-                    .collect(),
-            };
-            rows.sort_by(|a, b| a.0.cmp(b.0));
-            for (k, acc) in rows {
-                out.push(k.as_deref(), acc.value(f).as_bytes(), acc.last_ts);
+            let all = self.cfg.mode == Mode::Complete;
+            let mut rows: Vec<(Option<&[u8]>, Acc)> = Vec::new();
+            if let Some((acc, changed)) = &mut self.unkeyed
+                && (all || *changed)
+            {
+                rows.push((None, *acc));
+                *changed = false;
             }
-            self.changed.clear();
+            for (k, (acc, changed)) in &mut self.totals {
+                if all || *changed {
+                    rows.push((Some(k.as_slice()), *acc));
+                    *changed = false;
+                }
+            }
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, acc) in rows {
+                out.push(k, acc.value(f).as_bytes(), acc.last_ts);
+            }
             return Ok(out);
         }
         let wm = match (ctx.end_of_input, self.cfg.time) {
@@ -508,19 +518,22 @@ impl Aggregate {
         let wm_before = self.watermark(ctx.max_event_time_before);
         let lateness = self.cfg.allowed_lateness;
         for (r, &x) in input.iter().zip(&values) {
+            if self.cfg.window.is_none() {
+                let slot = match r.key {
+                    Some(k) => self.totals.entry_ref(k).or_insert((Acc::new(), false)),
+                    None => self.unkeyed.get_or_insert((Acc::new(), false)),
+                };
+                slot.0.add(x, r.timestamp);
+                slot.1 = true;
+                continue;
+            }
             let key: Key = r.key.map(<[u8]>::to_vec);
             let ts = match self.cfg.time {
                 TimeDomain::Event => r.timestamp,
                 TimeDomain::Processing => ctx.processing_time,
             };
             match self.cfg.window {
-                None => {
-                    self.totals
-                        .entry(key.clone())
-                        .or_insert_with(Acc::new)
-                        .add(x, r.timestamp);
-                    self.changed.insert(key);
-                }
+                None => unreachable!("handled above"),
                 Some(WindowKind::Session { gap }) => {
                     if self.cfg.time == TimeDomain::Event
                         && ts.saturating_add(gap).saturating_add(lateness) <= wm_before

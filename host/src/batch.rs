@@ -23,21 +23,118 @@ pub fn without(input: &Batch, drop: &[u32]) -> Batch {
 
 /// Appends all records of `from` to `to`.
 pub fn append(to: &mut Batch, from: &Batch) {
-    if from.key_present.is_empty() && to.key_present.is_empty() {
-        // Fast path: unkeyed, shift offsets and copy buffers.
-        let vbase = to.values.len() as u32;
-        let kbase = to.keys.len() as u32;
-        to.values.extend_from_slice(&from.values);
-        to.value_ends
-            .extend(from.value_ends.iter().map(|e| e + vbase));
-        to.key_ends.extend(from.key_ends.iter().map(|e| e + kbase));
-        to.keys.extend_from_slice(&from.keys);
-        to.timestamps.extend_from_slice(&from.timestamps);
-    } else {
-        for r in from.iter() {
-            to.push(r.key, r.value, r.timestamp);
+    // Bulk copies with shifted offsets; presence bytes are materialised only
+    // when one side has keys.
+    let n_to = to.len();
+    let keyed = !from.key_present.is_empty() || !to.key_present.is_empty();
+    if keyed {
+        to.key_present.resize(n_to, 0);
+        if from.key_present.is_empty() {
+            to.key_present.resize(n_to + from.len(), 0);
+        } else {
+            to.key_present.extend_from_slice(&from.key_present);
         }
     }
+    let vbase = offset(to.values.len());
+    let kbase = offset(to.keys.len());
+    to.values.extend_from_slice(&from.values);
+    to.value_ends
+        .extend(from.value_ends.iter().map(|e| e + vbase));
+    to.keys.extend_from_slice(&from.keys);
+    to.key_ends.extend(from.key_ends.iter().map(|e| e + kbase));
+    to.timestamps.extend_from_slice(&from.timestamps);
+}
+
+/// Splits `input` into `n` batches by [`partition::for_key`] of each
+/// record's key (its value when it has none), keeping record order.
+///
+/// Two passes over the offsets: the first picks each record's partition and
+/// sizes the outputs, the second copies into buffers allocated once.
+pub fn split_by_key(input: &Batch, n: usize) -> Vec<Batch> {
+    if n == 1 {
+        return vec![input.clone()];
+    }
+    let len = input.len();
+    let keyed = !input.key_present.is_empty();
+    let mut target = Vec::with_capacity(len);
+    let mut records = vec![0usize; n];
+    let mut value_bytes = vec![0usize; n];
+    let mut key_bytes = vec![0usize; n];
+    let (mut vstart, mut kstart) = (0usize, 0usize);
+    for i in 0..len {
+        let vend = input.value_ends[i] as usize;
+        let kend = input.key_ends[i] as usize;
+        let present = keyed && input.key_present[i] != 0;
+        let k = if present {
+            &input.keys[kstart..kend]
+        } else {
+            &input.values[vstart..vend]
+        };
+        let t = crate::partition::for_key(k, n as u32) as usize;
+        target.push(t as u32);
+        records[t] += 1;
+        value_bytes[t] += vend - vstart;
+        key_bytes[t] += kend - kstart;
+        vstart = vend;
+        kstart = kend;
+    }
+    let mut out: Vec<Batch> = (0..n)
+        .map(|t| Batch {
+            keys: Vec::with_capacity(key_bytes[t]),
+            key_ends: Vec::with_capacity(records[t]),
+            key_present: Vec::with_capacity(if keyed { records[t] } else { 0 }),
+            values: Vec::with_capacity(value_bytes[t]),
+            value_ends: Vec::with_capacity(records[t]),
+            timestamps: Vec::with_capacity(records[t]),
+        })
+        .collect();
+    let (mut vstart, mut kstart) = (0usize, 0usize);
+    for (i, &t) in target.iter().enumerate() {
+        let o = &mut out[t as usize];
+        let vend = input.value_ends[i] as usize;
+        let kend = input.key_ends[i] as usize;
+        o.values.extend_from_slice(&input.values[vstart..vend]);
+        o.value_ends.push(o.values.len() as u32);
+        // An absent key has an empty span, so copying it copies nothing.
+        o.keys.extend_from_slice(&input.keys[kstart..kend]);
+        o.key_ends.push(o.keys.len() as u32);
+        if keyed {
+            o.key_present.push(input.key_present[i]);
+        }
+        o.timestamps.push(input.timestamps[i]);
+        vstart = vend;
+        kstart = kend;
+    }
+    out
+}
+
+/// Records `range` of `input` as a new batch, copied in bulk.
+pub fn slice(input: &Batch, range: std::ops::Range<usize>) -> Batch {
+    let (a, b) = (range.start, range.end.min(input.len()));
+    if a >= b {
+        return Batch::new();
+    }
+    let vstart = if a == 0 { 0 } else { input.value_ends[a - 1] };
+    let kstart = if a == 0 { 0 } else { input.key_ends[a - 1] };
+    let vend = input.value_ends[b - 1];
+    let kend = input.key_ends[b - 1];
+    Batch {
+        keys: input.keys[kstart as usize..kend as usize].to_vec(),
+        key_ends: input.key_ends[a..b].iter().map(|e| e - kstart).collect(),
+        key_present: if input.key_present.is_empty() {
+            Vec::new()
+        } else {
+            input.key_present[a..b].to_vec()
+        },
+        values: input.values[vstart as usize..vend as usize].to_vec(),
+        value_ends: input.value_ends[a..b].iter().map(|e| e - vstart).collect(),
+        timestamps: input.timestamps[a..b].to_vec(),
+    }
+}
+
+fn offset(len: usize) -> u32 {
+    // The pipeline cuts batches well below 4 GiB (`MAX_BATCH_BYTES`).
+    u32::try_from(len).expect("batch payload below 4 GiB")
 }
 
 /// Bytes held by the batch's buffers (keys + values).
@@ -61,6 +158,49 @@ mod tests {
         type Row<'a> = (Option<&'a [u8]>, &'a [u8], i64);
         let want: [Row; 2] = [(Some(b"a"), b"a", 0), (Some(b"c"), b"c", 2)];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn slices_join_back() {
+        let mut b = Batch::new();
+        for i in 0..10u8 {
+            b.push(
+                (i % 2 == 0).then_some(&[i][..]),
+                &vec![i; i as usize],
+                i as i64,
+            );
+        }
+        let mut joined = Batch::new();
+        for r in [0..3, 3..3, 3..9, 9..20] {
+            let part = slice(&b, r);
+            part.validate().unwrap();
+            append(&mut joined, &part);
+        }
+        assert_eq!(joined, b);
+    }
+
+    #[test]
+    fn split_by_key_then_append_keeps_everything() {
+        let mut b = Batch::new();
+        for i in 0..100u32 {
+            let k = (i % 7).to_string();
+            b.push(
+                (i % 3 != 0).then_some(k.as_bytes()),
+                &i.to_le_bytes(),
+                i as i64,
+            );
+        }
+        let parts = split_by_key(&b, 4);
+        let mut joined = Batch::new();
+        for p in &parts {
+            p.validate().unwrap();
+            append(&mut joined, p);
+        }
+        joined.validate().unwrap();
+        assert_eq!(joined.len(), 100);
+        let mut got: Vec<i64> = joined.timestamps.clone();
+        got.sort();
+        assert_eq!(got, (0..100).collect::<Vec<i64>>());
     }
 
     #[test]

@@ -99,7 +99,8 @@ pub struct JobConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PartitionBy {
-    /// Records in turn to each partition.
+    /// Contiguous runs of equal size, one per partition; the partition that
+    /// gets the first run rotates from batch to batch.
     #[default]
     RoundRobin,
     /// By [`crate::partition::for_key`]; records without a key go round-robin.
@@ -201,6 +202,9 @@ pub enum SinkConfig {
         /// The output file, relative to the job file.
         path: PathBuf,
     },
+    /// Counts records and drops them (for benchmarks, like Spark's `noop`
+    /// format).
+    Discard {},
     /// Writes each batch to its own file in a directory, atomically (written
     /// under a temporary name, then renamed).
     Directory {

@@ -5,7 +5,6 @@
 //! the pipeline is tested and benchmarked without Wasm as well.
 
 use crate::batch::{Batch, Output};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Why an operator call failed. A plugin's own error, a trap and a host
@@ -205,7 +204,7 @@ impl OperatorFactory for Count {
 
 #[derive(Default)]
 struct CountInstance {
-    counts: HashMap<Vec<u8>, (u64, i64, usize)>,
+    counts: hashbrown::HashMap<Vec<u8>, (u64, i64, usize), rustc_hash::FxBuildHasher>,
 }
 
 impl Operator for CountInstance {
@@ -214,16 +213,12 @@ impl Operator for CountInstance {
         let mut order = 0;
         for r in input.iter() {
             let k = r.key.unwrap_or(r.value);
-            match self.counts.get_mut(k) {
-                Some(e) => {
-                    e.0 += 1;
-                    e.1 = e.1.max(r.timestamp);
-                }
-                None => {
-                    self.counts.insert(k.to_vec(), (1, r.timestamp, order));
-                    order += 1;
-                }
-            }
+            let e = self.counts.entry_ref(k).or_insert_with(|| {
+                order += 1;
+                (0, r.timestamp, order)
+            });
+            e.0 += 1;
+            e.1 = e.1.max(r.timestamp);
         }
         // Emit in first-seen order so output is deterministic.
         let mut rows: Vec<_> = self.counts.iter().collect();

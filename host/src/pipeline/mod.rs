@@ -870,13 +870,22 @@ impl Coordinator {
         let processing_time = crate::source::lines::now_ms();
         let mut parts = self.partition_input(input);
         let mut dead = Vec::new();
+        // Whether `parts` is already split by key for the stage it feeds.
+        let mut exchanged = false;
         for s in 0..self.stages.len() {
-            if self.stages[s].keyed {
+            if self.stages[s].keyed && !exchanged {
                 parts = exchange(parts, self.job.partitions);
             }
             if self.stages[s].ops.is_empty() {
                 continue;
             }
+            // Workers split their output for a keyed next stage themselves.
+            let split_for = self
+                .stages
+                .get(s + 1)
+                .filter(|n| n.keyed)
+                .map(|_| self.job.partitions);
+            exchanged = split_for.is_some();
             let mut ctx = BatchContext {
                 batch_no,
                 processing_time,
@@ -896,7 +905,16 @@ impl Coordinator {
                 ctx.max_event_time_before = before;
                 ctx.max_event_time_after = after;
             }
-            parts = self.run_stage(Arc::new(ctx), s, parts, &mut dead).await?;
+            let started = Instant::now();
+            parts = self
+                .run_stage(Arc::new(ctx), s, parts, &mut dead, split_for)
+                .await?;
+            tracing::debug!(
+                batch = batch_no,
+                stage = s,
+                "stage took {:?}",
+                started.elapsed()
+            );
         }
         if parts.iter().all(Batch::is_empty) && dead.is_empty() {
             return Ok(());
@@ -923,11 +941,26 @@ impl Coordinator {
         if n == 1 {
             return vec![input];
         }
+        if self.job.partition_by == PartitionBy::RoundRobin {
+            // Records are dealt in contiguous runs of equal size (one bulk
+            // copy per partition); the partition receiving the first run
+            // rotates from batch to batch, so small batches spread too.
+            let len = input.len();
+            let mut parts = vec![Batch::new(); n];
+            let mut start = 0;
+            for i in 0..n {
+                let take = len / n + usize::from(i < len % n);
+                parts[(self.rr_next + i) % n] = batch::slice(&input, start..start + take);
+                start += take;
+            }
+            self.rr_next = (self.rr_next + 1) % n;
+            return parts;
+        }
         let mut parts = vec![Batch::new(); n];
         for r in input.iter() {
-            let p = match (self.job.partition_by, r.key) {
-                (PartitionBy::Key, Some(k)) => partition::for_key(k, n as u32) as usize,
-                _ => {
+            let p = match r.key {
+                Some(k) => partition::for_key(k, n as u32) as usize,
+                None => {
                     let p = self.rr_next;
                     self.rr_next = (self.rr_next + 1) % n;
                     p
@@ -944,6 +977,7 @@ impl Coordinator {
         stage: usize,
         parts: Vec<Batch>,
         dead: &mut Vec<DeadLetter>,
+        split_for: Option<usize>,
     ) -> Result<Vec<Batch>, JobError> {
         let n_workers = self.workers.senders.len();
         let mut replies = Vec::with_capacity(parts.len());
@@ -951,7 +985,7 @@ impl Coordinator {
             let (reply, rx) = oneshot::channel();
             if input.is_empty() && !self.stages[stage].stateful {
                 let _ = reply.send(Ok(StageOutput {
-                    batch: input,
+                    parts: vec![Batch::new(); split_for.unwrap_or(1)],
                     dead: Vec::new(),
                     late: 0,
                 }));
@@ -959,6 +993,7 @@ impl Coordinator {
                 let w = partition % n_workers;
                 let task = Task {
                     ctx: ctx.clone(),
+                    split_for,
                     stage,
                     partition,
                     input,
@@ -975,16 +1010,34 @@ impl Coordinator {
             }
             replies.push((partition, rx));
         }
-        let mut out = Vec::with_capacity(replies.len());
+        let mut outputs = Vec::with_capacity(replies.len());
         for (partition, rx) in replies {
             let result = rx
                 .await
                 .map_err(|_| JobError::WorkerLost(partition % n_workers))??;
             dead.extend(result.dead);
             self.summary.late += result.late;
-            out.push(result.batch);
+            outputs.push(result.parts);
         }
-        Ok(out)
+        Ok(match split_for {
+            None => outputs
+                .into_iter()
+                .map(|mut p| p.pop().unwrap_or_default())
+                .collect(),
+            // Assemble each target partition from the sources' parts, in
+            // source order, so records of one source partition keep their order.
+            Some(n) => (0..n)
+                .map(|t| {
+                    let mut target = Batch::new();
+                    for source in &outputs {
+                        if let Some(part) = source.get(t) {
+                            batch::append(&mut target, part);
+                        }
+                    }
+                    target
+                })
+                .collect(),
+        })
     }
 
     fn report_progress(&mut self) {
@@ -1012,9 +1065,8 @@ impl Coordinator {
 fn exchange(parts: Vec<Batch>, n: usize) -> Vec<Batch> {
     let mut out = vec![Batch::new(); n];
     for p in &parts {
-        for r in p.iter() {
-            let k = r.key.unwrap_or(r.value);
-            out[partition::for_key(k, n as u32) as usize].push(r.key, r.value, r.timestamp);
+        for (t, part) in batch::split_by_key(p, n).iter().enumerate() {
+            batch::append(&mut out[t], part);
         }
     }
     out

@@ -10,6 +10,10 @@ use tokio::sync::oneshot;
 /// Work for a worker: one partition batch through one stage.
 pub(crate) struct Task {
     pub ctx: Arc<BatchContext>,
+    /// Split the output by key into this many partitions for the exchange
+    /// before the next (keyed) stage; done here, in parallel, rather than on
+    /// the coordinator.
+    pub split_for: Option<usize>,
     pub stage: usize,
     pub partition: usize,
     pub input: Batch,
@@ -18,7 +22,8 @@ pub(crate) struct Task {
 
 /// A stage's output for one partition.
 pub(crate) struct StageOutput {
-    pub batch: Batch,
+    /// The output, or with `split_for` its parts by target partition.
+    pub parts: Vec<Batch>,
     pub dead: Vec<DeadLetter>,
     /// Records that arrived after their windows closed.
     pub late: u64,
@@ -63,7 +68,23 @@ impl WorkerOps {
     ) {
         for task in tasks {
             let started = std::time::Instant::now();
-            let result = self.run_chain(&task.ctx, task.stage, task.partition, task.input);
+            let result = self
+                .run_chain(&task.ctx, task.stage, task.partition, task.input)
+                .map(|(batch, dead, late)| {
+                    let chained = started.elapsed();
+                    let parts = match task.split_for {
+                        Some(n) => batch::split_by_key(&batch, n),
+                        None => vec![batch],
+                    };
+                    tracing::trace!(
+                        worker = self.worker,
+                        stage = task.stage,
+                        partition = task.partition,
+                        "operators {chained:?}, split {:?}",
+                        started.elapsed() - chained
+                    );
+                    StageOutput { parts, dead, late }
+                });
             busy.fetch_add(
                 started.elapsed().as_nanos() as u64,
                 std::sync::atomic::Ordering::Relaxed,
@@ -79,7 +100,7 @@ impl WorkerOps {
         stage: usize,
         partition: usize,
         mut input: Batch,
-    ) -> Result<StageOutput, JobError> {
+    ) -> Result<(Batch, Vec<DeadLetter>, u64), JobError> {
         let worker = self.worker;
         let batch_no = ctx.batch_no;
         let dead_letter = self.dead_letter;
@@ -204,11 +225,7 @@ impl WorkerOps {
                 });
             }
         }
-        Ok(StageOutput {
-            batch: input,
-            dead,
-            late,
-        })
+        Ok((input, dead, late))
     }
 }
 

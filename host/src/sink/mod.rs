@@ -29,12 +29,26 @@ pub fn open(cfg: &SinkConfig, base: &Path) -> std::io::Result<Box<dyn Sink>> {
         SinkConfig::Stdout { limit } => Box::new(StdoutSink::new(*limit)),
         SinkConfig::Jsonl { path } => Box::new(JsonlSink::create(&base.join(path))?),
         SinkConfig::Directory { path } => Box::new(DirectorySink::create(&base.join(path))?),
+        SinkConfig::Discard {} => Box::new(DiscardSink),
     })
 }
 
 /// Renders bytes as text for display: UTF-8 as is, otherwise lossily.
 fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(bytes)
+}
+
+/// Drops every record; the job summary still counts them.
+pub struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn describe(&self) -> String {
+        "discard".into()
+    }
+
+    fn write(&mut self, _batch_no: u64, _parts: &[Batch]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Prints the first `limit` records of each batch, like Spark's `DStream.print()`.
