@@ -484,8 +484,7 @@ impl Job {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
                     Some(chunk) => {
-                        coordinator.summary.records_in += chunk.len() as u64;
-                        coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
+                        coordinator.count_in(&chunk);
                         let mut chunk = chunk;
                         // Offsets are 32-bit and guests have 32-bit memories:
                         // a batch stays well below 4 GiB of payload.
@@ -533,8 +532,7 @@ impl Job {
                         tokio::select! {
                             chunk = chunk_rx.recv() => match chunk {
                                 Some(chunk) => {
-                                    coordinator.summary.records_in += chunk.len() as u64;
-                                    coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
+                                    coordinator.count_in(&chunk);
                                     batch::append(&mut pending, &chunk);
                                 }
                                 None => break,
@@ -556,8 +554,7 @@ impl Job {
             // sending (or stuck in a read) give up instead of waiting.
             chunk_rx.close();
             while let Ok(chunk) = chunk_rx.try_recv() {
-                coordinator.summary.records_in += chunk.len() as u64;
-                coordinator.summary.bytes_in += batch::payload_bytes(&chunk) as u64;
+                coordinator.count_in(&chunk);
                 batch::append(&mut pending, &chunk);
             }
         }
@@ -853,6 +850,12 @@ struct Coordinator {
 }
 
 impl Coordinator {
+    /// Counts a chunk handed over by a source as read.
+    fn count_in(&mut self, chunk: &Batch) {
+        self.summary.records_in += chunk.len() as u64;
+        self.summary.bytes_in += batch::payload_bytes(chunk) as u64;
+    }
+
     /// Runs the pending records as one micro-batch. An empty batch is cut
     /// only when a stateful stage needs the boundary (to close windows on
     /// time); `end_of_input` makes stateful operators emit everything.
