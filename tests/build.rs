@@ -23,7 +23,13 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "sluice-plugin-json-field",
         "sluice_plugin_json_field",
     ),
+    ("SUM", "sluice-plugin-sum", "sluice_plugin_sum"),
     ("TRAP", "sluice-fixture-trap", "sluice_fixture_trap"),
+    (
+        "REDUCE_TRAP",
+        "sluice-fixture-reduce-trap",
+        "sluice_fixture_reduce_trap",
+    ),
     (
         "WRONG_VERSION",
         "sluice-fixture-wrong-version",

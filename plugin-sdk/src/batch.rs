@@ -193,7 +193,7 @@ impl Batch {
     }
 }
 
-fn check_ends(name: &str, ends: &[u32], data_len: usize) -> Result<(), String> {
+pub(crate) fn check_ends(name: &str, ends: &[u32], data_len: usize) -> Result<(), String> {
     let mut prev = 0u32;
     for (i, &e) in ends.iter().enumerate() {
         if e < prev {

@@ -58,6 +58,46 @@
 //! rustflags = ["-C", "target-feature=+simd128"]
 //! ```
 //!
+//! # Keyed reducers
+//!
+//! A [`Reducer`] folds new values into a per-key accumulator that the host
+//! keeps (Spark's `reduceByKey` / `updateStateByKey`). It is exported with
+//! [`export_reducer!`] as the `reduce` world; the host makes one call per
+//! partition batch with every key of the batch, and the SDK calls
+//! [`Reducer::reduce`] once per key inside that call:
+//!
+//! ```
+//! use sluice_sdk::{export_reducer, Config, Error, Group, Reducer};
+//!
+//! /// Counts values per key; the accumulator is the count as decimal text.
+//! pub struct CountValues;
+//!
+//! impl Reducer for CountValues {
+//!     fn init(config: &Config) -> Result<Self, Error> {
+//!         config.allow_only(&[])?;
+//!         Ok(CountValues)
+//!     }
+//!
+//!     fn reduce(&mut self, group: &Group<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+//!         let so_far: u64 = match group.accumulator() {
+//!             None => 0,
+//!             Some(a) => std::str::from_utf8(a)
+//!                 .ok()
+//!                 .and_then(|t| t.parse().ok())
+//!                 .ok_or_else(|| Error::Failed("corrupt accumulator".into()))?,
+//!         };
+//!         out.extend_from_slice((so_far + group.len() as u64).to_string().as_bytes());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_reducer!(CountValues);
+//!
+//! let mut harness = sluice_sdk::testing::ReducerHarness::<CountValues>::new(&[]).unwrap();
+//! harness.run(&[("a", "x"), ("b", "y"), ("a", "z")]).unwrap();
+//! assert_eq!(harness.run(&[("a", "w")]).unwrap(), [("a".to_string(), "3".to_string())]);
+//! ```
+//!
 //! Errors follow the contract in `docs/operator-contract.md`: a record that
 //! cannot be processed is *rejected* (its reason reaches the dead-letter file),
 //! a bad setting is [`Error::BadConfig`], anything else is [`Error::Failed`].
@@ -69,10 +109,12 @@ extern crate self as sluice_sdk;
 
 mod batch;
 mod config;
+mod reduce;
 pub mod testing;
 
 pub use batch::{Batch, Output, Record};
 pub use config::Config;
+pub use reduce::{Accumulators, Group, Groups, Reducer, Value, reduce_all};
 
 /// Bindings generated from the WIT contract (`wit/operator.wit`).
 ///
@@ -86,6 +128,27 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_transform_world",
         default_bindings_module: "sluice_sdk::bindings",
+        runtime_path: "sluice_sdk::__private::wit_bindgen_rt",
+    });
+}
+
+/// Bindings generated for the `reduce` world; they share the `types` and
+/// `host` interfaces with [`bindings`].
+///
+/// Reducers do not use these directly; [`export_reducer!`] wires a
+/// [`Reducer`] to them.
+#[doc(hidden)]
+pub mod reduce_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "reduce",
+        with: {
+            "sluice:operator/types@0.1.0": sluice_sdk::bindings::sluice::operator::types,
+            "sluice:operator/host@0.1.0": sluice_sdk::bindings::sluice::operator::host,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_reduce_world",
+        default_bindings_module: "sluice_sdk::reduce_bindings",
         runtime_path: "sluice_sdk::__private::wit_bindgen_rt",
     });
 }
@@ -227,12 +290,47 @@ macro_rules! export_operator {
     };
 }
 
+/// Exports a [`Reducer`] as the component's `reducer` interface (the
+/// `reduce` world).
+///
+/// Use it once per plugin crate, at the crate root, instead of
+/// [`export_operator!`]. On non-Wasm targets it expands to nothing, so the
+/// crate can also be linked natively for tests and benchmarks.
+#[macro_export]
+macro_rules! export_reducer {
+    ($r:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::reduce_bindings::exports::sluice::operator::reducer as __r;
+            struct __SluiceExport;
+            ::std::thread_local! {
+                static __STATE: ::core::cell::RefCell<::core::option::Option<$r>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+            impl __r::Guest for __SluiceExport {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), __r::Error> {
+                    __STATE.with(|s| $crate::__private::init_reducer::<$r>(s, config))
+                }
+                fn reduce(
+                    input: __r::Groups,
+                ) -> ::core::result::Result<__r::Accumulators, __r::Error> {
+                    __STATE.with(|s| $crate::__private::reduce::<$r>(s, input))
+                }
+            }
+            $crate::reduce_bindings::__export_reduce_world!(__SluiceExport with_types_in $crate::reduce_bindings);
+        };
+    };
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen::rt as wit_bindgen_rt;
 
     use crate::bindings::exports::sluice::operator::transformer as t;
-    use crate::{Batch, Config, Error, Operator, Output};
+    use crate::reduce_bindings::exports::sluice::operator::reducer as r;
+    use crate::{Batch, Config, Error, Groups, Operator, Output, Reducer};
     use std::cell::RefCell;
 
     pub fn init<T: Operator>(
@@ -277,6 +375,40 @@ pub mod __private {
         let mut out = Output::with_capacity_for(&input);
         op.process_batch(input, &mut out)?;
         out.finish()
+    }
+
+    pub fn init_reducer<T: Reducer>(
+        slot: &RefCell<Option<T>>,
+        config: Vec<(String, String)>,
+    ) -> Result<(), r::Error> {
+        let reducer = T::init(&Config::new(config)).map_err(to_wit)?;
+        *slot.borrow_mut() = Some(reducer);
+        Ok(())
+    }
+
+    pub fn reduce<T: Reducer>(
+        slot: &RefCell<Option<T>>,
+        input: r::Groups,
+    ) -> Result<r::Accumulators, r::Error> {
+        let mut slot = slot.borrow_mut();
+        let reducer = slot
+            .as_mut()
+            .ok_or_else(|| r::Error::Failed("reduce called before init".into()))?;
+        let input = Groups {
+            keys: input.keys,
+            key_ends: input.key_ends,
+            accumulators: input.accumulators,
+            accumulator_ends: input.accumulator_ends,
+            has_accumulator: input.has_accumulator,
+            values: input.values,
+            value_ends: input.value_ends,
+            group_ends: input.group_ends,
+        };
+        let out = crate::reduce_all(reducer, &input).map_err(to_wit)?;
+        Ok(r::Accumulators {
+            data: out.data,
+            ends: out.ends,
+        })
     }
 
     fn to_wit(e: Error) -> t::Error {

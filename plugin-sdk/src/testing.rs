@@ -1,7 +1,7 @@
-//! Run an operator natively, in a plain unit test, exactly as the host would
-//! call it through Wasm (same batch layout, same error handling).
+//! Run an operator or a reducer natively, in a plain unit test, exactly as
+//! the host would call it through Wasm (same layout, same error handling).
 
-use crate::{Batch, Config, Error, Level, Operator};
+use crate::{Batch, Config, Error, Groups, Level, Operator, RecordError, Reducer};
 use std::cell::RefCell;
 
 /// Runs an [`Operator`] natively on batches.
@@ -58,6 +58,117 @@ impl<T: Operator> Harness<T> {
     /// The operator, to inspect its state.
     pub fn operator(&mut self) -> &mut T {
         &mut self.op
+    }
+}
+
+/// Runs a [`Reducer`] natively, keeping the accumulators the way the host
+/// does: each [`ReducerHarness::run`] is one `reduce` call with every key of
+/// the batch, and the new accumulators are kept only when the call succeeds.
+///
+/// ```
+/// # use sluice_sdk::*;
+/// # struct Last;
+/// # impl Reducer for Last {
+/// #     fn init(_: &Config) -> Result<Self, Error> { Ok(Last) }
+/// #     fn reduce(&mut self, g: &Group<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+/// #         out.extend_from_slice(g.values().last().map_or(&b""[..], |v| v.bytes)); Ok(())
+/// #     }
+/// # }
+/// let mut h = sluice_sdk::testing::ReducerHarness::<Last>::new(&[]).unwrap();
+/// h.run(&[("a", "1"), ("b", "2"), ("a", "3")]).unwrap();
+/// assert_eq!(h.accumulator("a"), Some("3".to_string()));
+/// ```
+pub struct ReducerHarness<T: Reducer> {
+    reducer: T,
+    /// (key, accumulator) in the order keys were first seen.
+    state: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<T: Reducer> ReducerHarness<T> {
+    /// Initialises the reducer with `config`, as `init` would in the host.
+    pub fn new(config: &[(&str, &str)]) -> Result<Self, Error> {
+        let entries = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(ReducerHarness {
+            reducer: T::init(&Config::new(entries))?,
+            state: Vec::new(),
+        })
+    }
+
+    /// Reduces `(key, value)` records as one batch: groups them by key in
+    /// first-seen order, makes one call, stores the new accumulators and
+    /// returns `(key, accumulator)` of every key of the batch, as text
+    /// (lossily decoded). Rejections come back as [`Error::BadRecords`]
+    /// whose indices are positions in `records`; the state is then unchanged.
+    pub fn run(&mut self, records: &[(&str, &str)]) -> Result<Vec<(String, String)>, Error> {
+        // Distinct keys in first-seen order, with the positions of their records.
+        let mut keys: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, (k, _)) in records.iter().enumerate() {
+            match keys.iter_mut().find(|(key, _)| key == k) {
+                Some((_, positions)) => positions.push(i),
+                None => keys.push((k, vec![i])),
+            }
+        }
+        let mut groups = Groups::default();
+        // `origin[v]`: the position in `records` of value `v` of the call.
+        let mut origin = Vec::with_capacity(records.len());
+        for (key, positions) in &keys {
+            let accumulator = self.get(key.as_bytes()).map(<[u8]>::to_vec);
+            groups.push(
+                key.as_bytes(),
+                accumulator.as_deref(),
+                positions.iter().map(|&p| records[p].1),
+            );
+            origin.extend(positions.iter().copied());
+        }
+        let out = crate::reduce_all(&mut self.reducer, &groups).map_err(|e| match e {
+            Error::BadRecords(rs) => Error::BadRecords(
+                rs.into_iter()
+                    .map(|r| RecordError {
+                        index: origin.get(r.index as usize).map_or(r.index, |&p| p as u32),
+                        reason: r.reason,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })?;
+        if out.ends.len() != keys.len() {
+            return Err(Error::Failed(format!(
+                "the reducer returned {} accumulator(s) for {} key(s)",
+                out.ends.len(),
+                keys.len()
+            )));
+        }
+        let mut result = Vec::with_capacity(keys.len());
+        for (k, (key, _)) in keys.iter().enumerate() {
+            let acc = out.get(k).unwrap_or_default().to_vec();
+            result.push((key.to_string(), String::from_utf8_lossy(&acc).into_owned()));
+            match self.state.iter_mut().find(|(s, _)| s == key.as_bytes()) {
+                Some((_, slot)) => *slot = acc,
+                None => self.state.push((key.as_bytes().to_vec(), acc)),
+            }
+        }
+        Ok(result)
+    }
+
+    /// The accumulator kept for `key`, as text (lossily decoded).
+    pub fn accumulator(&self, key: &str) -> Option<String> {
+        self.get(key.as_bytes())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+    }
+
+    /// The reducer, to inspect it.
+    pub fn reducer(&mut self) -> &mut T {
+        &mut self.reducer
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.state
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, a)| a.as_slice())
     }
 }
 

@@ -137,9 +137,10 @@ fn wrong_world_or_version_is_explained() {
         .unwrap()
         .to_string();
     assert!(
-        msg.contains("does not implement the `transform` world")
+        msg.contains("does not implement the `transform` or the `reduce` world")
             && msg.contains("`next`")
-            && msg.contains("sluice:operator/transformer@0.1.0"),
+            && msg.contains("sluice:operator/transformer@0.1.0")
+            && msg.contains("sluice:operator/reducer@0.1.0"),
         "{msg}"
     );
 }

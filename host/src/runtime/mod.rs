@@ -2,15 +2,18 @@
 //!
 //! A [`Runtime`] holds one engine and linker. [`Runtime::load`] compiles a
 //! component once (or loads it from the on-disk cache, keyed by content hash
-//! and engine), checks it against the `transform` world and pre-links it into
-//! a [`Plugin`]. [`Plugin::instantiate`] then makes one [`WasmOperator`] per
-//! (operator, worker) cheaply. WASI is default-deny: no directories, no
-//! environment, no sockets; stdout, stderr and the `log` import go to the
-//! host log.
+//! and engine), finds which world it implements — `transform` or `reduce` —
+//! and pre-links it into a [`Plugin`]. [`Plugin::instantiate`] then makes one
+//! [`WasmOperator`] per (operator, worker) cheaply, and
+//! [`Plugin::instantiate_reducer`] one [`WasmReducer`]. WASI is default-deny:
+//! no directories, no environment, no sockets; stdout, stderr and the `log`
+//! import go to the host log.
 
 mod log;
+mod reducer;
 
 pub use log::{GuestLog, LogTags};
+pub use reducer::{REDUCE_MODES, ReduceMode, WasmReducer, WasmReducerFactory};
 
 use crate::batch::Batch;
 use crate::operator::{Operator, OperatorError, OperatorFactory, RejectedRecord};
@@ -28,13 +31,86 @@ mod bindings {
     });
 }
 
+/// The `reduce` world's bindings. Its imports are the transform bindings'
+/// own types, so the one linker serves components of both worlds.
+mod reduce_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "reduce",
+        with: {
+            "sluice:operator/types": super::bindings::sluice::operator::types,
+            "sluice:operator/host": super::bindings::sluice::operator::host,
+        },
+    });
+}
+
 use bindings::exports::sluice::operator::transformer as wit;
 use bindings::sluice::operator::host as wit_host;
+use bindings::sluice::operator::types as wit_types;
 
 /// The package and version of the contract this host implements.
 pub const CONTRACT: &str = "sluice:operator@0.1.0";
 /// The interface a `transform` component must export.
 pub const TRANSFORM_EXPORT: &str = "sluice:operator/transformer@0.1.0";
+/// The interface a `reduce` component must export.
+pub const REDUCER_EXPORT: &str = "sluice:operator/reducer@0.1.0";
+
+/// The worlds of the contract a component can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// A record transformer (map, flatMap, filter, key-by): exports `transformer`.
+    Transform,
+    /// A keyed reducer whose accumulators the host keeps: exports `reducer`.
+    Reduce,
+}
+
+impl World {
+    /// The world's name in the WIT file.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Transform => "transform",
+            World::Reduce => "reduce",
+        }
+    }
+
+    /// The interface a component of this world must export.
+    pub fn export(self) -> &'static str {
+        match self {
+            World::Transform => TRANSFORM_EXPORT,
+            World::Reduce => REDUCER_EXPORT,
+        }
+    }
+
+    /// The field of a job file's `[[operators]]` entry that takes a
+    /// component of this world.
+    pub fn field(self) -> &'static str {
+        match self {
+            World::Transform => "plugin",
+            World::Reduce => "reducer",
+        }
+    }
+
+    /// What the job file calls a component of this world.
+    fn noun(self) -> &'static str {
+        match self {
+            World::Transform => "a plugin",
+            World::Reduce => "a reducer",
+        }
+    }
+
+    fn other(self) -> World {
+        match self {
+            World::Transform => World::Reduce,
+            World::Reduce => World::Transform,
+        }
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +131,19 @@ pub enum LoadError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A valid component of the other world than the job-file field asks for.
+    #[error(
+        "field `{}`: {} implements the `{found}` world, not `{}`; {} must export `{}` \
+         (give a `{found}` component as `{} = ` instead)",
+        found.other().field(), path.display(), found.other(), found.other().noun(),
+        found.other().export(), found.field()
+    )]
+    WrongWorld {
+        /// The plugin file.
+        path: PathBuf,
+        /// The world it implements.
+        found: World,
+    },
     /// The engine could not be set up.
     #[error("wasm engine: {0}")]
     Engine(String),
@@ -63,7 +152,7 @@ pub enum LoadError {
 /// What `sluice plugin check` reports for a valid component.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
-    /// The world the component implements (`transform`).
+    /// The world the component implements (`transform` or `reduce`).
     pub world: &'static str,
     /// The contract package and version.
     pub contract: &'static str,
@@ -91,7 +180,7 @@ impl WasiView for StoreState {
     }
 }
 
-impl bindings::sluice::operator::types::Host for StoreState {}
+impl wit_types::Host for StoreState {}
 
 impl wit_host::Host for StoreState {
     fn log(&mut self, level: wit_host::Level, message: String) {
@@ -145,13 +234,27 @@ impl Runtime {
         })
     }
 
-    /// Compiles (or loads from cache) and checks the component at `path`.
+    /// Compiles (or loads from cache) and checks the component at `path`,
+    /// of either world.
     pub fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             path: path.to_owned(),
             error,
         })?;
         self.load_bytes(&bytes, path)
+    }
+
+    /// Like [`Runtime::load`], and refuses a component of another world than
+    /// `world` with [`LoadError::WrongWorld`], which names the job-file field.
+    pub fn load_world(&self, path: &Path, world: World) -> Result<Plugin, LoadError> {
+        let plugin = self.load(path)?;
+        if plugin.world() != world {
+            return Err(LoadError::WrongWorld {
+                path: path.to_owned(),
+                found: plugin.world(),
+            });
+        }
+        Ok(plugin)
     }
 
     /// Like [`Runtime::load`] for bytes already in memory; `path` names them in errors.
@@ -167,20 +270,31 @@ impl Runtime {
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
         let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-        if !exports.iter().any(|e| e == TRANSFORM_EXPORT) {
-            return Err(invalid(explain_wrong_world(&exports)));
-        }
+        // A component exporting both interfaces is taken as a transformer.
+        let world = [World::Transform, World::Reduce]
+            .into_iter()
+            .find(|w| exports.iter().any(|e| e == w.export()))
+            .ok_or_else(|| invalid(explain_wrong_world(&exports)))?;
         let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
                 "the component needs imports this host does not provide: {e:#} \
                  (operators may import only sluice:operator/host and the WASI 0.2 CLI interfaces)"
             ))
         })?;
-        let pre = bindings::TransformPre::new(pre).map_err(|e| {
+        let wrong_signature = |e: wasmtime::Error| {
             invalid(format!(
-                "the component exports `{TRANSFORM_EXPORT}` with the wrong signature: {e:#}"
+                "the component exports `{}` with the wrong signature: {e:#}",
+                world.export()
             ))
-        })?;
+        };
+        let pre = match world {
+            World::Transform => {
+                Pre::Transform(bindings::TransformPre::new(pre).map_err(wrong_signature)?)
+            }
+            World::Reduce => {
+                Pre::Reduce(reduce_bindings::ReducePre::new(pre).map_err(wrong_signature)?)
+            }
+        };
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -191,7 +305,7 @@ impl Runtime {
                 pre,
                 engine: engine.clone(),
                 info: PluginInfo {
-                    world: "transform",
+                    world: world.name(),
                     contract: CONTRACT,
                     size: bytes.len(),
                     sha256,
@@ -306,8 +420,9 @@ fn explain_wrong_world(exports: &[String]) -> String {
             .join(", ")
     };
     format!(
-        "the component does not implement the `transform` world of {CONTRACT}: it exports {list}, \
-         but an operator must export `{TRANSFORM_EXPORT}`"
+        "the component does not implement the `transform` or the `reduce` world of {CONTRACT}: \
+         it exports {list}, but an operator must export `{TRANSFORM_EXPORT}` (world `transform`) \
+         or, for a reducer, `{REDUCER_EXPORT}` (world `reduce`)"
     )
 }
 
@@ -321,9 +436,15 @@ pub struct Plugin {
     inner: Arc<PluginInner>,
 }
 
+/// The pre-linked component, by world.
+enum Pre {
+    Transform(bindings::TransformPre<StoreState>),
+    Reduce(reduce_bindings::ReducePre<StoreState>),
+}
+
 struct PluginInner {
     name: String,
-    pre: bindings::TransformPre<StoreState>,
+    pre: Pre,
     engine: Engine,
     info: PluginInfo,
 }
@@ -334,28 +455,45 @@ impl Plugin {
         &self.inner.info
     }
 
+    /// The world the component implements.
+    pub fn world(&self) -> World {
+        match self.inner.pre {
+            Pre::Transform(_) => World::Transform,
+            Pre::Reduce(_) => World::Reduce,
+        }
+    }
+
     /// The plugin's file stem.
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
-    /// A fresh instance, initialised with `config`.
+    /// A fresh instance of a `transform` component, initialised with `config`.
     pub fn instantiate(
         &self,
         tags: LogTags,
         config: &[(String, String)],
     ) -> Result<WasmOperator, OperatorError> {
-        let mut op = WasmOperator {
-            plugin: self.clone(),
-            config: config.to_vec(),
-            instance: None,
-            log: GuestLog::new(tags),
-        };
-        op.ensure_instance()?;
-        Ok(op)
+        Ok(WasmOperator {
+            session: Session::start(self, World::Transform, tags, config)?,
+        })
     }
 
-    /// An [`OperatorFactory`] for this plugin under `name`, with `config`.
+    /// A fresh instance of a `reduce` component, initialised with `config`,
+    /// emitting results in `mode`.
+    pub fn instantiate_reducer(
+        &self,
+        tags: LogTags,
+        config: &[(String, String)],
+        mode: ReduceMode,
+    ) -> Result<WasmReducer, OperatorError> {
+        Ok(WasmReducer::new(
+            Session::start(self, World::Reduce, tags, config)?,
+            mode,
+        ))
+    }
+
+    /// An [`OperatorFactory`] for this `transform` plugin under `name`, with `config`.
     pub fn factory(
         &self,
         name: impl Into<String>,
@@ -366,6 +504,17 @@ impl Plugin {
             plugin: self.clone(),
             config,
         }
+    }
+
+    /// An [`OperatorFactory`] for this `reduce` component under `name`, with
+    /// `config`, emitting in `mode`.
+    pub fn reducer_factory(
+        &self,
+        name: impl Into<String>,
+        config: Vec<(String, String)>,
+        mode: ReduceMode,
+    ) -> WasmReducerFactory {
+        WasmReducerFactory::new(name, self.clone(), config, mode)
     }
 }
 
@@ -391,21 +540,114 @@ impl OperatorFactory for WasmOperatorFactory {
     }
 }
 
-struct Instance {
-    store: Store<StoreState>,
-    bindings: bindings::Transform,
+/// The generated bindings of one world: how to instantiate them from a
+/// [`Plugin`] and call their `init`.
+trait WorldBindings: Sized {
+    /// Instantiates the component, which must be of this world.
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self>;
+
+    /// Calls the component's `init`.
+    fn call_init(
+        &self,
+        store: &mut Store<StoreState>,
+        config: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), wit_types::Error>>;
 }
 
-/// One instance of a component, owned by one worker.
-pub struct WasmOperator {
+impl WorldBindings for bindings::Transform {
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
+        match pre {
+            Pre::Transform(p) => p.instantiate(store),
+            Pre::Reduce(_) => Err(wasmtime::Error::msg(
+                "the component implements the `reduce` world, not `transform`",
+            )),
+        }
+    }
+
+    fn call_init(
+        &self,
+        store: &mut Store<StoreState>,
+        config: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), wit_types::Error>> {
+        self.sluice_operator_transformer().call_init(store, config)
+    }
+}
+
+impl WorldBindings for reduce_bindings::Reduce {
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
+        match pre {
+            Pre::Reduce(p) => p.instantiate(store),
+            Pre::Transform(_) => Err(wasmtime::Error::msg(
+                "the component implements the `transform` world, not `reduce`",
+            )),
+        }
+    }
+
+    fn call_init(
+        &self,
+        store: &mut Store<StoreState>,
+        config: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), wit_types::Error>> {
+        self.sluice_operator_reducer().call_init(store, config)
+    }
+}
+
+struct Instance<B> {
+    store: Store<StoreState>,
+    bindings: B,
+}
+
+/// One worker's live instance of a component, whatever its world: creates
+/// and initialises it, calls it, forwards its log, and replaces it after a
+/// trap.
+struct Session<B> {
     plugin: Plugin,
     config: Vec<(String, String)>,
-    instance: Option<Instance>,
+    instance: Option<Instance<B>>,
     log: GuestLog,
 }
 
-impl WasmOperator {
-    fn ensure_instance(&mut self) -> Result<&mut Instance, OperatorError> {
+impl<B: WorldBindings> Session<B> {
+    /// A session with a fresh, initialised instance of `plugin`, which must
+    /// implement `world`.
+    fn start(
+        plugin: &Plugin,
+        world: World,
+        tags: LogTags,
+        config: &[(String, String)],
+    ) -> Result<Self, OperatorError> {
+        if plugin.world() != world {
+            return Err(OperatorError::Host(format!(
+                "`{}` implements the `{}` world, not `{world}` ({} must export `{}`); \
+                 a job runs it as `{} = `",
+                plugin.name(),
+                plugin.world(),
+                world.noun(),
+                world.export(),
+                plugin.world().field()
+            )));
+        }
+        let mut session = Session {
+            plugin: plugin.clone(),
+            config: config.to_vec(),
+            instance: None,
+            log: GuestLog::new(tags),
+        };
+        session.ensure_instance()?;
+        Ok(session)
+    }
+
+    /// Tags the following log lines with micro-batch `batch_no`.
+    fn begin_batch(&mut self, batch_no: u64) {
+        self.log.set_batch(batch_no);
+    }
+
+    /// The operator's name in the job.
+    fn operator(&self) -> &str {
+        &self.log.tags().operator
+    }
+
+    fn ensure_instance(&mut self) -> Result<&mut Instance<B>, OperatorError> {
         if self.instance.is_none() {
             let wasi = WasiCtxBuilder::new()
                 .stdout(self.log.stream(false))
@@ -417,13 +659,9 @@ impl WasmOperator {
                 log: self.log.clone(),
             };
             let mut store = Store::new(&self.plugin.inner.engine, state);
-            let bindings =
-                self.plugin.inner.pre.instantiate(&mut store).map_err(|e| {
-                    OperatorError::Host(format!("cannot instantiate component: {e:#}"))
-                })?;
-            let init = bindings
-                .sluice_operator_transformer()
-                .call_init(&mut store, &self.config);
+            let bindings = B::instantiate(&self.plugin.inner.pre, &mut store)
+                .map_err(|e| OperatorError::Host(format!("cannot instantiate component: {e:#}")))?;
+            let init = bindings.call_init(&mut store, &self.config);
             store.data_mut().log.flush();
             match init {
                 Ok(Ok(())) => {}
@@ -432,56 +670,25 @@ impl WasmOperator {
             }
             self.instance = Some(Instance { store, bindings });
         }
-        Ok(self.instance.as_mut().expect("instance set above"))
-    }
-}
-
-impl Operator for WasmOperator {
-    fn begin_batch(&mut self, batch_no: u64) {
-        self.log.set_batch(batch_no);
+        self.instance
+            .as_mut()
+            .ok_or_else(|| OperatorError::Host("the instance was not created".into()))
     }
 
-    fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+    /// Makes one call into the guest. A guest error becomes the matching
+    /// [`OperatorError`]; after a trap the instance is discarded and
+    /// re-created, and the trap is returned.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, wit_types::Error>>,
+    ) -> Result<T, OperatorError> {
         // Only what the guest writes during this call may explain a trap in it.
         self.log.take_stderr_tail();
         let instance = self.ensure_instance()?;
-        // Move the buffers into the binding's record for the call and back
-        // afterwards: lowering copies them into guest memory once, and the
-        // host never clones a batch.
-        let arg = wit::Batch {
-            keys: std::mem::take(&mut input.keys),
-            key_ends: std::mem::take(&mut input.key_ends),
-            key_present: std::mem::take(&mut input.key_present),
-            values: std::mem::take(&mut input.values),
-            value_ends: std::mem::take(&mut input.value_ends),
-            timestamps: std::mem::take(&mut input.timestamps),
-        };
-        let result = instance
-            .bindings
-            .sluice_operator_transformer()
-            .call_process(&mut instance.store, &arg);
-        input.keys = arg.keys;
-        input.key_ends = arg.key_ends;
-        input.key_present = arg.key_present;
-        input.values = arg.values;
-        input.value_ends = arg.value_ends;
-        input.timestamps = arg.timestamps;
+        let result = f(&instance.bindings, &mut instance.store);
         instance.store.data_mut().log.flush();
         match result {
-            Ok(Ok(out)) => {
-                let out = Batch {
-                    keys: out.keys,
-                    key_ends: out.key_ends,
-                    key_present: out.key_present,
-                    values: out.values,
-                    value_ends: out.value_ends,
-                    timestamps: out.timestamps,
-                };
-                out.validate().map_err(|m| {
-                    OperatorError::Host(format!("the operator returned a malformed batch: {m}"))
-                })?;
-                Ok(out)
-            }
+            Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(from_wit(e)),
             Err(trap) => {
                 // A trapped store refuses further calls: discard it; the next
@@ -501,11 +708,60 @@ impl Operator for WasmOperator {
     }
 }
 
-fn from_wit(e: wit::Error) -> OperatorError {
+/// One instance of a `transform` component, owned by one worker.
+pub struct WasmOperator {
+    session: Session<bindings::Transform>,
+}
+
+impl Operator for WasmOperator {
+    fn begin_batch(&mut self, batch_no: u64) {
+        self.session.begin_batch(batch_no);
+    }
+
+    fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+        // Move the buffers into the binding's record for the call and back
+        // afterwards: lowering copies them into guest memory once, and the
+        // host never clones a batch.
+        let arg = wit::Batch {
+            keys: std::mem::take(&mut input.keys),
+            key_ends: std::mem::take(&mut input.key_ends),
+            key_present: std::mem::take(&mut input.key_present),
+            values: std::mem::take(&mut input.values),
+            value_ends: std::mem::take(&mut input.value_ends),
+            timestamps: std::mem::take(&mut input.timestamps),
+        };
+        let result = self.session.call(|bindings, store| {
+            bindings
+                .sluice_operator_transformer()
+                .call_process(store, &arg)
+        });
+        input.keys = arg.keys;
+        input.key_ends = arg.key_ends;
+        input.key_present = arg.key_present;
+        input.values = arg.values;
+        input.value_ends = arg.value_ends;
+        input.timestamps = arg.timestamps;
+        let out = result?;
+        let out = Batch {
+            keys: out.keys,
+            key_ends: out.key_ends,
+            key_present: out.key_present,
+            values: out.values,
+            value_ends: out.value_ends,
+            timestamps: out.timestamps,
+        };
+        out.validate().map_err(|m| {
+            OperatorError::Host(format!("the operator returned a malformed batch: {m}"))
+        })?;
+        Ok(out)
+    }
+}
+
+fn from_wit(e: wit_types::Error) -> OperatorError {
     match e {
-        wit::Error::BadConfig(m) => OperatorError::BadConfig(m),
-        wit::Error::Failed(m) => OperatorError::Failed(m),
-        wit::Error::BadRecords(rs) => OperatorError::BadRecords(
+        wit_types::Error::BadConfig(m) => OperatorError::BadConfig(m),
+        wit_types::Error::Failed(m) => OperatorError::Failed(m),
+        wit_types::Error::BadRecords(rs) => OperatorError::BadRecords(
             rs.into_iter()
                 .map(|r| RejectedRecord {
                     index: r.index,
@@ -622,10 +878,40 @@ mod tests {
             msg.contains("sluice:operator@0.9.0") && msg.contains(CONTRACT),
             "{msg}"
         );
+        let msg = explain_wrong_world(&["sluice:operator/reducer@0.2.0".into()]);
+        assert!(msg.contains("sluice:operator@0.2.0"), "{msg}");
         let msg = explain_wrong_world(&["wasi:cli/run@0.2.0".into()]);
         assert!(
-            msg.contains("`wasi:cli/run@0.2.0`") && msg.contains(TRANSFORM_EXPORT),
+            msg.contains("`wasi:cli/run@0.2.0`")
+                && msg.contains(TRANSFORM_EXPORT)
+                && msg.contains(REDUCER_EXPORT)
+                && msg.contains("`transform` or the `reduce` world"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_world_names_the_field_and_the_expected_export() {
+        let err = LoadError::WrongWorld {
+            path: "up.wasm".into(),
+            found: World::Transform,
+        };
+        assert_eq!(
+            err.to_string(),
+            "field `reducer`: up.wasm implements the `transform` world, not `reduce`; \
+             a reducer must export `sluice:operator/reducer@0.1.0` \
+             (give a `transform` component as `plugin = ` instead)"
+        );
+        let err = LoadError::WrongWorld {
+            path: "sum.wasm".into(),
+            found: World::Reduce,
+        };
+        assert!(
+            err.to_string().starts_with(
+                "field `plugin`: sum.wasm implements the `reduce` world, not `transform`; \
+                 a plugin must export `sluice:operator/transformer@0.1.0`"
+            ),
+            "{err}"
         );
     }
 }

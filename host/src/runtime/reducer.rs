@@ -1,0 +1,489 @@
+//! Keyed reducers implemented by `reduce` components.
+//!
+//! The host keeps every key's accumulator. For each partition batch a
+//! [`WasmReducer`] groups the records by key, makes **one** `reduce` call with
+//! every key of the batch, its accumulator so far and its new values, checks
+//! the new accumulators and stores them. Because the state lives here, a
+//! trap loses none of it: the instance is re-created and the batch is handled
+//! like any operator's failed batch.
+
+use super::reduce_bindings::exports::sluice::operator::reducer as wit;
+use super::{LogTags, Plugin, Session, reduce_bindings};
+use crate::batch::Batch;
+use crate::operator::{BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord};
+use sluice_sdk::{Accumulators, Groups};
+use std::str::FromStr;
+
+/// The values the job file's `mode` accepts for a reducer.
+pub const REDUCE_MODES: &[&str] = &["update", "complete"];
+
+/// Which results a reducer emits after each micro-batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReduceMode {
+    /// `(key, accumulator)` of every key that got new values in the batch,
+    /// in the order the keys first appear in it.
+    #[default]
+    Update,
+    /// `(key, accumulator)` of every key seen so far, sorted by key, after
+    /// every micro-batch (including batches without new records for it).
+    Complete,
+}
+
+impl FromStr for ReduceMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "update" => Ok(ReduceMode::Update),
+            "complete" => Ok(ReduceMode::Complete),
+            other => Err(format!(
+                "unknown mode {other:?} (accepted: {})",
+                REDUCE_MODES.join(", ")
+            )),
+        }
+    }
+}
+
+/// Makes one [`WasmReducer`] per worker.
+pub struct WasmReducerFactory {
+    name: String,
+    plugin: Plugin,
+    config: Vec<(String, String)>,
+    mode: ReduceMode,
+}
+
+impl WasmReducerFactory {
+    /// A reducer called `name` running the `reduce` component `plugin` with
+    /// `config`, emitting in `mode`.
+    pub fn new(
+        name: impl Into<String>,
+        plugin: Plugin,
+        config: Vec<(String, String)>,
+        mode: ReduceMode,
+    ) -> Self {
+        WasmReducerFactory {
+            name: name.into(),
+            plugin,
+            config,
+            mode,
+        }
+    }
+}
+
+impl OperatorFactory for WasmReducerFactory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keyed(&self) -> bool {
+        true
+    }
+
+    /// In complete mode every partition emits its keys after every batch,
+    /// so the reducer must see batches that brought it no records too.
+    fn stateful(&self) -> bool {
+        self.mode == ReduceMode::Complete
+    }
+
+    fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        let tags = LogTags {
+            job: job.to_string(),
+            operator: self.name.clone(),
+            worker,
+        };
+        Ok(Box::new(self.plugin.instantiate_reducer(
+            tags,
+            &self.config,
+            self.mode,
+        )?))
+    }
+}
+
+/// What the host keeps per key.
+#[derive(Debug, Clone)]
+struct KeyState {
+    accumulator: Vec<u8>,
+    /// The latest event time of the key's records so far.
+    timestamp: i64,
+}
+
+type FxMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// One batch's records grouped by key, keys in first-seen order.
+struct Grouping<'a> {
+    /// Distinct keys, in the order they first appear.
+    keys: Vec<&'a [u8]>,
+    /// Latest timestamp of each key's records in the batch.
+    timestamps: Vec<i64>,
+    /// Per key, the exclusive end of its records in `order`.
+    ends: Vec<u32>,
+    /// Input record indices, grouped by key in key order; position `v` is
+    /// value `v` of the call.
+    order: Vec<u32>,
+}
+
+impl<'a> Grouping<'a> {
+    /// Groups the records of `input`, which must all have a key.
+    fn new(input: &'a Batch) -> Self {
+        let mut index: FxMap<&[u8], u32> = FxMap::default();
+        let mut keys = Vec::new();
+        let mut timestamps: Vec<i64> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        let mut group_of = Vec::with_capacity(input.len());
+        for r in input.iter() {
+            let key = r.key.unwrap_or_default();
+            let g = *index.entry(key).or_insert_with(|| {
+                keys.push(key);
+                timestamps.push(i64::MIN);
+                counts.push(0);
+                (keys.len() - 1) as u32
+            }) as usize;
+            timestamps[g] = timestamps[g].max(r.timestamp);
+            counts[g] += 1;
+            group_of.push(g as u32);
+        }
+        // Counting sort of the record indices by group, stable within a group.
+        let mut ends = Vec::with_capacity(counts.len());
+        let mut next = Vec::with_capacity(counts.len());
+        let mut total = 0u32;
+        for c in counts {
+            next.push(total);
+            total += c;
+            ends.push(total);
+        }
+        let mut order = vec![0u32; input.len()];
+        for (i, g) in group_of.into_iter().enumerate() {
+            let slot = &mut next[g as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        Grouping {
+            keys,
+            timestamps,
+            ends,
+            order,
+        }
+    }
+
+    /// The input record indices of key `k`'s values.
+    fn records(&self, k: usize) -> &[u32] {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        &self.order[start..self.ends[k] as usize]
+    }
+}
+
+/// One instance of a `reduce` component, owned by one worker, with the
+/// accumulators of the keys of the partitions that worker runs.
+pub struct WasmReducer {
+    session: Session<reduce_bindings::Reduce>,
+    mode: ReduceMode,
+    state: FxMap<Vec<u8>, KeyState>,
+    /// The call's argument, kept to reuse its buffers.
+    scratch: Groups,
+}
+
+impl WasmReducer {
+    pub(super) fn new(session: Session<reduce_bindings::Reduce>, mode: ReduceMode) -> Self {
+        WasmReducer {
+            session,
+            mode,
+            state: FxMap::default(),
+            scratch: Groups::default(),
+        }
+    }
+
+    /// Number of keys whose accumulator is kept.
+    pub fn keys(&self) -> usize {
+        self.state.len()
+    }
+
+    /// The accumulator kept for `key`, if any.
+    pub fn accumulator(&self, key: &[u8]) -> Option<&[u8]> {
+        self.state.get(key).map(|s| s.accumulator.as_slice())
+    }
+
+    /// Rejects the records without a key, which a reducer cannot fold.
+    fn reject_unkeyed(&self, input: &Batch) -> Result<(), OperatorError> {
+        let rejected: Vec<RejectedRecord> = input
+            .iter()
+            .filter(|r| r.key.is_none())
+            .map(|r| RejectedRecord {
+                index: r.index,
+                reason: format!(
+                    "the record has no key, and reducer `{}` folds values per key: \
+                     set keys upstream (for example with the json-field or split-words plugin)",
+                    self.session.operator()
+                ),
+            })
+            .collect();
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(OperatorError::BadRecords(rejected))
+        }
+    }
+
+    /// Fills the call's argument from the grouping and the kept accumulators.
+    fn fill_groups(&mut self, input: &Batch, grouping: &Grouping<'_>) {
+        let groups = &mut self.scratch;
+        groups.clear();
+        for (k, key) in grouping.keys.iter().enumerate() {
+            let accumulator = self.state.get(*key).map(|s| s.accumulator.as_slice());
+            let values = grouping.records(k).iter().map(|&i| value_of(input, i));
+            groups.push(key, accumulator, values);
+        }
+    }
+
+    /// Makes the one `reduce` call for the batch, moving the argument's
+    /// buffers into the binding's record and back.
+    fn call(&mut self) -> Result<Accumulators, OperatorError> {
+        let g = &mut self.scratch;
+        let arg = wit::Groups {
+            keys: std::mem::take(&mut g.keys),
+            key_ends: std::mem::take(&mut g.key_ends),
+            accumulators: std::mem::take(&mut g.accumulators),
+            accumulator_ends: std::mem::take(&mut g.accumulator_ends),
+            has_accumulator: std::mem::take(&mut g.has_accumulator),
+            values: std::mem::take(&mut g.values),
+            value_ends: std::mem::take(&mut g.value_ends),
+            group_ends: std::mem::take(&mut g.group_ends),
+        };
+        let result = self
+            .session
+            .call(|bindings, store| bindings.sluice_operator_reducer().call_reduce(store, &arg));
+        *g = Groups {
+            keys: arg.keys,
+            key_ends: arg.key_ends,
+            accumulators: arg.accumulators,
+            accumulator_ends: arg.accumulator_ends,
+            has_accumulator: arg.has_accumulator,
+            values: arg.values,
+            value_ends: arg.value_ends,
+            group_ends: arg.group_ends,
+        };
+        let out = result?;
+        Ok(Accumulators {
+            data: out.data,
+            ends: out.ends,
+        })
+    }
+
+    /// Stores the new accumulators and returns the update-mode output.
+    fn store(&mut self, grouping: &Grouping<'_>, out: &Accumulators) -> Batch {
+        let mut emitted = Batch::new();
+        for (k, key) in grouping.keys.iter().enumerate() {
+            let accumulator = out.get(k).unwrap_or_default();
+            let ts = grouping.timestamps[k];
+            let state = match self.state.get_mut(*key) {
+                Some(s) => {
+                    s.accumulator.clear();
+                    s.accumulator.extend_from_slice(accumulator);
+                    s.timestamp = s.timestamp.max(ts);
+                    s
+                }
+                None => self.state.entry(key.to_vec()).or_insert(KeyState {
+                    accumulator: accumulator.to_vec(),
+                    timestamp: ts,
+                }),
+            };
+            if self.mode == ReduceMode::Update {
+                emitted.push(Some(key), &state.accumulator, state.timestamp);
+            }
+        }
+        emitted
+    }
+}
+
+/// The value bytes of record `i` of `input`.
+fn value_of(input: &Batch, i: u32) -> &[u8] {
+    let i = i as usize;
+    let start = if i == 0 {
+        0
+    } else {
+        input.value_ends[i - 1] as usize
+    };
+    &input.values[start..input.value_ends[i] as usize]
+}
+
+/// Checks that the guest returned one well-formed accumulator per key.
+fn check_result(out: &Accumulators, keys: usize) -> Result<(), OperatorError> {
+    let malformed = |m: String| {
+        OperatorError::Host(format!(
+            "the reducer returned malformed accumulators: {m} (`reduce` must return one \
+             accumulator per key of its input, in key order)"
+        ))
+    };
+    if out.ends.len() != keys {
+        return Err(malformed(format!(
+            "{} accumulator(s) for {keys} key(s)",
+            out.ends.len()
+        )));
+    }
+    let mut prev = 0;
+    for (k, &end) in out.ends.iter().enumerate() {
+        if end < prev {
+            return Err(malformed(format!(
+                "ends[{k}] = {end} is below the previous end {prev}"
+            )));
+        }
+        prev = end;
+    }
+    if prev as usize != out.data.len() {
+        return Err(malformed(format!(
+            "ends stop at {prev} but data has {} bytes",
+            out.data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a guest's rejections, by position in the call's values, to input
+/// record indices.
+fn map_rejections(error: OperatorError, grouping: &Grouping<'_>) -> OperatorError {
+    let OperatorError::BadRecords(rejected) = error else {
+        return error;
+    };
+    let values = grouping.order.len();
+    let mut mapped = Vec::with_capacity(rejected.len());
+    for r in rejected {
+        match grouping.order.get(r.index as usize) {
+            Some(&index) => mapped.push(RejectedRecord {
+                index,
+                reason: r.reason,
+            }),
+            None => {
+                return OperatorError::Host(format!(
+                    "the reducer rejected value {}, but its input had {values} value(s) \
+                     (`bad-records` indices of a reducer are positions in `value-ends`)",
+                    r.index
+                ));
+            }
+        }
+    }
+    OperatorError::BadRecords(mapped)
+}
+
+impl Operator for WasmReducer {
+    fn begin_batch(&mut self, batch_no: u64) {
+        self.session.begin_batch(batch_no);
+    }
+
+    fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+        if input.is_empty() {
+            return Ok(Batch::new());
+        }
+        self.reject_unkeyed(input)?;
+        let grouping = Grouping::new(input);
+        self.fill_groups(input, &grouping);
+        // State changes only after a successful, well-formed call: the
+        // worker retries a batch with rejected records without them.
+        let out = self.call().map_err(|e| map_rejections(e, &grouping))?;
+        check_result(&out, grouping.keys.len())?;
+        Ok(self.store(&grouping, &out))
+    }
+
+    fn finish_batch(&mut self, _ctx: &BatchContext) -> Result<Batch, OperatorError> {
+        if self.mode != ReduceMode::Complete {
+            return Ok(Batch::new());
+        }
+        let mut rows: Vec<(&Vec<u8>, &KeyState)> = self.state.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = Batch::new();
+        for (key, state) in rows {
+            out.push(Some(key), &state.accumulator, state.timestamp);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(rows: &[(&str, &str, i64)]) -> Batch {
+        let mut b = Batch::new();
+        for (k, v, ts) in rows {
+            b.push(Some(k.as_bytes()), v.as_bytes(), *ts);
+        }
+        b
+    }
+
+    #[test]
+    fn grouping_keeps_first_seen_key_order_and_record_order() {
+        let b = keyed(&[("b", "1", 5), ("a", "2", 1), ("b", "3", 2), ("a", "4", 9)]);
+        let g = Grouping::new(&b);
+        assert_eq!(g.keys, [&b"b"[..], b"a"]);
+        assert_eq!(g.records(0), [0, 2]);
+        assert_eq!(g.records(1), [1, 3]);
+        assert_eq!(g.timestamps, [5, 9]);
+        assert_eq!(value_of(&b, 3), b"4");
+    }
+
+    #[test]
+    fn rejections_map_back_to_input_records() {
+        let b = keyed(&[("b", "1", 0), ("a", "2", 0), ("b", "3", 0)]);
+        let g = Grouping::new(&b);
+        // Values of the call: b's records 0 and 2, then a's record 1.
+        let err = map_rejections(
+            OperatorError::BadRecords(vec![RejectedRecord {
+                index: 1,
+                reason: "x".into(),
+            }]),
+            &g,
+        );
+        assert!(
+            matches!(&err, OperatorError::BadRecords(r) if r[0].index == 2),
+            "{err:?}"
+        );
+        let err = map_rejections(
+            OperatorError::BadRecords(vec![RejectedRecord {
+                index: 3,
+                reason: "x".into(),
+            }]),
+            &g,
+        );
+        assert!(
+            matches!(&err, OperatorError::Host(m) if m.contains("value 3")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn results_must_have_one_accumulator_per_key() {
+        let ok = Accumulators {
+            data: b"12".to_vec(),
+            ends: vec![1, 2],
+        };
+        assert!(check_result(&ok, 2).is_ok());
+        let err = check_result(&ok, 3).unwrap_err().to_string();
+        assert!(err.contains("2 accumulator(s) for 3 key(s)"), "{err}");
+        let bad = Accumulators {
+            data: b"12".to_vec(),
+            ends: vec![2, 1],
+        };
+        assert!(
+            check_result(&bad, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("below")
+        );
+        let short = Accumulators {
+            data: b"123".to_vec(),
+            ends: vec![1, 2],
+        };
+        assert!(
+            check_result(&short, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("data has 3 bytes")
+        );
+    }
+
+    #[test]
+    fn modes_parse_and_name_the_accepted_ones() {
+        assert_eq!("update".parse(), Ok(ReduceMode::Update));
+        assert_eq!("complete".parse(), Ok(ReduceMode::Complete));
+        let err = "final".parse::<ReduceMode>().unwrap_err();
+        assert!(err.contains("accepted: update, complete"), "{err}");
+    }
+}
