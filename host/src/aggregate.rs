@@ -7,11 +7,12 @@
 //! same worker, so no state is shared between threads.
 
 use crate::batch::Batch;
-use crate::config::parse_duration;
 use crate::operator::{
-    BatchContext, Diverted, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+    BatchContext, Combiner, CountCombiner, Diverted, Operator, OperatorError, OperatorFactory,
+    RejectedRecord, SideOutput, partial_count,
 };
-use crate::window::{Sessions, Window, WindowKind, millis};
+use crate::window::{Sessions, Window, WindowKind, WindowSettings};
+pub use crate::window::{SettingError, TimeDomain};
 use std::collections::{HashMap, HashSet};
 
 /// Aggregate functions.
@@ -57,15 +58,6 @@ pub enum Mode {
     Final,
 }
 
-/// Which clock places records in windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeDomain {
-    /// The record's own timestamp; windows close on the watermark.
-    Event,
-    /// The time the micro-batch was cut.
-    Processing,
-}
-
 /// A parsed `aggregate` configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateConfig {
@@ -86,9 +78,6 @@ pub struct AggregateConfig {
     /// Send late records to the dead-letter file (else only count them).
     pub late_to_dead_letter: bool,
 }
-
-/// A setting that cannot be used: (setting name, message).
-pub type SettingError = (String, String);
 
 impl AggregateConfig {
     /// Parses the operator's settings, naming the setting at fault.
@@ -128,91 +117,13 @@ impl AggregateConfig {
                 );
             }
         };
-        let dur = |k: &str| -> Result<Option<i64>, SettingError> {
-            get(k)
-                .map(|v| {
-                    parse_duration(v)
-                        .map(millis)
-                        .map_err(|m| (k.to_string(), m))
-                })
-                .transpose()
-        };
-        let length = dur("length")?;
-        let slide = dur("slide")?;
-        let gap = dur("gap")?;
-        let window = match get("window") {
-            None => {
-                if let Some(k) = ["length", "slide", "gap"]
-                    .into_iter()
-                    .find(|k| get(k).is_some())
-                {
-                    return err(k, "only applies with `window` set".into());
-                }
-                None
-            }
-            Some("tumbling") => {
-                let Some(length) = length else {
-                    return err("length", "required for a tumbling window".into());
-                };
-                if get("slide").is_some() || gap.is_some() {
-                    return err(
-                        if gap.is_some() { "gap" } else { "slide" },
-                        "does not apply to a tumbling window".into(),
-                    );
-                }
-                Some(WindowKind::Tumbling { length })
-            }
-            Some("sliding") => {
-                let (Some(length), Some(slide)) = (length, slide) else {
-                    return err(
-                        if length.is_none() { "length" } else { "slide" },
-                        "required for a sliding window".into(),
-                    );
-                };
-                if slide > length {
-                    return err(
-                        "slide",
-                        format!(
-                            "{} is larger than the window length {}: records between windows would be lost",
-                            get("slide").unwrap_or_default(),
-                            get("length").unwrap_or_default()
-                        ),
-                    );
-                }
-                Some(WindowKind::Sliding { length, slide })
-            }
-            Some("session") => {
-                let Some(gap) = gap else {
-                    return err("gap", "required for a session window".into());
-                };
-                if length.is_some() || slide.is_some() {
-                    return err(
-                        if length.is_some() { "length" } else { "slide" },
-                        "does not apply to a session window".into(),
-                    );
-                }
-                Some(WindowKind::Session { gap })
-            }
-            Some(other) => {
-                return err(
-                    "window",
-                    format!("unknown window kind {other:?} (accepted: tumbling, sliding, session)"),
-                );
-            }
-        };
-        let time = match get("time").unwrap_or("event") {
-            "event" => TimeDomain::Event,
-            "processing" => TimeDomain::Processing,
-            other => {
-                return err(
-                    "time",
-                    format!("{other:?} is not a time domain (accepted: event, processing)"),
-                );
-            }
-        };
-        if time == TimeDomain::Processing && matches!(window, Some(WindowKind::Session { .. })) {
-            return err("time", "session windows need event time".into());
-        }
+        let WindowSettings {
+            window,
+            time,
+            watermark_delay,
+            allowed_lateness,
+            late_to_dead_letter,
+        } = WindowSettings::parse(&get)?;
         let mode = match (get("mode"), window.is_some()) {
             (None, true) => Mode::Final,
             (None, false) => Mode::Update,
@@ -240,24 +151,14 @@ impl AggregateConfig {
                 );
             }
         };
-        let late = match get("late").unwrap_or("drop") {
-            "drop" => false,
-            "dead-letter" => true,
-            other => {
-                return err(
-                    "late",
-                    format!("{other:?} is not valid (accepted: drop, dead-letter)"),
-                );
-            }
-        };
         Ok(AggregateConfig {
             function,
             mode,
             window,
             time,
-            watermark_delay: dur("watermark_delay")?.unwrap_or(0),
-            allowed_lateness: dur("allowed_lateness")?.unwrap_or(0),
-            late_to_dead_letter: late,
+            watermark_delay,
+            allowed_lateness,
+            late_to_dead_letter,
         })
     }
 }
@@ -269,6 +170,10 @@ pub struct AggregateFactory {
 }
 
 impl AggregateFactory {
+    fn combines(&self) -> bool {
+        self.config.function == Function::Count && self.config.window.is_none()
+    }
+
     /// An `aggregate` operator called `name`.
     pub fn new(name: impl Into<String>, config: AggregateConfig) -> Self {
         AggregateFactory {
@@ -287,6 +192,12 @@ impl OperatorFactory for AggregateFactory {
     }
     fn stateful(&self) -> bool {
         true
+    }
+    fn combiner(&self) -> Option<std::sync::Arc<dyn Combiner>> {
+        // Running counts combine on the map side; windowed state needs each
+        // record's own timestamp, and other functions may reject values.
+        self.combines()
+            .then(|| std::sync::Arc::new(CountCombiner) as std::sync::Arc<dyn Combiner>)
     }
     fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(Box::new(Aggregate {
@@ -321,6 +232,14 @@ impl Acc {
             max: f64::NEG_INFINITY,
             last_ts: i64::MIN,
         }
+    }
+    /// Adds `n` records of value 1 (a count from [`CountCombiner`]).
+    fn add_ones(&mut self, n: u64, ts: i64) {
+        self.count += n;
+        self.sum += n as f64;
+        self.min = self.min.min(1.0);
+        self.max = self.max.max(1.0);
+        self.last_ts = self.last_ts.max(ts);
     }
     fn add(&mut self, x: f64, ts: i64) {
         self.count += 1;
@@ -523,7 +442,12 @@ impl Aggregate {
                     Some(k) => self.totals.entry_ref(k).or_insert((Acc::new(), false)),
                     None => self.unkeyed.get_or_insert((Acc::new(), false)),
                 };
-                slot.0.add(x, r.timestamp);
+                if f == Function::Count {
+                    // Combined before the exchange: a keyed record carries a count.
+                    slot.0.add_ones(partial_count(r.key, r.value), r.timestamp);
+                } else {
+                    slot.0.add(x, r.timestamp);
+                }
                 slot.1 = true;
                 continue;
             }

@@ -45,7 +45,7 @@ pub fn append(to: &mut Batch, from: &Batch) {
     to.timestamps.extend_from_slice(&from.timestamps);
 }
 
-/// Splits `input` into `n` batches by [`partition::for_key`] of each
+/// Splits `input` into `n` batches by [`crate::partition::for_key`] of each
 /// record's key (its value when it has none), keeping record order.
 ///
 /// Two passes over the offsets: the first picks each record's partition and

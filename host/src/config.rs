@@ -84,7 +84,7 @@ pub struct JobConfig {
     #[serde(default)]
     pub batch: BatchConfig,
     /// Where records come from.
-    pub sources: Vec<Spanned<SourceConfig>>,
+    pub sources: Vec<Spanned<SourceEntry>>,
     /// The chain of operators, in order.
     #[serde(default)]
     pub operators: Vec<Spanned<OperatorConfig>>,
@@ -115,6 +115,36 @@ pub struct BatchConfig {
     pub interval: Option<Spanned<String>>,
     /// Cut a batch when it holds this many records.
     pub max_records: Option<Spanned<usize>>,
+}
+
+/// A `[[sources]]` entry: a source, and the stream it feeds.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    /// The stream the source feeds. Operators pick a stream with `input`, a
+    /// join names its two sides by stream. Unnamed sources feed one unnamed
+    /// stream; sources with the same name feed one stream.
+    pub name: Option<String>,
+    /// The source itself.
+    pub source: SourceConfig,
+}
+
+impl<'de> Deserialize<'de> for SourceEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let name = match table.remove("name") {
+            None => None,
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "field `name`: expected a non-empty string, found {other}"
+                )));
+            }
+        };
+        let source = SourceConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(e.message()))?;
+        Ok(SourceEntry { name, source })
+    }
 }
 
 /// A source of records.
@@ -170,18 +200,32 @@ fn default_seed() -> u64 {
     1
 }
 
-/// One step of the operator chain: a Wasm plugin or a built-in.
+/// One step of the operator chain: a Wasm plugin, a Wasm reducer or a built-in.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorConfig {
-    /// Name used in logs and errors. Default: the plugin's file stem or the built-in's name.
+    /// Name used in logs and errors. Default: the plugin's or reducer's file
+    /// stem, or the built-in's name.
     pub name: Option<String>,
     /// Path of a Wasm component, relative to the job file.
     pub plugin: Option<PathBuf>,
-    /// A built-in operator: `count` (records per key in each micro-batch) or
+    /// A built-in operator: `count` (records per key in each micro-batch),
     /// `aggregate` (keyed count/sum/min/max/avg, optionally windowed; see
-    /// [`crate::aggregate`]).
+    /// [`crate::aggregate`]) or `join` (a windowed join of two streams; see
+    /// [`crate::join`]).
     pub builtin: Option<String>,
+    /// Path of a `reduce` component (a keyed reducer whose accumulators the
+    /// host keeps; see [`crate::runtime::WasmReducer`]), relative to the job
+    /// file.
+    pub reducer: Option<PathBuf>,
+    /// Which results a `reducer` emits after each micro-batch: `update` (the
+    /// keys that changed, the default) or `complete` (every key, sorted).
+    /// Only with `reducer`.
+    pub mode: Option<String>,
+    /// The stream the operator applies to (a source's `name`, or an earlier
+    /// join's); records of other streams pass it untouched. Default: every
+    /// record that reaches it.
+    pub input: Option<String>,
     /// Settings passed to the plugin's `init`, as strings.
     #[serde(default)]
     pub config: toml::Table,
@@ -226,7 +270,7 @@ pub struct DeadLetterConfig {
 }
 
 /// Built-in operators a job file may name.
-pub const BUILTINS: &[&str] = &["count", "aggregate"];
+pub const BUILTINS: &[&str] = &["count", "aggregate", "join"];
 
 impl JobConfig {
     /// Reads and parses a job file.
@@ -292,7 +336,7 @@ impl JobConfig {
             });
         }
         for (i, s) in self.sources.iter().enumerate() {
-            match s.get_ref() {
+            match &s.get_ref().source {
                 SourceConfig::Directory { poll: Some(p), .. } => {
                     parse_duration(p)
                         .map_err(|m| invalid(s.span(), &format!("sources[{i}].poll"), m))?;
@@ -327,24 +371,9 @@ impl JobConfig {
         for (i, op) in self.operators.iter().enumerate() {
             let o = op.get_ref();
             let field = format!("operators[{i}]");
+            o.validate_kind(&field)
+                .map_err(|(field, m)| invalid(op.span(), &field, m))?;
             match (&o.plugin, &o.builtin) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        op.span(),
-                        &field,
-                        "set either `plugin` or `builtin`, not both".into(),
-                    ));
-                }
-                (None, None) => {
-                    return Err(invalid(
-                        op.span(),
-                        &field,
-                        format!(
-                            "set `plugin` (a .wasm component) or `builtin` (one of: {})",
-                            BUILTINS.join(", ")
-                        ),
-                    ));
-                }
                 (None, Some(b)) if !BUILTINS.contains(&b.as_str()) => {
                     return Err(invalid(
                         op.span(),
@@ -374,6 +403,7 @@ impl JobConfig {
                 _ => {}
             }
         }
+        self.validate_streams(&invalid)?;
         let mut names = std::collections::HashSet::new();
         for (i, op) in self.operators.iter().enumerate() {
             let name = op.get_ref().display_name();
@@ -383,6 +413,88 @@ impl JobConfig {
                     &format!("operators[{i}].name"),
                     format!("two operators are called {name:?}; give each a distinct `name`"),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every stream an operator reads (`input`, a join's `left`
+    /// and `right`) is a source's name or an earlier join's.
+    fn validate_streams(
+        &self,
+        invalid: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let mut streams: Vec<String> = self
+            .sources
+            .iter()
+            .filter_map(|s| s.get_ref().name.clone())
+            .collect();
+        let known = |streams: &[String]| {
+            if streams.is_empty() {
+                "no source has a `name`".to_string()
+            } else {
+                format!(
+                    "known streams: {}",
+                    streams
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        };
+        for (i, op) in self.operators.iter().enumerate() {
+            let o = op.get_ref();
+            let mut reads = Vec::new();
+            if let Some(input) = &o.input {
+                reads.push((format!("operators[{i}].input"), input.clone()));
+            }
+            let join = o.builtin.as_deref() == Some("join");
+            if join {
+                let j = crate::join::JoinConfig::parse(&o.config_pairs()).map_err(|(key, m)| {
+                    invalid(op.span(), &format!("operators[{i}].config.{key}"), m)
+                })?;
+                if o.input.is_some() {
+                    return Err(invalid(
+                        op.span(),
+                        &format!("operators[{i}].input"),
+                        "a join reads the streams named by its `left` and `right` settings".into(),
+                    ));
+                }
+                if j.settings.late_to_dead_letter && self.dead_letter.is_none() {
+                    return Err(invalid(
+                        op.span(),
+                        &format!("operators[{i}].config.late"),
+                        "\"dead-letter\" needs a [dead_letter] path in the job".into(),
+                    ));
+                }
+                reads.push((format!("operators[{i}].config.left"), j.left));
+                reads.push((format!("operators[{i}].config.right"), j.right));
+            }
+            for (field, stream) in reads {
+                if !streams.contains(&stream) {
+                    return Err(invalid(
+                        op.span(),
+                        &field,
+                        format!(
+                            "no source or earlier join is called {stream:?} ({})",
+                            known(&streams)
+                        ),
+                    ));
+                }
+            }
+            if join {
+                let name = o.display_name();
+                if streams.contains(&name) {
+                    return Err(invalid(
+                        op.span(),
+                        &format!("operators[{i}].name"),
+                        format!(
+                            "a join's output is the stream {name:?}, which a source already feeds; give the join another `name`"
+                        ),
+                    ));
+                }
+                streams.push(name);
             }
         }
         Ok(())
@@ -403,13 +515,63 @@ impl OperatorConfig {
         if let Some(n) = &self.name {
             return n.clone();
         }
-        if let Some(p) = &self.plugin {
+        if let Some(p) = self.plugin.as_ref().or(self.reducer.as_ref()) {
             return p
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| p.display().to_string());
         }
         self.builtin.clone().unwrap_or_default()
+    }
+
+    /// Checks that exactly one of `plugin`, `builtin` and `reducer` is set,
+    /// and `mode` only with a valid `reducer`. The error gives the field at
+    /// fault under `field` (`operators[i]`) and what is accepted.
+    fn validate_kind(&self, field: &str) -> Result<(), (String, String)> {
+        let set: Vec<&str> = [
+            ("plugin", self.plugin.is_some()),
+            ("builtin", self.builtin.is_some()),
+            ("reducer", self.reducer.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, is_set)| is_set.then_some(name))
+        .collect();
+        match set.as_slice() {
+            [_] => {}
+            [] => {
+                return Err((
+                    field.to_string(),
+                    format!(
+                        "set `plugin` (a transform component), `reducer` (a reduce component) \
+                         or `builtin` (one of: {})",
+                        BUILTINS.join(", ")
+                    ),
+                ));
+            }
+            several => {
+                return Err((
+                    format!("{field}.{}", several[1]),
+                    format!(
+                        "set only one of `plugin`, `builtin` and `reducer` (this operator sets `{}`)",
+                        several.join("` and `")
+                    ),
+                ));
+            }
+        }
+        if let Some(mode) = &self.mode {
+            let field = format!("{field}.mode");
+            if self.reducer.is_none() {
+                return Err((
+                    field,
+                    "`mode` applies only to a `reducer` (the built-in `aggregate` takes \
+                     `mode` in its `config`)"
+                        .into(),
+                ));
+            }
+            mode.parse::<crate::runtime::ReduceMode>()
+                .map_err(|m| (field, m))?;
+        }
+        Ok(())
     }
 
     /// The settings as the key/value strings `init` receives.
@@ -571,6 +733,42 @@ mod tests {
             err.contains("config.late`") && err.contains("[dead_letter]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reducer_fields_are_checked_with_field_names() {
+        let job = |op: &str| parse(&format!("{MINIMAL}[[operators]]\n{op}\n"));
+        let cfg = job("reducer = \"dir/sum.wasm\"\nmode = \"complete\"").unwrap();
+        let op = cfg.operators[0].get_ref();
+        assert_eq!(op.display_name(), "sum");
+        assert_eq!(op.mode.as_deref(), Some("complete"));
+        let err = job("reducer = \"sum.wasm\"\nplugin = \"a.wasm\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "field `operators[0].reducer`: set only one of `plugin`, `builtin` and `reducer`"
+            ),
+            "{err}"
+        );
+        let err = job("reducer = \"sum.wasm\"\nmode = \"final\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "field `operators[0].mode`: unknown mode \"final\" (accepted: update, complete)"
+            ),
+            "{err}"
+        );
+        let err = job("plugin = \"a.wasm\"\nmode = \"update\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `operators[0].mode`: `mode` applies only to a `reducer`"),
+            "{err}"
+        );
+        let err = job("name = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("`reducer` (a reduce component)"), "{err}");
     }
 
     #[test]

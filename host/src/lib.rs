@@ -9,7 +9,7 @@
 //! - [`pipeline`]: builds and runs jobs (also from code, with [`pipeline::Job::builder`]).
 //! - [`runtime`]: the Wasm side — loading, checking, caching and instantiating components.
 //! - [`operator`]: the host-side operator trait, native operators and built-ins.
-//! - [`aggregate`], [`window`]: keyed aggregation, windows, watermarks.
+//! - [`aggregate`], [`join`], [`window`]: keyed aggregation, windowed joins, windows, watermarks.
 //! - [`source`], [`sink`]: where records come from and go to.
 //! - [`partition`]: the one key → partition function.
 //! - [`batch`]: the columnar micro-batch, shared with the guest SDK.
@@ -22,6 +22,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod devkit;
+pub mod join;
 pub mod operator;
 pub mod partition;
 pub mod pipeline;

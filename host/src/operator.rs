@@ -50,6 +50,9 @@ pub struct BatchContext {
     pub processing_time: i64,
     /// The input has ended (or the job is stopping): emit everything.
     pub end_of_input: bool,
+    /// For an operator that reads named streams ([`OperatorFactory::inputs`]),
+    /// the position in that list of the stream this batch belongs to.
+    pub input: usize,
 }
 
 /// Records an operator set aside instead of processing, and counts.
@@ -120,8 +123,146 @@ pub trait OperatorFactory: Send + Sync {
     fn stateful(&self) -> bool {
         false
     }
+    /// A map-side combiner: when set, the pipeline runs it over every
+    /// partition batch before the exchange into this (keyed) operator, so
+    /// many records of a key cross the exchange as one partial record, and
+    /// the operator receives combined records only.
+    fn combiner(&self) -> Option<Arc<dyn Combiner>> {
+        None
+    }
+    /// The streams the operator reads, by name (a source's `name`, or an
+    /// earlier join's); records of other streams pass it untouched. `None`:
+    /// every record that reaches it.
+    fn inputs(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// The stream its output belongs to; `None`: its input's stream.
+    fn output_stream(&self) -> Option<String> {
+        None
+    }
     /// A new instance for `worker`.
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError>;
+}
+
+/// An operator applied to one named stream only (the job file's `input`).
+pub struct OnStream {
+    stream: String,
+    inner: Arc<dyn OperatorFactory>,
+}
+
+impl OnStream {
+    /// `inner`, applied to the records of `stream` only.
+    pub fn new(stream: impl Into<String>, inner: Arc<dyn OperatorFactory>) -> Self {
+        OnStream {
+            stream: stream.into(),
+            inner,
+        }
+    }
+}
+
+impl OperatorFactory for OnStream {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn keyed(&self) -> bool {
+        self.inner.keyed()
+    }
+    fn stateful(&self) -> bool {
+        self.inner.stateful()
+    }
+    fn inputs(&self) -> Option<Vec<String>> {
+        Some(vec![self.stream.clone()])
+    }
+    fn output_stream(&self) -> Option<String> {
+        self.inner.output_stream()
+    }
+    fn combiner(&self) -> Option<Arc<dyn Combiner>> {
+        self.inner.combiner()
+    }
+    fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        self.inner.instantiate(job, worker)
+    }
+}
+
+/// Pre-aggregates one partition's records before the exchange, as Spark's
+/// `reduceByKey` combines on the map side. See [`OperatorFactory::combiner`].
+pub trait Combiner: Send + Sync {
+    /// The combined form of `input`.
+    fn combine(&self, input: &Batch) -> Batch;
+}
+
+/// Counts records per key: each keyed record of the output stands for
+/// [`partial_count`] records of that key, timestamped with the latest of
+/// them. Records without a key pass unchanged (they count as one each), so
+/// the exchange routes every record as it would have without combining.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountCombiner;
+
+impl Combiner for CountCombiner {
+    fn combine(&self, input: &Batch) -> Batch {
+        use std::hash::BuildHasher;
+        if input.key_present.is_empty() {
+            return input.clone(); // no keys: nothing to combine
+        }
+        // The output doubles as the table's key store: each group is one
+        // output record (key, 8-byte count, latest timestamp), found through
+        // a table of record indices. Comparing against this compact copy of
+        // the distinct keys stays in cache, where the first occurrences in
+        // the input would be scattered over the whole batch.
+        let hasher = rustc_hash::FxBuildHasher;
+        let mut groups: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
+        let mut out = Batch::new();
+        let key_of = |out: &Batch, i: u32| -> std::ops::Range<usize> {
+            let i = i as usize;
+            let start = if i == 0 {
+                0
+            } else {
+                out.key_ends[i - 1] as usize
+            };
+            start..out.key_ends[i] as usize
+        };
+        let (mut kstart, mut vstart) = (0usize, 0usize);
+        for i in 0..input.len() {
+            let (kend, vend) = (input.key_ends[i] as usize, input.value_ends[i] as usize);
+            let ts = input.timestamps[i];
+            if input.key_present[i] == 0 {
+                out.push(None, &input.values[vstart..vend], ts);
+            } else {
+                let key = &input.keys[kstart..kend];
+                let hash = hasher.hash_one(key);
+                let found = groups
+                    .find(hash, |&g| &out.keys[key_of(&out, g)] == key)
+                    .copied();
+                match found {
+                    Some(g) => {
+                        let g = g as usize;
+                        let end = out.value_ends[g] as usize;
+                        let count = &mut out.values[end - 8..end];
+                        let n = u64::from_le_bytes(count.try_into().expect("8 bytes")) + 1;
+                        count.copy_from_slice(&n.to_le_bytes());
+                        out.timestamps[g] = out.timestamps[g].max(ts);
+                    }
+                    None => {
+                        let g = out.len() as u32;
+                        groups.insert_unique(hash, g, |&h| {
+                            hasher.hash_one(&out.keys[key_of(&out, h)])
+                        });
+                        out.push(Some(key), &1u64.to_le_bytes(), ts);
+                    }
+                }
+            }
+            (kstart, vstart) = (kend, vend);
+        }
+        out
+    }
+}
+
+/// The number of records a record from [`CountCombiner`] stands for.
+pub fn partial_count(key: Option<&[u8]>, value: &[u8]) -> u64 {
+    match (key, <[u8; 8]>::try_from(value)) {
+        (Some(_), Ok(n)) => u64::from_le_bytes(n),
+        _ => 1,
+    }
 }
 
 type BatchFn = dyn Fn(&Batch, &mut Output) -> Result<(), String> + Send + Sync;
@@ -197,6 +338,9 @@ impl OperatorFactory for Count {
     fn keyed(&self) -> bool {
         true
     }
+    fn combiner(&self) -> Option<Arc<dyn Combiner>> {
+        Some(Arc::new(CountCombiner))
+    }
     fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(Box::new(CountInstance::default()))
     }
@@ -211,13 +355,14 @@ impl Operator for CountInstance {
     fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
         self.counts.clear();
         let mut order = 0;
+        // Input comes from `CountCombiner`: keyed records carry counts.
         for r in input.iter() {
             let k = r.key.unwrap_or(r.value);
             let e = self.counts.entry_ref(k).or_insert_with(|| {
                 order += 1;
                 (0, r.timestamp, order)
             });
-            e.0 += 1;
+            e.0 += partial_count(r.key, r.value);
             e.1 = e.1.max(r.timestamp);
         }
         // Emit in first-seen order so output is deterministic.
@@ -242,6 +387,8 @@ mod tests {
         b.push(Some(b"b"), b"x", 5);
         b.push(Some(b"a"), b"y", 3);
         b.push(None, b"a", 2);
+        let mut b = CountCombiner.combine(&b);
+        assert_eq!(b.len(), 3, "two keyed groups and the unkeyed record");
         let out = Count::new("count")
             .instantiate("j", 0)
             .unwrap()

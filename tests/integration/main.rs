@@ -4,7 +4,9 @@ mod bad_input;
 mod cli;
 mod golden;
 mod guide;
+mod joins;
 mod plugins;
+mod reducers;
 mod sources;
 mod windows;
 

@@ -439,7 +439,11 @@ fn example_jobs_load() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = sluice_tests::runtime_in(dir.path());
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for name in ["wordcount.toml", "windowed-wordcount.toml"] {
+    for name in [
+        "wordcount.toml",
+        "windowed-wordcount.toml",
+        "sellers-join.toml",
+    ] {
         if let Err(e) = Job::from_file(&examples.join(name), &runtime) {
             panic!("{name}: {e}");
         }

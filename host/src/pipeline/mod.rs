@@ -37,7 +37,7 @@ pub use worker::{DeadLetter, preview};
 
 use crate::batch::{self, Batch};
 use crate::config::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
-use crate::operator::{BatchContext, Count, OperatorError, OperatorFactory};
+use crate::operator::{BatchContext, Combiner, Count, OnStream, OperatorError, OperatorFactory};
 use crate::partition;
 use crate::runtime::{LoadError, Runtime};
 use crate::sink::{self, Sink};
@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use worker::{StageOutput, Task, WorkerOps};
+use worker::{Route, StageOutput, Task, WorkerOp, WorkerOps};
 
 /// Why a job could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -183,8 +183,11 @@ pub struct Job {
     partition_by: PartitionBy,
     interval: Option<Duration>,
     max_records: Option<usize>,
-    sources: Vec<SourceConfig>,
+    /// Each source with the stream it feeds (`None`: the unnamed stream).
+    sources: Vec<(Option<String>, SourceConfig)>,
     operators: Vec<Arc<dyn OperatorFactory>>,
+    /// Stream names by number; 0 is the stream of unnamed sources.
+    streams: Vec<String>,
     sinks: Vec<Box<dyn Sink>>,
     dead_letter: Option<PathBuf>,
     progress: bool,
@@ -214,9 +217,15 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl JobBuilder {
-    /// Adds a source.
+    /// Adds a source feeding the unnamed stream.
     pub fn source(mut self, source: SourceConfig) -> Self {
-        self.job.sources.push(source);
+        self.job.sources.push((None, source));
+        self
+    }
+    /// Adds a source feeding the stream `name`, which operators select with
+    /// [`crate::operator::OnStream`] and joins by name.
+    pub fn named_source(mut self, name: impl Into<String>, source: SourceConfig) -> Self {
+        self.job.sources.push((Some(name.into()), source));
         self
     }
     /// Appends an operator to the chain.
@@ -305,11 +314,12 @@ impl JobBuilder {
         }
         job.sources = std::mem::take(&mut job.sources)
             .into_iter()
-            .map(|s| source::resolve(s, &self.base))
+            .map(|(name, s)| (name, source::resolve(s, &self.base)))
             .collect();
-        for s in &job.sources {
+        for (_, s) in &job.sources {
             source::preflight(s)?;
         }
+        job.streams = name_streams(&job.sources, &job.operators)?;
         for cfg in &self.sink_configs {
             let s = sink::open(cfg, &self.base).map_err(|error| JobError::Sink {
                 sink: format!("{cfg:?}"),
@@ -340,6 +350,7 @@ impl Job {
                 max_records: None,
                 sources: Vec::new(),
                 operators: Vec::new(),
+                streams: Vec::new(),
                 sinks: Vec::new(),
                 dead_letter: None,
                 progress: false,
@@ -380,29 +391,64 @@ impl Job {
             b = b.max_records(*m.get_ref());
         }
         for s in &cfg.sources {
-            b = b.source(s.get_ref().clone());
+            let s = s.get_ref();
+            b = match &s.name {
+                Some(name) => b.named_source(name, s.source.clone()),
+                None => b.source(s.source.clone()),
+            };
         }
         for op in &cfg.operators {
             let op = op.get_ref();
             let name = op.display_name();
-            if let Some(plugin) = &op.plugin {
+            let factory: Arc<dyn OperatorFactory> = if let Some(plugin) = &op.plugin {
                 let loaded = runtime
-                    .load(&base.join(plugin))
+                    .load_world(&base.join(plugin), crate::runtime::World::Transform)
                     .map_err(|error| JobError::Load {
                         operator: name.clone(),
                         error,
                     })?;
-                b = b.operator(loaded.factory(name, op.config_pairs()));
+                Arc::new(loaded.factory(name.clone(), op.config_pairs()))
+            } else if let Some(reducer) = &op.reducer {
+                let loaded = runtime
+                    .load_world(&base.join(reducer), crate::runtime::World::Reduce)
+                    .map_err(|error| JobError::Load {
+                        operator: name.clone(),
+                        error,
+                    })?;
+                let mode = op
+                    .mode
+                    .as_deref()
+                    .unwrap_or("update")
+                    .parse()
+                    .map_err(|m| {
+                        JobError::Invalid(format!("operator `{name}`: field `mode`: {m}"))
+                    })?;
+                Arc::new(crate::runtime::WasmReducerFactory::new(
+                    name.clone(),
+                    loaded,
+                    op.config_pairs(),
+                    mode,
+                ))
             } else if op.builtin.as_deref() == Some("aggregate") {
                 let cfg = crate::aggregate::AggregateConfig::parse(&op.config_pairs()).map_err(
                     |(key, m)| {
                         JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
                     },
                 )?;
-                b = b.operator(crate::aggregate::AggregateFactory::new(name, cfg));
+                Arc::new(crate::aggregate::AggregateFactory::new(name.clone(), cfg))
+            } else if op.builtin.as_deref() == Some("join") {
+                let cfg =
+                    crate::join::JoinConfig::parse(&op.config_pairs()).map_err(|(key, m)| {
+                        JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
+                    })?;
+                Arc::new(crate::join::JoinFactory::new(name.clone(), cfg))
             } else {
-                b = b.operator(Count::new(name));
-            }
+                Arc::new(Count::new(name.clone()))
+            };
+            b = b.operator_arc(match &op.input {
+                Some(stream) => Arc::new(OnStream::new(stream, factory)),
+                None => factory,
+            });
         }
         for s in &cfg.sinks {
             b = b.sink(s.get_ref().clone());
@@ -426,7 +472,7 @@ impl Job {
 
     /// Whether every source ends by itself.
     pub fn is_bounded(&self) -> bool {
-        self.sources.iter().all(source::is_bounded)
+        self.sources.iter().all(|(_, s)| source::is_bounded(s))
     }
 
     /// Runs until every source has ended.
@@ -439,13 +485,29 @@ impl Job {
     /// records already read are processed and the sinks flushed.
     pub async fn run(mut self, stop: watch::Receiver<bool>) -> Result<Summary, JobError> {
         let started = Instant::now();
-        let stages = split_stages(&self.operators);
+        let sources: Vec<usize> = self
+            .sources
+            .iter()
+            .map(|(n, _)| stream_number(&self.streams, n.as_deref().unwrap_or("")))
+            .collect();
+        let stages = split_stages(&self.operators, &self.streams, &sources);
         let workers = start_workers(&self, &stages)?;
 
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Batch>(64);
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<(usize, Batch)>(64);
         let mut source_tasks = tokio::task::JoinSet::new();
-        for s in std::mem::take(&mut self.sources) {
-            source_tasks.spawn(source::run(s, chunk_tx.clone(), stop.clone()));
+        for (name, s) in std::mem::take(&mut self.sources) {
+            let stream = stream_number(&self.streams, name.as_deref().unwrap_or(""));
+            // Each source's chunks are tagged with its stream on the way in.
+            let (tx, mut rx) = mpsc::channel::<Batch>(4);
+            source_tasks.spawn(source::run(s, tx, stop.clone()));
+            let chunks = chunk_tx.clone();
+            tokio::spawn(async move {
+                while let Some(chunk) = rx.recv().await {
+                    if chunks.send((stream, chunk)).await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
         drop(chunk_tx);
 
@@ -468,7 +530,8 @@ impl Job {
             sink_tx,
             rr_next: 0,
             next_batch_no: 0,
-            stage_max_ts: vec![None; stage_count],
+            stage_max_ts: vec![vec![None; self.streams.len()]; stage_count],
+            stage_watermark_base: vec![None; stage_count],
             last_progress: Instant::now(),
             started,
         };
@@ -478,18 +541,18 @@ impl Job {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let max = self.max_records.unwrap_or(usize::MAX);
-        let mut pending = Batch::new();
+        let mut pending = Pending::new(self.streams.len());
         let mut result = Ok(());
         loop {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
-                    Some(chunk) => {
+                    Some((stream, chunk)) => {
                         coordinator.count_in(&chunk);
                         let mut chunk = chunk;
                         // Offsets are 32-bit and guests have 32-bit memories:
                         // a batch stays well below 4 GiB of payload.
                         if !pending.is_empty()
-                            && batch::payload_bytes(&pending) + batch::payload_bytes(&chunk) > MAX_BATCH_BYTES
+                            && pending.payload_bytes() + batch::payload_bytes(&chunk) > MAX_BATCH_BYTES
                             && let Err(e) = coordinator.cut(&mut pending, false).await
                         {
                             result = Err(e);
@@ -498,12 +561,12 @@ impl Job {
                         loop {
                             let room = max - pending.len();
                             if chunk.len() <= room {
-                                batch::append(&mut pending, &chunk);
+                                pending.push(stream, &chunk);
                                 break;
                             }
                             // Split the chunk at the record bound.
                             let (head, tail) = split_at(&chunk, room);
-                            batch::append(&mut pending, &head);
+                            pending.push(stream, &head);
                             chunk = tail;
                             if let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
                         }
@@ -531,9 +594,9 @@ impl Job {
                     loop {
                         tokio::select! {
                             chunk = chunk_rx.recv() => match chunk {
-                                Some(chunk) => {
+                                Some((stream, chunk)) => {
                                     coordinator.count_in(&chunk);
-                                    batch::append(&mut pending, &chunk);
+                                    pending.push(stream, &chunk);
                                 }
                                 None => break,
                             },
@@ -553,15 +616,14 @@ impl Job {
             // No more input: take what is buffered, and make sources still
             // sending (or stuck in a read) give up instead of waiting.
             chunk_rx.close();
-            while let Ok(chunk) = chunk_rx.try_recv() {
+            while let Ok((stream, chunk)) = chunk_rx.try_recv() {
                 coordinator.count_in(&chunk);
-                batch::append(&mut pending, &chunk);
+                pending.push(stream, &chunk);
             }
         }
         // What is left, still within the record bound per batch.
         while result.is_ok() && pending.len() > max {
-            let (mut head, tail) = split_at(&pending, max);
-            pending = tail;
+            let mut head = pending.split_first(max);
             result = coordinator.cut(&mut head, false).await;
         }
         if result.is_ok() {
@@ -610,25 +672,162 @@ fn split_at(chunk: &Batch, n: usize) -> (Batch, Batch) {
     (head, tail)
 }
 
+/// Records read but not yet cut into a micro-batch, by stream.
+struct Pending {
+    streams: Vec<Batch>,
+    len: usize,
+}
+
+impl Pending {
+    fn new(streams: usize) -> Self {
+        Pending {
+            streams: vec![Batch::new(); streams.max(1)],
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn payload_bytes(&self) -> usize {
+        self.streams.iter().map(batch::payload_bytes).sum()
+    }
+
+    fn push(&mut self, stream: usize, chunk: &Batch) {
+        batch::append(&mut self.streams[stream], chunk);
+        self.len += chunk.len();
+    }
+
+    /// Takes every pending record, by stream.
+    fn take(&mut self) -> Vec<Batch> {
+        self.len = 0;
+        let n = self.streams.len();
+        std::mem::replace(&mut self.streams, vec![Batch::new(); n])
+    }
+
+    /// Takes the first `n` records, streams in order.
+    fn split_first(&mut self, mut n: usize) -> Pending {
+        let mut head = Pending::new(self.streams.len());
+        for (stream, b) in self.streams.iter_mut().enumerate() {
+            if n == 0 {
+                break;
+            }
+            let (h, t) = split_at(b, n);
+            n -= h.len();
+            head.push(stream, &h);
+            self.len -= h.len();
+            *b = t;
+        }
+        head
+    }
+}
+
+/// Numbers the job's streams: 0 is the unnamed stream, then named sources
+/// in order, then the outputs of operators that start a stream (joins).
+/// Checks that every stream an operator reads exists before it.
+fn name_streams(
+    sources: &[(Option<String>, SourceConfig)],
+    ops: &[Arc<dyn OperatorFactory>],
+) -> Result<Vec<String>, JobError> {
+    let mut streams = vec![String::new()];
+    for name in sources.iter().filter_map(|(n, _)| n.as_ref()) {
+        if !streams.contains(name) {
+            streams.push(name.clone());
+        }
+    }
+    for op in ops {
+        for input in op.inputs().unwrap_or_default() {
+            if input.is_empty() || !streams.contains(&input) {
+                return Err(JobError::Invalid(format!(
+                    "operator `{}` reads the stream {input:?}, but no source or earlier join is called that (streams: {})",
+                    op.name(),
+                    streams[1..]
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        if let Some(out) = op.output_stream() {
+            if streams.contains(&out) {
+                return Err(JobError::Invalid(format!(
+                    "operator `{}` names its output stream {out:?}, which already exists; rename the operator",
+                    op.name()
+                )));
+            }
+            streams.push(out);
+        }
+    }
+    Ok(streams)
+}
+
+fn stream_number(streams: &[String], name: &str) -> usize {
+    streams.iter().position(|s| s == name).unwrap_or(0)
+}
+
 /// Splits the operator chain into stages: a keyed operator starts a new
 /// stage, preceded by a hash exchange.
-fn split_stages(ops: &[Arc<dyn OperatorFactory>]) -> Vec<Stage> {
+fn split_stages(
+    ops: &[Arc<dyn OperatorFactory>],
+    streams: &[String],
+    sources: &[usize],
+) -> Vec<Stage> {
+    // The streams flowing at each point of the chain.
+    let mut flowing: Vec<usize> = Vec::new();
+    for s in sources {
+        if !flowing.contains(s) {
+            flowing.push(*s);
+        }
+    }
     let mut stages = vec![Stage {
         ops: Vec::new(),
+        routes: Vec::new(),
+        inputs: flowing.clone(),
         keyed: false,
         stateful: false,
+        combine: None,
     }];
     for op in ops {
         if op.keyed() {
             stages.push(Stage {
                 ops: Vec::new(),
+                routes: Vec::new(),
+                inputs: flowing.clone(),
                 keyed: true,
                 stateful: false,
+                combine: None,
             });
+        }
+        let route = Route {
+            accepts: op
+                .inputs()
+                .map(|names| names.iter().map(|n| stream_number(streams, n)).collect()),
+            output: op.output_stream().map(|n| stream_number(streams, &n)),
+        };
+        if op.keyed() {
+            let stage = stages.last_mut().expect("just pushed");
+            stage.combine = op.combiner().map(|c| Combine {
+                accepts: route.accepts.clone(),
+                combiner: c,
+            });
+        }
+        if let Some(out) = route.output {
+            let reads = |s: &usize| route.accepts.as_ref().is_none_or(|a| a.contains(s));
+            flowing.retain(|s| !reads(s));
+            if !flowing.contains(&out) {
+                flowing.push(out);
+            }
         }
         let stage = stages.last_mut().expect("at least one stage");
         stage.stateful |= op.stateful();
         stage.ops.push(op.clone());
+        stage.routes.push(route);
     }
     stages.retain(|s| !s.ops.is_empty() || !s.keyed);
     stages
@@ -636,6 +835,12 @@ fn split_stages(ops: &[Arc<dyn OperatorFactory>]) -> Vec<Stage> {
 
 struct Stage {
     ops: Vec<Arc<dyn OperatorFactory>>,
+    /// Per operator, the streams it reads and writes.
+    routes: Vec<Route>,
+    /// The streams that enter the stage.
+    inputs: Vec<usize>,
+    /// The map-side combiner of the keyed operator that starts the stage.
+    combine: Option<Combine>,
     keyed: bool,
     /// Some operator keeps state across batches (sees every boundary).
     stateful: bool,
@@ -664,8 +869,16 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
     for w in 0..job.workers.min(job.partitions) {
         let (tx, rx) = crossbeam_channel::bounded::<Task>(job.partitions * 2 + 4);
         senders.push(tx);
-        let factories: Vec<Vec<Arc<dyn OperatorFactory>>> =
-            stages.iter().map(|s| s.ops.clone()).collect();
+        let factories: Vec<Vec<(Arc<dyn OperatorFactory>, Route)>> = stages
+            .iter()
+            .map(|s| {
+                s.ops
+                    .iter()
+                    .cloned()
+                    .zip(s.routes.iter().cloned())
+                    .collect()
+            })
+            .collect();
         let job_name = job.name.clone();
         let dead_letter = job.dead_letter.is_some();
         let ready_tx = ready_tx.clone();
@@ -676,9 +889,13 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
                 let mut stages = Vec::new();
                 for ops in &factories {
                     let mut instances = Vec::new();
-                    for f in ops {
+                    for (f, route) in ops {
                         match f.instantiate(&job_name, w) {
-                            Ok(op) => instances.push((f.name().to_string(), op)),
+                            Ok(op) => instances.push(WorkerOp {
+                                name: f.name().to_string(),
+                                op,
+                                route: route.clone(),
+                            }),
                             Err(error) => {
                                 let _ = ready_tx.send((
                                     w,
@@ -835,6 +1052,12 @@ struct Settings {
     progress: bool,
 }
 
+/// One stream's records of a micro-batch, by partition.
+struct Flow {
+    stream: usize,
+    parts: Vec<Batch>,
+}
+
 struct Coordinator {
     job: Settings,
     stages: Vec<Stage>,
@@ -844,7 +1067,11 @@ struct Coordinator {
     rr_next: usize,
     next_batch_no: u64,
     /// Per stage, the largest event time seen (for watermarks).
-    stage_max_ts: Vec<Option<i64>>,
+    stage_max_ts: Vec<Vec<Option<i64>>>,
+    /// Per stage, the event time its watermark derives from: the smallest
+    /// of its input streams' largest event times (none until every input
+    /// stream has had a record), as of the last batch.
+    stage_watermark_base: Vec<Option<i64>>,
     last_progress: Instant,
     started: Instant,
 }
@@ -859,35 +1086,57 @@ impl Coordinator {
     /// Runs the pending records as one micro-batch. An empty batch is cut
     /// only when a stateful stage needs the boundary (to close windows on
     /// time); `end_of_input` makes stateful operators emit everything.
-    async fn cut(&mut self, pending: &mut Batch, end_of_input: bool) -> Result<(), JobError> {
+    async fn cut(&mut self, pending: &mut Pending, end_of_input: bool) -> Result<(), JobError> {
         let stateful = self.stages.iter().any(|s| s.stateful);
         if pending.is_empty() && !stateful {
             return Ok(());
         }
-        let input = std::mem::take(pending);
+        let had_records = !pending.is_empty();
+        let streams = pending.take();
         let batch_no = self.next_batch_no;
         self.next_batch_no += 1;
-        if !input.is_empty() {
+        if had_records {
             self.summary.batches += 1;
         }
         let processing_time = crate::source::lines::now_ms();
-        let mut parts = self.partition_input(input);
+        // One flow per stream; with a stateful stage even an empty stream
+        // flows, so that every stateful operator sees the batch boundary.
+        let mut flows: Vec<Flow> = streams
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| stateful || !b.is_empty())
+            .map(|(stream, input)| Flow {
+                stream,
+                parts: self.partition_input(input),
+            })
+            .collect();
         let mut dead = Vec::new();
-        // Whether `parts` is already split by key for the stage it feeds.
+        // Whether the flows are already split by key for the stage they feed.
         let mut exchanged = false;
         for s in 0..self.stages.len() {
             if self.stages[s].keyed && !exchanged {
-                parts = exchange(parts, self.job.partitions);
+                for flow in &mut flows {
+                    let combine = self.stages[s]
+                        .combine
+                        .as_ref()
+                        .filter(|c| c.applies_to(flow.stream));
+                    flow.parts = exchange(
+                        std::mem::take(&mut flow.parts),
+                        self.job.partitions,
+                        combine,
+                    );
+                }
             }
             if self.stages[s].ops.is_empty() {
                 continue;
             }
             // Workers split their output for a keyed next stage themselves.
-            let split_for = self
-                .stages
-                .get(s + 1)
-                .filter(|n| n.keyed)
-                .map(|_| self.job.partitions);
+            let split_for = self.stages.get(s + 1).filter(|n| n.keyed).map(|n| {
+                Arc::new(Split {
+                    partitions: self.job.partitions,
+                    combine: n.combine.clone(),
+                })
+            });
             exchanged = split_for.is_some();
             let mut ctx = BatchContext {
                 batch_no,
@@ -896,21 +1145,34 @@ impl Coordinator {
                 ..BatchContext::default()
             };
             if self.stages[s].stateful {
-                // One watermark for all partitions: the largest event time
-                // that reached the stage, before and after this batch.
-                let batch_max = parts
+                // One watermark for all partitions: per input stream the
+                // largest event time that reached the stage; the slowest
+                // stream holds the watermark back, so a source read faster
+                // than another does not make the other's records late.
+                for flow in &flows {
+                    let batch_max = flow
+                        .parts
+                        .iter()
+                        .filter_map(|p| p.timestamps.iter().copied().max())
+                        .max();
+                    let seen = &mut self.stage_max_ts[s][flow.stream];
+                    *seen = (*seen).max(batch_max);
+                }
+                let before = self.stage_watermark_base[s];
+                let after = self.stages[s]
+                    .inputs
                     .iter()
-                    .filter_map(|p| p.timestamps.iter().copied().max())
-                    .max();
-                let before = self.stage_max_ts[s];
-                let after = before.max(batch_max);
-                self.stage_max_ts[s] = after;
+                    .map(|i| self.stage_max_ts[s][*i])
+                    .collect::<Option<Vec<i64>>>()
+                    .and_then(|m| m.into_iter().min())
+                    .max(before);
+                self.stage_watermark_base[s] = after;
                 ctx.max_event_time_before = before;
                 ctx.max_event_time_after = after;
             }
             let started = Instant::now();
-            parts = self
-                .run_stage(Arc::new(ctx), s, parts, &mut dead, split_for)
+            flows = self
+                .run_stage(Arc::new(ctx), s, flows, &mut dead, split_for)
                 .await?;
             tracing::debug!(
                 batch = batch_no,
@@ -918,6 +1180,17 @@ impl Coordinator {
                 "stage took {:?}",
                 started.elapsed()
             );
+        }
+        // The sinks get every stream, partition by partition.
+        let mut parts = vec![Batch::new(); self.job.partitions];
+        for flow in flows {
+            for (p, part) in flow.parts.into_iter().enumerate() {
+                if parts[p].is_empty() {
+                    parts[p] = part;
+                } else {
+                    batch::append(&mut parts[p], &part);
+                }
+            }
         }
         if parts.iter().all(Batch::is_empty) && dead.is_empty() {
             return Ok(());
@@ -978,69 +1251,88 @@ impl Coordinator {
         &mut self,
         ctx: Arc<BatchContext>,
         stage: usize,
-        parts: Vec<Batch>,
+        flows: Vec<Flow>,
         dead: &mut Vec<DeadLetter>,
-        split_for: Option<usize>,
-    ) -> Result<Vec<Batch>, JobError> {
+        split_for: Option<Arc<Split>>,
+    ) -> Result<Vec<Flow>, JobError> {
         let n_workers = self.workers.senders.len();
-        let mut replies = Vec::with_capacity(parts.len());
-        for (partition, input) in parts.into_iter().enumerate() {
-            let (reply, rx) = oneshot::channel();
-            if input.is_empty() && !self.stages[stage].stateful {
-                let _ = reply.send(Ok(StageOutput {
-                    parts: vec![Batch::new(); split_for.unwrap_or(1)],
-                    dead: Vec::new(),
-                    late: 0,
-                }));
-            } else {
-                let w = partition % n_workers;
-                let task = Task {
-                    ctx: ctx.clone(),
-                    split_for,
-                    stage,
-                    partition,
-                    input,
-                    reply,
-                };
-                let sender = self.workers.senders[w].clone();
-                // Bounded queue: wait off the async threads if it is full.
-                let sent = tokio::task::spawn_blocking(move || sender.send(task).is_ok())
-                    .await
-                    .map_err(|e| JobError::Invalid(e.to_string()))?;
-                if !sent {
-                    return Err(JobError::WorkerLost(w));
+        let mut replies = Vec::new();
+        for flow in flows {
+            for (partition, input) in flow.parts.into_iter().enumerate() {
+                let (reply, rx) = oneshot::channel();
+                if input.is_empty() && !self.stages[stage].stateful {
+                    let _ = reply.send(Ok(StageOutput {
+                        stream: flow.stream,
+                        parts: vec![Batch::new(); split_for.as_ref().map_or(1, |s| s.partitions)],
+                        dead: Vec::new(),
+                        late: 0,
+                    }));
+                } else {
+                    let w = partition % n_workers;
+                    let task = Task {
+                        ctx: ctx.clone(),
+                        split_for: split_for.clone(),
+                        stage,
+                        stream: flow.stream,
+                        partition,
+                        input,
+                        reply,
+                    };
+                    let sender = self.workers.senders[w].clone();
+                    // Bounded queue: wait off the async threads if it is full.
+                    let sent = tokio::task::spawn_blocking(move || sender.send(task).is_ok())
+                        .await
+                        .map_err(|e| JobError::Invalid(e.to_string()))?;
+                    if !sent {
+                        return Err(JobError::WorkerLost(w));
+                    }
                 }
+                replies.push((partition, rx));
             }
-            replies.push((partition, rx));
         }
-        let mut outputs = Vec::with_capacity(replies.len());
+        // Regroup the outputs by the stream they now belong to (a join turns
+        // two streams into one), each target partition assembled in source
+        // order, so records of one source partition keep their order.
+        let targets = split_for
+            .as_ref()
+            .map_or(self.job.partitions, |s| s.partitions);
+        let mut out: Vec<Flow> = Vec::new();
         for (partition, rx) in replies {
             let result = rx
                 .await
                 .map_err(|_| JobError::WorkerLost(partition % n_workers))??;
             dead.extend(result.dead);
             self.summary.late += result.late;
-            outputs.push(result.parts);
+            let flow = match out.iter().position(|f| f.stream == result.stream) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(Flow {
+                        stream: result.stream,
+                        parts: vec![Batch::new(); targets],
+                    });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            let placed = match split_for {
+                // Unsplit output stays in its partition.
+                None => vec![(
+                    partition,
+                    result.parts.into_iter().next().unwrap_or_default(),
+                )],
+                Some(_) => result.parts.into_iter().enumerate().collect(),
+            };
+            for (t, part) in placed {
+                if part.is_empty() {
+                    continue;
+                }
+                if flow.parts[t].is_empty() {
+                    flow.parts[t] = part;
+                } else {
+                    batch::append(&mut flow.parts[t], &part);
+                }
+            }
         }
-        Ok(match split_for {
-            None => outputs
-                .into_iter()
-                .map(|mut p| p.pop().unwrap_or_default())
-                .collect(),
-            // Assemble each target partition from the sources' parts, in
-            // source order, so records of one source partition keep their order.
-            Some(n) => (0..n)
-                .map(|t| {
-                    let mut target = Batch::new();
-                    for source in &outputs {
-                        if let Some(part) = source.get(t) {
-                            batch::append(&mut target, part);
-                        }
-                    }
-                    target
-                })
-                .collect(),
-        })
+        Ok(out)
     }
 
     fn report_progress(&mut self) {
@@ -1064,15 +1356,44 @@ impl Coordinator {
 
 /// Moves every record to the partition that owns its key (records without a
 /// key are routed by value), keeping the order of records from each input
-/// partition.
-fn exchange(parts: Vec<Batch>, n: usize) -> Vec<Batch> {
+/// partition; with `combine`, each input partition is combined first.
+fn exchange(parts: Vec<Batch>, n: usize, combine: Option<&Combine>) -> Vec<Batch> {
     let mut out = vec![Batch::new(); n];
     for p in &parts {
-        for (t, part) in batch::split_by_key(p, n).iter().enumerate() {
+        for (t, part) in split_for_exchange(p, n, combine).iter().enumerate() {
             batch::append(&mut out[t], part);
         }
     }
     out
+}
+
+/// How a stage's output is prepared for the exchange into a keyed stage.
+pub(crate) struct Split {
+    /// Partitions of the next stage.
+    pub partitions: usize,
+    /// The next stage's combiner.
+    pub combine: Option<Combine>,
+}
+
+/// A keyed operator's combiner and the streams it applies to.
+#[derive(Clone)]
+pub(crate) struct Combine {
+    accepts: Option<Vec<usize>>,
+    combiner: Arc<dyn Combiner>,
+}
+
+impl Combine {
+    pub(crate) fn applies_to(&self, stream: usize) -> bool {
+        self.accepts.as_ref().is_none_or(|a| a.contains(&stream))
+    }
+}
+
+/// Combines `batch` when the combiner applies, then splits it by key.
+pub(crate) fn split_for_exchange(batch: &Batch, n: usize, combine: Option<&Combine>) -> Vec<Batch> {
+    match combine {
+        Some(c) => batch::split_by_key(&c.combiner.combine(batch), n),
+        None => batch::split_by_key(batch, n),
+    }
 }
 
 #[cfg(test)]
@@ -1148,7 +1469,7 @@ mod tests {
             Arc::new(Count::new("c")),
             Arc::new(upper()),
         ];
-        let stages = split_stages(&ops);
+        let stages = split_stages(&ops, &[], &[0]);
         assert_eq!(
             stages
                 .iter()
@@ -1156,7 +1477,11 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(1, false), (2, true)]
         );
-        let stages = split_stages(&[Arc::new(Count::new("c")) as Arc<dyn OperatorFactory>]);
+        let stages = split_stages(
+            &[Arc::new(Count::new("c")) as Arc<dyn OperatorFactory>],
+            &[],
+            &[0],
+        );
         assert_eq!(
             stages
                 .iter()
@@ -1175,7 +1500,7 @@ mod tests {
             for (i, (k, p)) in records.iter().enumerate() {
                 parts[*p].push(Some(&[*k]), &(i as u32).to_le_bytes(), i as i64);
             }
-            let out = exchange(parts.clone(), n);
+            let out = exchange(parts.clone(), n, None);
             prop_assert_eq!(out.iter().map(Batch::len).sum::<usize>(), records.len());
             for (p, b) in out.iter().enumerate() {
                 let mut last_seen = [-1i64; 3];

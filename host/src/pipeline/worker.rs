@@ -3,7 +3,7 @@
 
 use crate::batch::{self, Batch};
 use crate::operator::{BatchContext, Operator, OperatorError};
-use crate::pipeline::JobError;
+use crate::pipeline::{JobError, Split, split_for_exchange};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -13,8 +13,10 @@ pub(crate) struct Task {
     /// Split the output by key into this many partitions for the exchange
     /// before the next (keyed) stage; done here, in parallel, rather than on
     /// the coordinator.
-    pub split_for: Option<usize>,
+    pub split_for: Option<Arc<Split>>,
     pub stage: usize,
+    /// The stream the input belongs to.
+    pub stream: usize,
     pub partition: usize,
     pub input: Batch,
     pub reply: oneshot::Sender<Result<StageOutput, JobError>>,
@@ -22,6 +24,8 @@ pub(crate) struct Task {
 
 /// A stage's output for one partition.
 pub(crate) struct StageOutput {
+    /// The stream the output belongs to.
+    pub stream: usize,
     /// The output, or with `split_for` its parts by target partition.
     pub parts: Vec<Batch>,
     pub dead: Vec<DeadLetter>,
@@ -48,10 +52,28 @@ pub struct DeadLetter {
     pub timestamp: i64,
 }
 
+/// Which streams an operator reads and which its output belongs to, as
+/// stream numbers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Route {
+    /// The streams it reads, in the order the operator declared them;
+    /// `None`: all.
+    pub accepts: Option<Vec<usize>>,
+    /// The stream of its output; `None`: its input's.
+    pub output: Option<usize>,
+}
+
+/// One operator instance of a worker.
+pub(crate) struct WorkerOp {
+    pub name: String,
+    pub op: Box<dyn Operator>,
+    pub route: Route,
+}
+
 /// A worker's operators: `stages[s][i]` is operator `i` of stage `s`.
 pub(crate) struct WorkerOps {
     pub worker: usize,
-    pub stages: Vec<Vec<(String, Box<dyn Operator>)>>,
+    pub stages: Vec<Vec<WorkerOp>>,
     pub dead_letter: bool,
 }
 
@@ -69,11 +91,20 @@ impl WorkerOps {
         for task in tasks {
             let started = std::time::Instant::now();
             let result = self
-                .run_chain(&task.ctx, task.stage, task.partition, task.input)
-                .map(|(batch, dead, late)| {
+                .run_chain(
+                    &task.ctx,
+                    task.stage,
+                    task.stream,
+                    task.partition,
+                    task.input,
+                )
+                .map(|(stream, batch, dead, late)| {
                     let chained = started.elapsed();
-                    let parts = match task.split_for {
-                        Some(n) => batch::split_by_key(&batch, n),
+                    let parts = match &task.split_for {
+                        Some(split) => {
+                            let combine = split.combine.as_ref().filter(|c| c.applies_to(stream));
+                            split_for_exchange(&batch, split.partitions, combine)
+                        }
                         None => vec![batch],
                     };
                     tracing::trace!(
@@ -83,7 +114,12 @@ impl WorkerOps {
                         "operators {chained:?}, split {:?}",
                         started.elapsed() - chained
                     );
-                    StageOutput { parts, dead, late }
+                    StageOutput {
+                        stream,
+                        parts,
+                        dead,
+                        late,
+                    }
                 });
             busy.fetch_add(
                 started.elapsed().as_nanos() as u64,
@@ -98,15 +134,30 @@ impl WorkerOps {
         &mut self,
         ctx: &BatchContext,
         stage: usize,
+        mut stream: usize,
         partition: usize,
         mut input: Batch,
-    ) -> Result<(Batch, Vec<DeadLetter>, u64), JobError> {
+    ) -> Result<(usize, Batch, Vec<DeadLetter>, u64), JobError> {
         let worker = self.worker;
         let batch_no = ctx.batch_no;
         let dead_letter = self.dead_letter;
         let mut dead = Vec::new();
         let mut late = 0;
-        for (name, op) in &mut self.stages[stage] {
+        for WorkerOp { name, op, route } in &mut self.stages[stage] {
+            // Records of streams the operator does not read pass it untouched.
+            let ctx = match &route.accepts {
+                None => ctx,
+                Some(accepts) => match accepts.iter().position(|s| *s == stream) {
+                    None => continue,
+                    Some(input) => &BatchContext {
+                        input,
+                        ..ctx.clone()
+                    },
+                },
+            };
+            if let Some(output) = route.output {
+                stream = output;
+            }
             op.begin_batch(batch_no);
             let mut rounds = 0;
             loop {
@@ -225,7 +276,7 @@ impl WorkerOps {
                 });
             }
         }
-        Ok((input, dead, late))
+        Ok((stream, input, dead, late))
     }
 }
 

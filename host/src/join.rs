@@ -1,0 +1,530 @@
+//! The built-in `join`: an inner equi-join of two keyed streams within a
+//! window (Flink's window join; Nexmark's people ⋈ auctions).
+//!
+//! Two records join when they come from the two named streams, have equal
+//! keys and fall into the same window. A pair is emitted as soon as its
+//! second record arrives, once per window the two share, so results do not
+//! wait for the window to close. A window's records are forgotten once the
+//! watermark has passed its end plus the allowed lateness; a record for such
+//! a window is late (counted, and sent to the dead-letter file with
+//! `late = "dead-letter"`).
+//!
+//! The output record has the join key, the later of the two timestamps and
+//! the value `{"window_start":..,"window_end":..,"left":..,"right":..}`,
+//! where a side that is valid JSON is embedded as it is and any other value
+//! as a JSON string.
+//!
+//! State is held per worker; the exchange before the join puts all records
+//! of a key, from both streams, in one partition.
+
+use crate::batch::Batch;
+use crate::operator::{
+    BatchContext, Diverted, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+};
+use crate::window::{SettingError, TimeDomain, Window, WindowKind, WindowSettings};
+use std::collections::BTreeMap;
+
+/// Settings the operator accepts.
+pub const SETTINGS: &[&str] = &[
+    "left",
+    "right",
+    "window",
+    "length",
+    "slide",
+    "gap",
+    "time",
+    "watermark_delay",
+    "allowed_lateness",
+    "late",
+];
+
+/// A parsed `join` configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinConfig {
+    /// The stream whose records are the left side.
+    pub left: String,
+    /// The stream whose records are the right side.
+    pub right: String,
+    /// The window both records must share.
+    pub window: WindowKind,
+    /// Clock, watermark and lateness.
+    pub settings: WindowSettings,
+}
+
+impl JoinConfig {
+    /// Parses the operator's settings, naming the setting at fault.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, SettingError> {
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !SETTINGS.contains(&k.as_str())) {
+            return Err((
+                k.clone(),
+                format!("unknown setting (accepted: {})", SETTINGS.join(", ")),
+            ));
+        }
+        let side = |k: &str| match get(k) {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err((
+                k.to_string(),
+                "required: the name of a source (its `name`) or of an earlier join".to_string(),
+            )),
+        };
+        let (left, right) = (side("left")?, side("right")?);
+        if left == right {
+            return Err((
+                "right".into(),
+                format!("joins {left:?} with itself; name two different streams"),
+            ));
+        }
+        let settings = WindowSettings::parse(&get)?;
+        let window = match settings.window {
+            Some(w @ (WindowKind::Tumbling { .. } | WindowKind::Sliding { .. })) => w,
+            Some(WindowKind::Session { .. }) => {
+                return Err((
+                    "window".into(),
+                    "a join needs tumbling or sliding windows (accepted: tumbling, sliding)".into(),
+                ));
+            }
+            None => {
+                return Err((
+                    "window".into(),
+                    "required: a join pairs records within a window (accepted: tumbling, sliding)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(JoinConfig {
+            left,
+            right,
+            window,
+            settings,
+        })
+    }
+}
+
+/// Makes one [`Join`] state per worker.
+pub struct JoinFactory {
+    name: String,
+    config: JoinConfig,
+}
+
+impl JoinFactory {
+    /// A `join` operator called `name`. Its output is the stream `name`.
+    pub fn new(name: impl Into<String>, config: JoinConfig) -> Self {
+        JoinFactory {
+            name: name.into(),
+            config,
+        }
+    }
+}
+
+impl OperatorFactory for JoinFactory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn keyed(&self) -> bool {
+        true
+    }
+    fn stateful(&self) -> bool {
+        true
+    }
+    fn inputs(&self) -> Option<Vec<String>> {
+        Some(vec![self.config.left.clone(), self.config.right.clone()])
+    }
+    fn output_stream(&self) -> Option<String> {
+        Some(self.name.clone())
+    }
+    fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(Box::new(Join {
+            cfg: self.config.clone(),
+            windows: BTreeMap::new(),
+            side: SideOutput::default(),
+            scratch: Vec::new(),
+        }))
+    }
+}
+
+/// One buffered record of one side.
+struct Row {
+    value: Vec<u8>,
+    timestamp: i64,
+}
+
+/// The records of one key in one window, by side.
+#[derive(Default)]
+struct Sides {
+    left: Vec<Row>,
+    right: Vec<Row>,
+}
+
+/// One worker's join state: per window (ordered by end, so closed windows
+/// are dropped from the front), per key, both sides' records.
+pub struct Join {
+    cfg: JoinConfig,
+    windows: BTreeMap<(i64, i64), hashbrown::HashMap<Vec<u8>, Sides, rustc_hash::FxBuildHasher>>,
+    side: SideOutput,
+    scratch: Vec<Window>,
+}
+
+impl Join {
+    fn watermark(&self, max_event_time: Option<i64>) -> i64 {
+        max_event_time
+            .map(|t| t.saturating_sub(self.cfg.settings.watermark_delay))
+            .unwrap_or(i64::MIN)
+    }
+
+    /// The watermark below which windows are closed for good, as of the
+    /// start of this batch (the same for every record of the batch, whichever
+    /// stream it comes from).
+    fn closed_below(&self, ctx: &BatchContext) -> i64 {
+        match self.cfg.settings.time {
+            TimeDomain::Event => self.watermark(ctx.max_event_time_before),
+            // Processing-time windows close with the clock; records of this
+            // batch all carry the batch's time, so none is ever late.
+            TimeDomain::Processing => i64::MIN,
+        }
+    }
+
+    fn purge(&mut self, watermark: i64) {
+        let lateness = self.cfg.settings.allowed_lateness;
+        while let Some((&(end, _), _)) = self.windows.first_key_value() {
+            if end.saturating_add(lateness) > watermark {
+                break;
+            }
+            self.windows.pop_first();
+        }
+    }
+
+    fn late(&mut self, key: &[u8], value: &[u8], ts: i64, wm: i64) {
+        self.side.late += 1;
+        if self.cfg.settings.late_to_dead_letter {
+            self.side.diverted.push(Diverted {
+                key: Some(key.to_vec()),
+                value: value.to_vec(),
+                timestamp: ts,
+                reason: format!(
+                    "late: every join window of timestamp {ts} closed at watermark {wm}"
+                ),
+            });
+        }
+    }
+}
+
+impl Operator for Join {
+    fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+        self.process_with(input, &BatchContext::default())
+    }
+
+    fn process_with(
+        &mut self,
+        input: &mut Batch,
+        ctx: &BatchContext,
+    ) -> Result<Batch, OperatorError> {
+        // Check every record before touching state: a batch with rejected
+        // records is retried without them and must not join twice.
+        let unkeyed: Vec<RejectedRecord> = input
+            .iter()
+            .filter(|r| r.key.is_none())
+            .map(|r| RejectedRecord {
+                index: r.index,
+                reason: "a joined record needs a key: set one upstream (for example with \
+                         the json-field operator)"
+                    .into(),
+            })
+            .collect();
+        if !unkeyed.is_empty() {
+            return Err(OperatorError::BadRecords(unkeyed));
+        }
+        let closed = self.closed_below(ctx);
+        self.purge(closed);
+        let from_left = ctx.input == 0;
+        let lateness = self.cfg.settings.allowed_lateness;
+        let mut out = Batch::new();
+        let mut value = Vec::new();
+        for r in input.iter() {
+            let key = r.key.unwrap_or_default();
+            let ts = match self.cfg.settings.time {
+                TimeDomain::Event => r.timestamp,
+                TimeDomain::Processing => ctx.processing_time,
+            };
+            let mut wins = std::mem::take(&mut self.scratch);
+            self.cfg.window.assign(ts, &mut wins);
+            let mut used = false;
+            for w in &wins {
+                if w.end.saturating_add(lateness) <= closed {
+                    continue; // this window is closed for good
+                }
+                used = true;
+                let sides = self
+                    .windows
+                    .entry((w.end, w.start))
+                    .or_default()
+                    .entry_ref(key)
+                    .or_default();
+                let (own, other) = if from_left {
+                    (&mut sides.left, &sides.right)
+                } else {
+                    (&mut sides.right, &sides.left)
+                };
+                for o in other {
+                    let (l, r_) = if from_left {
+                        ((r.value, r.timestamp), (o.value.as_slice(), o.timestamp))
+                    } else {
+                        ((o.value.as_slice(), o.timestamp), (r.value, r.timestamp))
+                    };
+                    value.clear();
+                    write_joined(&mut value, *w, l.0, r_.0);
+                    out.push(Some(key), &value, l.1.max(r_.1));
+                }
+                own.push(Row {
+                    value: r.value.to_vec(),
+                    timestamp: r.timestamp,
+                });
+            }
+            self.scratch = wins;
+            if !used {
+                self.late(key, r.value, r.timestamp, closed);
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
+        if ctx.end_of_input {
+            self.windows.clear();
+        }
+        Ok(Batch::new())
+    }
+
+    fn side_output(&mut self) -> SideOutput {
+        std::mem::take(&mut self.side)
+    }
+}
+
+/// Writes `{"window_start":..,"window_end":..,"left":..,"right":..}`.
+fn write_joined(out: &mut Vec<u8>, w: Window, left: &[u8], right: &[u8]) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "{{\"window_start\":{},\"window_end\":{},\"left\":",
+        w.start, w.end
+    );
+    write_json_value(out, left);
+    out.extend_from_slice(b",\"right\":");
+    write_json_value(out, right);
+    out.push(b'}');
+}
+
+/// A value that is JSON as it is; anything else as a JSON string.
+fn write_json_value(out: &mut Vec<u8>, v: &[u8]) {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok() {
+        out.extend_from_slice(v.trim_ascii());
+    } else {
+        let text = String::from_utf8_lossy(v);
+        // Serialising a string cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &*text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<JoinConfig, SettingError> {
+        JoinConfig::parse(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn batch(rows: &[(&str, &str, i64)]) -> Batch {
+        let mut b = Batch::new();
+        for (k, v, t) in rows {
+            b.push(Some(k.as_bytes()), v.as_bytes(), *t);
+        }
+        b
+    }
+
+    fn values(b: &Batch) -> Vec<String> {
+        b.iter()
+            .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn settings_errors_name_the_setting() {
+        let base = [("left", "a"), ("right", "b")];
+        let err = |extra: &[(&str, &str)]| {
+            let mut p = base.to_vec();
+            p.extend_from_slice(extra);
+            cfg(&p).unwrap_err().0
+        };
+        assert_eq!(err(&[]), "window");
+        assert_eq!(err(&[("window", "session"), ("gap", "1s")]), "window");
+        assert_eq!(err(&[("window", "hopping")]), "window");
+        assert_eq!(err(&[("window", "tumbling")]), "length");
+        assert_eq!(
+            err(&[("window", "tumbling"), ("length", "1s"), ("on", "x")]),
+            "on"
+        );
+        assert_eq!(cfg(&[("left", "a")]).unwrap_err().0, "right");
+        assert_eq!(
+            cfg(&[
+                ("left", "a"),
+                ("right", "a"),
+                ("window", "tumbling"),
+                ("length", "1s")
+            ])
+            .unwrap_err()
+            .0,
+            "right"
+        );
+        let ok = cfg(&[
+            ("left", "a"),
+            ("right", "b"),
+            ("window", "tumbling"),
+            ("length", "1s"),
+        ])
+        .unwrap();
+        assert_eq!(ok.window, WindowKind::Tumbling { length: 1000 });
+    }
+
+    #[test]
+    fn pairs_within_a_window_join_once_whichever_side_comes_first() {
+        let c = cfg(&[
+            ("left", "p"),
+            ("right", "a"),
+            ("window", "tumbling"),
+            ("length", "10ms"),
+        ])
+        .unwrap();
+        let mut j = JoinFactory::new("j", c).instantiate("t", 0).unwrap();
+        let left = BatchContext::default();
+        let right = BatchContext {
+            input: 1,
+            ..BatchContext::default()
+        };
+        let out = j
+            .process_with(&mut batch(&[("k", "{\"id\":1}", 1), ("x", "L", 2)]), &left)
+            .unwrap();
+        assert!(out.is_empty());
+        let out = j
+            .process_with(
+                &mut batch(&[("k", "r1", 5), ("k", "late-window", 12), ("y", "R", 3)]),
+                &right,
+            )
+            .unwrap();
+        assert_eq!(
+            values(&out),
+            [r#"{"window_start":0,"window_end":10,"left":{"id":1},"right":"r1"}"#]
+        );
+        assert_eq!(out.get(0).unwrap().timestamp, 5);
+        let out = j
+            .process_with(&mut batch(&[("k", "L2", 9)]), &left)
+            .unwrap();
+        assert_eq!(
+            values(&out),
+            [r#"{"window_start":0,"window_end":10,"left":"L2","right":"r1"}"#]
+        );
+    }
+
+    #[test]
+    fn closed_windows_are_forgotten_and_their_records_late() {
+        let c = cfg(&[
+            ("left", "p"),
+            ("right", "a"),
+            ("window", "tumbling"),
+            ("length", "10ms"),
+            ("late", "dead-letter"),
+        ])
+        .unwrap();
+        let mut j = JoinFactory::new("j", c).instantiate("t", 0).unwrap();
+        let ctx = |input, before| BatchContext {
+            input,
+            max_event_time_before: before,
+            ..BatchContext::default()
+        };
+        j.process_with(&mut batch(&[("k", "L", 1)]), &ctx(0, None))
+            .unwrap();
+        // The watermark reached 10: window [0, 10) is closed.
+        let out = j
+            .process_with(
+                &mut batch(&[("k", "R", 2), ("k", "R2", 15)]),
+                &ctx(1, Some(10)),
+            )
+            .unwrap();
+        assert!(out.is_empty());
+        let side = j.side_output();
+        assert_eq!(side.late, 1);
+        assert_eq!(side.diverted[0].value, b"R");
+    }
+
+    #[test]
+    fn sliding_windows_emit_a_pair_per_shared_window() {
+        let c = cfg(&[
+            ("left", "p"),
+            ("right", "a"),
+            ("window", "sliding"),
+            ("length", "10ms"),
+            ("slide", "5ms"),
+        ])
+        .unwrap();
+        let mut j = JoinFactory::new("j", c).instantiate("t", 0).unwrap();
+        j.process_with(&mut batch(&[("k", "1", 6)]), &BatchContext::default())
+            .unwrap();
+        let right = BatchContext {
+            input: 1,
+            ..BatchContext::default()
+        };
+        // 6 and 7 share [0,10) and [5,15); 6 and 12 share only [5,15).
+        let out = j
+            .process_with(&mut batch(&[("k", "2", 7), ("k", "3", 12)]), &right)
+            .unwrap();
+        assert_eq!(
+            values(&out),
+            [
+                r#"{"window_start":0,"window_end":10,"left":1,"right":2}"#,
+                r#"{"window_start":5,"window_end":15,"left":1,"right":2}"#,
+                r#"{"window_start":5,"window_end":15,"left":1,"right":3}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn unkeyed_records_are_rejected_before_any_state_changes() {
+        let c = cfg(&[
+            ("left", "p"),
+            ("right", "a"),
+            ("window", "tumbling"),
+            ("length", "1s"),
+        ])
+        .unwrap();
+        let mut j = JoinFactory::new("j", c).instantiate("t", 0).unwrap();
+        let mut b = batch(&[("k", "L", 1)]);
+        b.push(None, b"no key", 1);
+        let err = j
+            .process_with(&mut b, &BatchContext::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, OperatorError::BadRecords(ref r) if r[0].index == 1),
+            "{err:?}"
+        );
+        let right = BatchContext {
+            input: 1,
+            ..BatchContext::default()
+        };
+        let out = j
+            .process_with(&mut batch(&[("k", "R", 2)]), &right)
+            .unwrap();
+        assert!(
+            out.is_empty(),
+            "the rejected batch must not have been buffered"
+        );
+    }
+}
