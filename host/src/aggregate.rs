@@ -2,9 +2,10 @@
 //! over all time or in tumbling, sliding or session windows, in event or
 //! processing time, with watermarks and allowed lateness.
 //!
-//! State is held per worker: the exchange before the operator puts all
-//! records of a key in one partition, and a partition always runs on the
-//! same worker, so no state is shared between threads.
+//! State is held per partition: the exchange before the operator puts all
+//! records of a key in one partition, each partition has its own instance,
+//! and a partition always runs on the same worker, so no state is shared
+//! between threads.
 
 use crate::batch::Batch;
 use crate::operator::{
@@ -163,7 +164,7 @@ impl AggregateConfig {
     }
 }
 
-/// Makes one [`Aggregate`] state per worker.
+/// Makes one [`Aggregate`] state per partition.
 pub struct AggregateFactory {
     name: String,
     config: AggregateConfig,
@@ -191,6 +192,10 @@ impl OperatorFactory for AggregateFactory {
         true
     }
     fn stateful(&self) -> bool {
+        true
+    }
+    /// Records without a key form one group, on one partition.
+    fn unkeyed_together(&self) -> bool {
         true
     }
     fn combiner(&self) -> Option<std::sync::Arc<dyn Combiner>> {
@@ -337,7 +342,9 @@ impl Operator for Aggregate {
         let mut out = Batch::new();
         let f = self.cfg.function;
         if self.cfg.window.is_none() {
-            let all = self.cfg.mode == Mode::Complete;
+            // Complete mode: the whole table after every batch that brought
+            // records; batches that only mark time emit nothing.
+            let all = self.cfg.mode == Mode::Complete && ctx.has_records;
             let mut rows: Vec<(Option<&[u8]>, Acc)> = Vec::new();
             if let Some((acc, changed)) = &mut self.unkeyed
                 && (all || *changed)

@@ -46,11 +46,12 @@ pub fn append(to: &mut Batch, from: &Batch) {
 }
 
 /// Splits `input` into `n` batches by [`crate::partition::for_key`] of each
-/// record's key (its value when it has none), keeping record order.
+/// record's key, keeping record order. A record without a key goes by its
+/// value, or to batch 0 with `unkeyed_together`.
 ///
 /// Two passes over the offsets: the first picks each record's partition and
 /// sizes the outputs, the second copies into buffers allocated once.
-pub fn split_by_key(input: &Batch, n: usize) -> Vec<Batch> {
+pub fn split_by_key(input: &Batch, n: usize, unkeyed_together: bool) -> Vec<Batch> {
     if n == 1 {
         return vec![input.clone()];
     }
@@ -70,7 +71,11 @@ pub fn split_by_key(input: &Batch, n: usize) -> Vec<Batch> {
         } else {
             &input.values[vstart..vend]
         };
-        let t = crate::partition::for_key(k, n as u32) as usize;
+        let t = if !present && unkeyed_together {
+            0
+        } else {
+            crate::partition::for_key(k, n as u32) as usize
+        };
         target.push(t as u32);
         records[t] += 1;
         value_bytes[t] += vend - vstart;
@@ -190,7 +195,7 @@ mod tests {
                 i as i64,
             );
         }
-        let parts = split_by_key(&b, 4);
+        let parts = split_by_key(&b, 4, false);
         let mut joined = Batch::new();
         for p in &parts {
             p.validate().unwrap();

@@ -14,8 +14,8 @@
 //! where a side that is valid JSON is embedded as it is and any other value
 //! as a JSON string.
 //!
-//! State is held per worker; the exchange before the join puts all records
-//! of a key, from both streams, in one partition.
+//! State is held per partition; the exchange before the join puts all
+//! records of a key, from both streams, in one partition.
 
 use crate::batch::Batch;
 use crate::operator::{
@@ -106,7 +106,7 @@ impl JoinConfig {
     }
 }
 
-/// Makes one [`Join`] state per worker.
+/// Makes one [`Join`] state per partition.
 pub struct JoinFactory {
     name: String,
     config: JoinConfig,

@@ -50,6 +50,9 @@ pub struct BatchContext {
     pub processing_time: i64,
     /// The input has ended (or the job is stopping): emit everything.
     pub end_of_input: bool,
+    /// The micro-batch brought records from the sources (to any partition);
+    /// false for the empty batches that only mark time for stateful stages.
+    pub has_records: bool,
     /// For an operator that reads named streams ([`OperatorFactory::inputs`]),
     /// the position in that list of the stream this batch belongs to.
     pub input: usize,
@@ -109,7 +112,8 @@ pub trait Operator: Send {
     }
 }
 
-/// Creates one [`Operator`] instance per worker.
+/// Creates one [`Operator`] instance per partition (the pipeline calls
+/// [`OperatorFactory::instantiate`] on the worker thread that runs it).
 pub trait OperatorFactory: Send + Sync {
     /// The operator's name in the job.
     fn name(&self) -> &str;
@@ -129,6 +133,13 @@ pub trait OperatorFactory: Send + Sync {
     /// the operator receives combined records only.
     fn combiner(&self) -> Option<Arc<dyn Combiner>> {
         None
+    }
+    /// Whether the exchange into this keyed operator sends all records
+    /// without a key to one partition (the operator treats them as one
+    /// group) rather than spreading them by value (as `count` groups them by
+    /// value).
+    fn unkeyed_together(&self) -> bool {
+        false
     }
     /// The streams the operator reads, by name (a source's `name`, or an
     /// earlier join's); records of other streams pass it untouched. `None`:
@@ -178,6 +189,9 @@ impl OperatorFactory for OnStream {
     }
     fn combiner(&self) -> Option<Arc<dyn Combiner>> {
         self.inner.combiner()
+    }
+    fn unkeyed_together(&self) -> bool {
+        self.inner.unkeyed_together()
     }
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         self.inner.instantiate(job, worker)

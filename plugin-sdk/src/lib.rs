@@ -195,7 +195,7 @@ impl std::error::Error for Error {}
 /// A stream operator: a map, flatMap, filter or key-by step.
 ///
 /// One value of the implementing type lives in each Wasm instance; the host
-/// keeps one instance per (operator, worker), so `&mut self` is never shared
+/// keeps one instance per (operator, partition), so `&mut self` is never shared
 /// between threads and may hold caches or counters.
 pub trait Operator: Sized + 'static {
     /// Builds the operator from its settings in the job file.

@@ -449,3 +449,74 @@ fn example_jobs_load() {
         }
     }
 }
+
+/// With more partitions than workers, a worker runs several partitions; each
+/// has its own state, so complete mode lists every key exactly once per
+/// batch, and records without a key form one total.
+#[test]
+fn more_partitions_than_workers_emit_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let words: Vec<String> = (0..200).map(|i| format!("w{}", i % 17)).collect();
+    std::fs::write(&path, words.join("\n") + "\n").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = |keyed: bool, mode: &str| {
+        let cfg = AggregateConfig::parse(&[
+            ("function".into(), "count".into()),
+            ("mode".into(), mode.into()),
+        ])
+        .unwrap();
+        let sink = CollectSink::new();
+        let key_by = NativeOperator::new("key-by", move |input, out| {
+            for r in input.iter() {
+                out.emit(keyed.then_some(r.value), r.value, r.timestamp);
+            }
+            Ok(())
+        });
+        let summary = rt
+            .block_on(
+                Job::builder("partitions")
+                    .source(SourceConfig::File { path: path.clone() })
+                    .operator(key_by)
+                    .operator(AggregateFactory::new("count", cfg))
+                    .sink_boxed(Box::new(sink.clone()))
+                    .workers(2)
+                    .partitions(5)
+                    .max_records(200)
+                    .build()
+                    .unwrap()
+                    .run_to_end(),
+            )
+            .unwrap();
+        assert_eq!(summary.batches, 1);
+        let mut got: Vec<(Option<String>, String)> = sink
+            .records()
+            .into_iter()
+            .map(|(k, v, _)| {
+                (
+                    k.map(|k| String::from_utf8(k).unwrap()),
+                    String::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let want: Vec<(Option<String>, String)> = {
+        let mut w: Vec<_> = (0..17)
+            .map(|i| {
+                let n = (0..200).filter(|j| j % 17 == i).count();
+                (Some(format!("w{i}")), n.to_string())
+            })
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(run(true, "complete"), want);
+    assert_eq!(run(true, "update"), want);
+    assert_eq!(run(false, "update"), [(None, "200".to_string())]);
+}

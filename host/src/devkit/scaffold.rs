@@ -221,7 +221,7 @@ const LIB_RS: &str = r#"//! `{{NAME}}`: a Sluice operator.
 use sluice_sdk::{export_operator, log, Config, Error, Level, Operator, Output, Record};
 
 /// The operator. One value lives in each Wasm instance; the host keeps one
-/// instance per worker, so `&mut self` may hold state between batches.
+/// instance per partition, so `&mut self` may hold state between batches.
 pub struct {{TYPE}} {
     prefix: Vec<u8>,
 }

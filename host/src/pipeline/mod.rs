@@ -791,7 +791,7 @@ fn split_stages(
         inputs: flowing.clone(),
         keyed: false,
         stateful: false,
-        combine: None,
+        exchange: Exchange::default(),
     }];
     for op in ops {
         if op.keyed() {
@@ -801,7 +801,7 @@ fn split_stages(
                 inputs: flowing.clone(),
                 keyed: true,
                 stateful: false,
-                combine: None,
+                exchange: Exchange::default(),
             });
         }
         let route = Route {
@@ -812,10 +812,13 @@ fn split_stages(
         };
         if op.keyed() {
             let stage = stages.last_mut().expect("just pushed");
-            stage.combine = op.combiner().map(|c| Combine {
-                accepts: route.accepts.clone(),
-                combiner: c,
-            });
+            stage.exchange = Exchange {
+                combine: op.combiner().map(|c| Combine {
+                    accepts: route.accepts.clone(),
+                    combiner: c,
+                }),
+                unkeyed_together: op.unkeyed_together(),
+            };
         }
         if let Some(out) = route.output {
             let reads = |s: &usize| route.accepts.as_ref().is_none_or(|a| a.contains(s));
@@ -839,8 +842,8 @@ struct Stage {
     routes: Vec<Route>,
     /// The streams that enter the stage.
     inputs: Vec<usize>,
-    /// The map-side combiner of the keyed operator that starts the stage.
-    combine: Option<Combine>,
+    /// How records enter the stage, when it is keyed.
+    exchange: Exchange,
     keyed: bool,
     /// Some operator keeps state across batches (sees every boundary).
     stateful: bool,
@@ -866,7 +869,10 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
     let mut senders = Vec::new();
     let mut threads = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    for w in 0..job.workers.min(job.partitions) {
+    let n_workers = job.workers.min(job.partitions);
+    for w in 0..n_workers {
+        // The partitions this worker runs: p with p % n_workers == w.
+        let slots = (w..job.partitions).step_by(n_workers).count();
         let (tx, rx) = crossbeam_channel::bounded::<Task>(job.partitions * 2 + 4);
         senders.push(tx);
         let factories: Vec<Vec<(Arc<dyn OperatorFactory>, Route)>> = stages
@@ -886,35 +892,42 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
         let thread = std::thread::Builder::new()
             .name(format!("sluice-worker-{w}"))
             .spawn(move || {
+                // One instance of each operator per partition, so that an
+                // operator's state is the state of one partition.
                 let mut stages = Vec::new();
                 for ops in &factories {
-                    let mut instances = Vec::new();
-                    for (f, route) in ops {
-                        match f.instantiate(&job_name, w) {
-                            Ok(op) => instances.push(WorkerOp {
-                                name: f.name().to_string(),
-                                op,
-                                route: route.clone(),
-                            }),
-                            Err(error) => {
-                                let _ = ready_tx.send((
-                                    w,
-                                    Err(JobError::Init {
-                                        operator: f.name().to_string(),
-                                        worker: w,
-                                        error,
-                                    }),
-                                ));
-                                return;
+                    let mut per_partition = Vec::new();
+                    for _ in 0..slots {
+                        let mut instances = Vec::new();
+                        for (f, route) in ops {
+                            match f.instantiate(&job_name, w) {
+                                Ok(op) => instances.push(WorkerOp {
+                                    name: f.name().to_string(),
+                                    op,
+                                    route: route.clone(),
+                                }),
+                                Err(error) => {
+                                    let _ = ready_tx.send((
+                                        w,
+                                        Err(JobError::Init {
+                                            operator: f.name().to_string(),
+                                            worker: w,
+                                            error,
+                                        }),
+                                    ));
+                                    return;
+                                }
                             }
                         }
+                        per_partition.push(instances);
                     }
-                    stages.push(instances);
+                    stages.push(per_partition);
                 }
                 let _ = ready_tx.send((w, Ok(())));
                 drop(ready_tx);
                 WorkerOps {
                     worker: w,
+                    workers: n_workers,
                     stages,
                     dead_letter,
                 }
@@ -1116,14 +1129,11 @@ impl Coordinator {
         for s in 0..self.stages.len() {
             if self.stages[s].keyed && !exchanged {
                 for flow in &mut flows {
-                    let combine = self.stages[s]
-                        .combine
-                        .as_ref()
-                        .filter(|c| c.applies_to(flow.stream));
                     flow.parts = exchange(
                         std::mem::take(&mut flow.parts),
                         self.job.partitions,
-                        combine,
+                        flow.stream,
+                        &self.stages[s].exchange,
                     );
                 }
             }
@@ -1134,7 +1144,7 @@ impl Coordinator {
             let split_for = self.stages.get(s + 1).filter(|n| n.keyed).map(|n| {
                 Arc::new(Split {
                     partitions: self.job.partitions,
-                    combine: n.combine.clone(),
+                    exchange: n.exchange.clone(),
                 })
             });
             exchanged = split_for.is_some();
@@ -1142,6 +1152,7 @@ impl Coordinator {
                 batch_no,
                 processing_time,
                 end_of_input,
+                has_records: had_records,
                 ..BatchContext::default()
             };
             if self.stages[s].stateful {
@@ -1354,13 +1365,13 @@ impl Coordinator {
     }
 }
 
-/// Moves every record to the partition that owns its key (records without a
-/// key are routed by value), keeping the order of records from each input
-/// partition; with `combine`, each input partition is combined first.
-fn exchange(parts: Vec<Batch>, n: usize, combine: Option<&Combine>) -> Vec<Batch> {
+/// Moves every record of `stream` to the partition that owns its key,
+/// keeping the order of records from each input partition (see
+/// [`split_for_exchange`]).
+fn exchange(parts: Vec<Batch>, n: usize, stream: usize, how: &Exchange) -> Vec<Batch> {
     let mut out = vec![Batch::new(); n];
     for p in &parts {
-        for (t, part) in split_for_exchange(p, n, combine).iter().enumerate() {
+        for (t, part) in split_for_exchange(p, n, stream, how).iter().enumerate() {
             batch::append(&mut out[t], part);
         }
     }
@@ -1371,8 +1382,17 @@ fn exchange(parts: Vec<Batch>, n: usize, combine: Option<&Combine>) -> Vec<Batch
 pub(crate) struct Split {
     /// Partitions of the next stage.
     pub partitions: usize,
-    /// The next stage's combiner.
-    pub combine: Option<Combine>,
+    /// How the next stage takes records.
+    pub exchange: Exchange,
+}
+
+/// How records enter a keyed stage.
+#[derive(Clone, Default)]
+pub(crate) struct Exchange {
+    /// The keyed operator's map-side combiner.
+    combine: Option<Combine>,
+    /// Records without a key all go to partition 0 (else by value).
+    unkeyed_together: bool,
 }
 
 /// A keyed operator's combiner and the streams it applies to.
@@ -1388,11 +1408,17 @@ impl Combine {
     }
 }
 
-/// Combines `batch` when the combiner applies, then splits it by key.
-pub(crate) fn split_for_exchange(batch: &Batch, n: usize, combine: Option<&Combine>) -> Vec<Batch> {
-    match combine {
-        Some(c) => batch::split_by_key(&c.combiner.combine(batch), n),
-        None => batch::split_by_key(batch, n),
+/// Combines `batch` (of `stream`) when the combiner applies to the stream,
+/// then splits it by key into `n` partitions.
+pub(crate) fn split_for_exchange(
+    batch: &Batch,
+    n: usize,
+    stream: usize,
+    how: &Exchange,
+) -> Vec<Batch> {
+    match how.combine.as_ref().filter(|c| c.applies_to(stream)) {
+        Some(c) => batch::split_by_key(&c.combiner.combine(batch), n, how.unkeyed_together),
+        None => batch::split_by_key(batch, n, how.unkeyed_together),
     }
 }
 
@@ -1500,7 +1526,7 @@ mod tests {
             for (i, (k, p)) in records.iter().enumerate() {
                 parts[*p].push(Some(&[*k]), &(i as u32).to_le_bytes(), i as i64);
             }
-            let out = exchange(parts.clone(), n, None);
+            let out = exchange(parts.clone(), n, 0, &Exchange::default());
             prop_assert_eq!(out.iter().map(Batch::len).sum::<usize>(), records.len());
             for (p, b) in out.iter().enumerate() {
                 let mut last_seen = [-1i64; 3];

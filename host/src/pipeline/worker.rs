@@ -70,10 +70,13 @@ pub(crate) struct WorkerOp {
     pub route: Route,
 }
 
-/// A worker's operators: `stages[s][i]` is operator `i` of stage `s`.
+/// A worker's operators: `stages[s][slot][i]` is operator `i` of stage `s`
+/// for the worker's partition number `slot` (partition `slot * workers +
+/// worker`).
 pub(crate) struct WorkerOps {
     pub worker: usize,
-    pub stages: Vec<Vec<WorkerOp>>,
+    pub workers: usize,
+    pub stages: Vec<Vec<Vec<WorkerOp>>>,
     pub dead_letter: bool,
 }
 
@@ -102,8 +105,7 @@ impl WorkerOps {
                     let chained = started.elapsed();
                     let parts = match &task.split_for {
                         Some(split) => {
-                            let combine = split.combine.as_ref().filter(|c| c.applies_to(stream));
-                            split_for_exchange(&batch, split.partitions, combine)
+                            split_for_exchange(&batch, split.partitions, stream, &split.exchange)
                         }
                         None => vec![batch],
                     };
@@ -143,7 +145,8 @@ impl WorkerOps {
         let dead_letter = self.dead_letter;
         let mut dead = Vec::new();
         let mut late = 0;
-        for WorkerOp { name, op, route } in &mut self.stages[stage] {
+        let slot = partition / self.workers;
+        for WorkerOp { name, op, route } in &mut self.stages[stage][slot] {
             // Records of streams the operator does not read pass it untouched.
             let ctx = match &route.accepts {
                 None => ctx,

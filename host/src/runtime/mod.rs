@@ -4,7 +4,7 @@
 //! component once (or loads it from the on-disk cache, keyed by content hash
 //! and engine), finds which world it implements — `transform` or `reduce` —
 //! and pre-links it into a [`Plugin`]. [`Plugin::instantiate`] then makes one
-//! [`WasmOperator`] per (operator, worker) cheaply, and
+//! [`WasmOperator`] per (operator, partition) cheaply, and
 //! [`Plugin::instantiate_reducer`] one [`WasmReducer`]. WASI is default-deny:
 //! no directories, no environment, no sockets; stdout, stderr and the `log`
 //! import go to the host log.
@@ -518,7 +518,7 @@ impl Plugin {
     }
 }
 
-/// Makes one [`WasmOperator`] per worker.
+/// Makes one [`WasmOperator`] per partition.
 pub struct WasmOperatorFactory {
     name: String,
     plugin: Plugin,

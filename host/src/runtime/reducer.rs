@@ -25,7 +25,7 @@ pub enum ReduceMode {
     #[default]
     Update,
     /// `(key, accumulator)` of every key seen so far, sorted by key, after
-    /// every micro-batch (including batches without new records for it).
+    /// every micro-batch that brought records (to any partition).
     Complete,
 }
 
@@ -44,7 +44,7 @@ impl FromStr for ReduceMode {
     }
 }
 
-/// Makes one [`WasmReducer`] per worker.
+/// Makes one [`WasmReducer`] per partition.
 pub struct WasmReducerFactory {
     name: String,
     plugin: Plugin,
@@ -79,8 +79,9 @@ impl OperatorFactory for WasmReducerFactory {
         true
     }
 
-    /// In complete mode every partition emits its keys after every batch,
-    /// so the reducer must see batches that brought it no records too.
+    /// In complete mode every partition emits its keys after every batch
+    /// with records, so the reducer must see batches that brought its own
+    /// partition none.
     fn stateful(&self) -> bool {
         self.mode == ReduceMode::Complete
     }
@@ -382,8 +383,10 @@ impl Operator for WasmReducer {
         Ok(self.store(&grouping, &out))
     }
 
-    fn finish_batch(&mut self, _ctx: &BatchContext) -> Result<Batch, OperatorError> {
-        if self.mode != ReduceMode::Complete {
+    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
+        // The whole table after every batch that brought records, as
+        // Spark's complete mode; batches that only mark time emit nothing.
+        if self.mode != ReduceMode::Complete || !ctx.has_records {
             return Ok(Batch::new());
         }
         let mut rows: Vec<(&Vec<u8>, &KeyState)> = self.state.iter().collect();
