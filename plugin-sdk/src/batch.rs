@@ -42,11 +42,13 @@ impl Batch {
     }
 
     /// Number of records.
+    #[inline]
     pub fn len(&self) -> usize {
         self.value_ends.len()
     }
 
     /// Whether the batch has no records.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.value_ends.is_empty()
     }
@@ -65,6 +67,7 @@ impl Batch {
     }
 
     /// Record `i`, or `None` past the end.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<Record<'_>> {
         let end = *self.value_ends.get(i)? as usize;
         let start = if i == 0 {
@@ -93,6 +96,7 @@ impl Batch {
     }
 
     /// The records in order.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = Record<'_>> + '_ {
         // Walk the offset arrays once instead of recomputing starts per record.
         let mut vstart = 0usize;
@@ -120,12 +124,14 @@ impl Batch {
     }
 
     /// Appends a record.
+    #[inline]
     pub fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
         self.push_with(key, timestamp, |v| v.extend_from_slice(value));
     }
 
     /// Appends a record whose value is written by `write` straight into the
     /// value buffer, avoiding a temporary allocation.
+    #[inline]
     pub fn push_with(
         &mut self,
         key: Option<&[u8]>,
@@ -138,6 +144,7 @@ impl Batch {
         self.timestamps.push(timestamp);
     }
 
+    #[inline]
     fn push_key(&mut self, key: Option<&[u8]>) {
         match key {
             Some(k) => {
@@ -211,6 +218,7 @@ pub(crate) fn check_ends(name: &str, ends: &[u32], data_len: usize) -> Result<()
     Ok(())
 }
 
+#[inline]
 fn end_offset(len: usize) -> u32 {
     // A partition batch is far below 4 GiB; the host bounds batch sizes.
     u32::try_from(len).expect("batch buffer larger than 4 GiB")
@@ -242,11 +250,13 @@ impl Output {
     }
 
     /// Emits a record.
+    #[inline]
     pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
         self.batch.push(key, value, timestamp);
     }
 
     /// Emits a record whose value `write` appends to the given buffer.
+    #[inline]
     pub fn emit_with(
         &mut self,
         key: Option<&[u8]>,
@@ -257,6 +267,7 @@ impl Output {
     }
 
     /// Emits `record` unchanged (a filter keeping it).
+    #[inline]
     pub fn forward(&mut self, record: Record<'_>) {
         self.batch.push(record.key, record.value, record.timestamp);
     }

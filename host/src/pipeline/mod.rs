@@ -514,7 +514,7 @@ impl Job {
         let (sink_tx, sink_thread) =
             start_sink_thread(std::mem::take(&mut self.sinks), self.dead_letter.clone())?;
         let stage_count = stages.len();
-        let mut coordinator = Coordinator {
+        let coordinator = Coordinator {
             job: Settings {
                 name: self.name.clone(),
                 partitions: self.partitions,
@@ -535,6 +535,9 @@ impl Job {
             last_progress: Instant::now(),
             started,
         };
+        // The coordinator runs batches on its own task, so the next batch
+        // is read while the previous one is processed.
+        let mut batches = BatchRunner::start(coordinator, self.streams.len());
 
         let mut stop_rx = stop.clone();
         let mut ticker = tokio::time::interval(self.interval.unwrap_or(Duration::from_secs(3600)));
@@ -547,13 +550,13 @@ impl Job {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
                     Some((stream, chunk)) => {
-                        coordinator.count_in(&chunk);
+                        batches.count_in(&chunk);
                         let mut chunk = chunk;
                         // Offsets are 32-bit and guests have 32-bit memories:
                         // a batch stays well below 4 GiB of payload.
                         if !pending.is_empty()
                             && pending.payload_bytes() + batch::payload_bytes(&chunk) > MAX_BATCH_BYTES
-                            && let Err(e) = coordinator.cut(&mut pending, false).await
+                            && let Err(e) = batches.cut(&mut pending, false).await
                         {
                             result = Err(e);
                             break;
@@ -568,16 +571,16 @@ impl Job {
                             let (head, tail) = split_at(&chunk, room);
                             pending.push(stream, &head);
                             chunk = tail;
-                            if let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
+                            if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
                         }
                         if result.is_err() { break; }
                         if pending.len() >= max
-                            && let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
+                            && let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
                     }
                     None => break,
                 },
                 _ = ticker.tick(), if self.interval.is_some() => {
-                    if let Err(e) = coordinator.cut(&mut pending, false).await { result = Err(e); break; }
+                    if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
                 }
                 Some(joined) = source_tasks.join_next(), if !source_tasks.is_empty() => match joined {
                     Ok(Ok(())) => {}
@@ -585,7 +588,7 @@ impl Job {
                     Err(e) => { result = Err(JobError::Invalid(format!("source task failed: {e}"))); break; }
                 },
                 _ = source::stopped(&mut stop_rx) => {
-                    coordinator.summary.interrupted = true;
+                    batches.interrupted = true;
                     // Sources stop at the signal and hand over what they had
                     // read; take all of it. A source stuck in a blocking read
                     // (stdin) gets a grace period, not a veto.
@@ -595,7 +598,7 @@ impl Job {
                         tokio::select! {
                             chunk = chunk_rx.recv() => match chunk {
                                 Some((stream, chunk)) => {
-                                    coordinator.count_in(&chunk);
+                                    batches.count_in(&chunk);
                                     pending.push(stream, &chunk);
                                 }
                                 None => break,
@@ -610,26 +613,26 @@ impl Job {
         // Sources also watch the stop signal and may end first, closing the
         // channel before the branch above sees the signal.
         if *stop.borrow() {
-            coordinator.summary.interrupted = true;
+            batches.interrupted = true;
         }
-        if coordinator.summary.interrupted {
+        if batches.interrupted {
             // No more input: take what is buffered, and make sources still
             // sending (or stuck in a read) give up instead of waiting.
             chunk_rx.close();
             while let Ok((stream, chunk)) = chunk_rx.try_recv() {
-                coordinator.count_in(&chunk);
+                batches.count_in(&chunk);
                 pending.push(stream, &chunk);
             }
         }
         // What is left, still within the record bound per batch.
         while result.is_ok() && pending.len() > max {
             let mut head = pending.split_first(max);
-            result = coordinator.cut(&mut head, false).await;
+            result = batches.cut(&mut head, false).await;
         }
         if result.is_ok() {
-            result = coordinator.cut(&mut pending, true).await;
+            result = batches.cut(&mut pending, true).await;
         }
-        if result.is_ok() && !coordinator.summary.interrupted {
+        if result.is_ok() && !batches.interrupted {
             while let Some(r) = source_tasks.join_next().await {
                 match r {
                     Ok(Ok(())) => {}
@@ -640,8 +643,11 @@ impl Job {
         } else {
             source_tasks.abort_all();
         }
-        let mut summary = coordinator.summary.clone();
-        drop(coordinator); // closes the worker and sink channels
+        // Waits for the last batch; closes the worker and sink channels.
+        let (mut summary, last) = batches.finish().await;
+        if result.is_ok() {
+            result = last;
+        }
         let sink_result = tokio::task::spawn_blocking(move || sink_thread.join())
             .await
             .map_err(|e| JobError::Invalid(e.to_string()))?
@@ -1065,6 +1071,109 @@ struct Settings {
     progress: bool,
 }
 
+/// A micro-batch for the coordinator's task.
+struct CutRequest {
+    pending: Pending,
+    end_of_input: bool,
+    records_in: u64,
+    done: oneshot::Sender<Result<(), JobError>>,
+}
+
+/// The reading side's handle on the coordinator task: at most one batch is
+/// processed while the next one accumulates.
+struct BatchRunner {
+    tx: mpsc::Sender<CutRequest>,
+    in_flight: Option<oneshot::Receiver<Result<(), JobError>>>,
+    task: tokio::task::JoinHandle<Summary>,
+    streams: usize,
+    records_in: u64,
+    bytes_in: u64,
+    /// The job stopped on a signal rather than at the end of its input.
+    interrupted: bool,
+}
+
+impl BatchRunner {
+    fn start(mut coordinator: Coordinator, streams: usize) -> Self {
+        let (tx, mut rx) = mpsc::channel::<CutRequest>(1);
+        let task = tokio::spawn(async move {
+            while let Some(mut req) = rx.recv().await {
+                coordinator.summary.records_in = req.records_in;
+                let result = coordinator.cut(&mut req.pending, req.end_of_input).await;
+                let failed = result.is_err();
+                let _ = req.done.send(result);
+                if failed {
+                    break;
+                }
+            }
+            coordinator.summary.clone()
+        });
+        BatchRunner {
+            tx,
+            in_flight: None,
+            task,
+            streams,
+            records_in: 0,
+            bytes_in: 0,
+            interrupted: false,
+        }
+    }
+
+    /// Counts a chunk handed over by a source as read.
+    fn count_in(&mut self, chunk: &Batch) {
+        self.records_in += chunk.len() as u64;
+        self.bytes_in += batch::payload_bytes(chunk) as u64;
+    }
+
+    /// Hands the pending records over as one micro-batch, once the previous
+    /// batch is done; fails with the previous batch's error, if any.
+    async fn cut(&mut self, pending: &mut Pending, end_of_input: bool) -> Result<(), JobError> {
+        self.wait().await?;
+        let (done, rx) = oneshot::channel();
+        let req = CutRequest {
+            pending: std::mem::replace(pending, Pending::new(self.streams)),
+            end_of_input,
+            records_in: self.records_in,
+            done,
+        };
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| JobError::Invalid("the coordinator stopped".into()))?;
+        self.in_flight = Some(rx);
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<(), JobError> {
+        match self.in_flight.take() {
+            Some(rx) => rx
+                .await
+                .map_err(|_| JobError::Invalid("the coordinator stopped".into()))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the last batch and stops the coordinator (closing the
+    /// worker and sink channels); returns the summary so far and the last
+    /// batch's result.
+    async fn finish(mut self) -> (Summary, Result<(), JobError>) {
+        let last = self.wait().await;
+        drop(self.tx);
+        let mut summary = match self.task.await {
+            Ok(summary) => summary,
+            Err(e) => {
+                return (
+                    Summary::default(),
+                    Err(JobError::Invalid(format!("coordinator task failed: {e}"))),
+                );
+            }
+        };
+        summary.records_in = self.records_in;
+        summary.bytes_in = self.bytes_in;
+        summary.interrupted = self.interrupted;
+        (summary, last)
+    }
+}
+
 /// One stream's records of a micro-batch, by partition.
 struct Flow {
     stream: usize,
@@ -1090,12 +1199,6 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    /// Counts a chunk handed over by a source as read.
-    fn count_in(&mut self, chunk: &Batch) {
-        self.summary.records_in += chunk.len() as u64;
-        self.summary.bytes_in += batch::payload_bytes(chunk) as u64;
-    }
-
     /// Runs the pending records as one micro-batch. An empty batch is cut
     /// only when a stateful stage needs the boundary (to close windows on
     /// time); `end_of_input` makes stateful operators emit everything.
