@@ -26,6 +26,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("SUM", "sluice-plugin-sum", "sluice_plugin_sum"),
     ("TRAP", "sluice-fixture-trap", "sluice_fixture_trap"),
     (
+        "HOSTILE",
+        "sluice-fixture-hostile",
+        "sluice_fixture_hostile",
+    ),
+    (
         "REDUCE_TRAP",
         "sluice-fixture-reduce-trap",
         "sluice_fixture_reduce_trap",

@@ -8,6 +8,7 @@
 //! - [`config`]: the job file.
 //! - [`pipeline`]: builds and runs jobs (also from code, with [`pipeline::Job::builder`]).
 //! - [`runtime`]: the Wasm side — loading, checking, caching and instantiating components.
+//! - [`limits`]: memory, time and output limits on every Wasm instance of a job.
 //! - [`operator`]: the host-side operator trait, native operators and built-ins.
 //! - [`aggregate`], [`join`], [`window`]: keyed aggregation, windowed joins, windows, watermarks.
 //! - [`source`], [`sink`]: where records come from and go to.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod devkit;
 pub mod join;
+pub mod limits;
 pub mod operator;
 pub mod partition;
 pub mod pipeline;

@@ -5,6 +5,7 @@
 //! the pipeline is tested and benchmarked without Wasm as well.
 
 use crate::batch::{Batch, Output};
+use crate::limits::{Limit, Limits};
 use std::sync::Arc;
 
 /// Why an operator call failed. A plugin's own error, a trap and a host
@@ -23,6 +24,17 @@ pub enum OperatorError {
     /// The Wasm instance trapped; it has been discarded and re-created.
     #[error("trapped: {0}")]
     Trap(String),
+    /// The Wasm instance exceeded one of the job's limits; it has been
+    /// discarded and re-created.
+    #[error("limit `{limit}` = {value} exceeded: {detail}")]
+    Limit {
+        /// Which limit.
+        limit: Limit,
+        /// The limit's value, as a job file writes it (`64 MiB`, `200ms`).
+        value: String,
+        /// What the instance did.
+        detail: String,
+    },
     /// The host could not run the operator (instantiation, invalid output).
     #[error("{0}")]
     Host(String),
@@ -110,6 +122,15 @@ pub trait Operator: Send {
     fn side_output(&mut self) -> SideOutput {
         SideOutput::default()
     }
+
+    /// Whether the operator keeps nothing from one call to the next that
+    /// changes its output, so that a batch processed in parts, in order,
+    /// gives the same output as the whole batch. The pipeline then re-runs
+    /// a batch that made it trap or exceed a limit in halves, to find the
+    /// records at fault.
+    fn stateless(&self) -> bool {
+        false
+    }
 }
 
 /// Creates one [`Operator`] instance per partition (the pipeline calls
@@ -153,6 +174,17 @@ pub trait OperatorFactory: Send + Sync {
     }
     /// A new instance for `worker`.
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError>;
+    /// A new instance for `worker`, held to the job's `limits`. Operators
+    /// that run no untrusted code have nothing to limit and make a plain
+    /// instance (the default).
+    fn instantiate_limited(
+        &self,
+        job: &str,
+        worker: usize,
+        _limits: &Limits,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        self.instantiate(job, worker)
+    }
 }
 
 /// An operator applied to one named stream only (the job file's `input`).
@@ -195,6 +227,14 @@ impl OperatorFactory for OnStream {
     }
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         self.inner.instantiate(job, worker)
+    }
+    fn instantiate_limited(
+        &self,
+        job: &str,
+        worker: usize,
+        limits: &Limits,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        self.inner.instantiate_limited(job, worker, limits)
     }
 }
 
@@ -245,7 +285,7 @@ impl Combiner for CountCombiner {
                 let key = &input.keys[kstart..kend];
                 let hash = hasher.hash_one(key);
                 let found = groups
-                    .find(hash, |&g| &out.keys[key_of(&out, g)] == key)
+                    .find(hash, |&g| same_bytes(&out.keys[key_of(&out, g)], key))
                     .copied();
                 match found {
                     Some(g) => {
@@ -269,6 +309,13 @@ impl Combiner for CountCombiner {
         }
         out
     }
+}
+
+/// Slice equality for short keys, without a call to `memcmp` (which costs
+/// more than comparing a word of a few bytes).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// The number of records a record from [`CountCombiner`] stands for.

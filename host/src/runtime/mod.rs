@@ -7,16 +7,21 @@
 //! [`WasmOperator`] per (operator, partition) cheaply, and
 //! [`Plugin::instantiate_reducer`] one [`WasmReducer`]. WASI is default-deny:
 //! no directories, no environment, no sockets; stdout, stderr and the `log`
-//! import go to the host log.
+//! import go to the host log. Every instance is held to its job's
+//! [`Limits`]: memory, a deadline per call (epoch interruption, advanced by
+//! one background thread per runtime) and output size.
 
 mod log;
 mod reducer;
+mod sandbox;
 
 pub use log::{GuestLog, LogTags};
 pub use reducer::{REDUCE_MODES, ReduceMode, WasmReducer, WasmReducerFactory};
 
 use crate::batch::Batch;
+use crate::limits::{self, Limits};
 use crate::operator::{Operator, OperatorError, OperatorFactory, RejectedRecord};
+use sandbox::{MemoryLimiter, Ticker};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -164,11 +169,13 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
 }
 
-/// Per-store state: WASI context (default-deny) and the guest's log.
+/// Per-store state: WASI context (default-deny), the guest's log and the
+/// limiter of its memories and tables.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     log: GuestLog,
+    limiter: MemoryLimiter,
 }
 
 impl WasiView for StoreState {
@@ -205,6 +212,9 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<StoreState>,
     cache_dir: Option<PathBuf>,
+    /// Advances the engine's epoch while this runtime or a plugin loaded by
+    /// it exists.
+    ticker: Arc<Ticker>,
 }
 
 impl Runtime {
@@ -215,11 +225,17 @@ impl Runtime {
     }
 
     /// A runtime caching compiled components in `cache_dir` (or not at all).
+    /// It starts one thread that advances the engine's epoch every
+    /// 10 ms, the clock of the calls' deadlines; the thread ends when the
+    /// runtime and every plugin loaded by it are dropped.
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let ticker = Ticker::start(&engine)
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
@@ -230,6 +246,7 @@ impl Runtime {
                 engine,
                 linker,
                 cache_dir,
+                ticker: Arc::new(ticker),
             }),
         })
     }
@@ -304,6 +321,7 @@ impl Runtime {
                 name,
                 pre,
                 engine: engine.clone(),
+                _ticker: self.inner.ticker.clone(),
                 info: PluginInfo {
                     world: world.name(),
                     contract: CONTRACT,
@@ -446,6 +464,8 @@ struct PluginInner {
     name: String,
     pre: Pre,
     engine: Engine,
+    /// Keeps the epoch advancing while the plugin has instances.
+    _ticker: Arc<Ticker>,
     info: PluginInfo,
 }
 
@@ -468,27 +488,51 @@ impl Plugin {
         &self.inner.name
     }
 
-    /// A fresh instance of a `transform` component, initialised with `config`.
+    /// A fresh instance of a `transform` component, initialised with
+    /// `config`, held to the default [`Limits`].
     pub fn instantiate(
         &self,
         tags: LogTags,
         config: &[(String, String)],
     ) -> Result<WasmOperator, OperatorError> {
+        self.instantiate_limited(tags, config, &Limits::default())
+    }
+
+    /// A fresh instance of a `transform` component, initialised with
+    /// `config`, held to `limits`.
+    pub fn instantiate_limited(
+        &self,
+        tags: LogTags,
+        config: &[(String, String)],
+        limits: &Limits,
+    ) -> Result<WasmOperator, OperatorError> {
         Ok(WasmOperator {
-            session: Session::start(self, World::Transform, tags, config)?,
+            session: Session::start(self, World::Transform, tags, config, limits)?,
         })
     }
 
     /// A fresh instance of a `reduce` component, initialised with `config`,
-    /// emitting results in `mode`.
+    /// emitting results in `mode`, held to the default [`Limits`].
     pub fn instantiate_reducer(
         &self,
         tags: LogTags,
         config: &[(String, String)],
         mode: ReduceMode,
     ) -> Result<WasmReducer, OperatorError> {
+        self.instantiate_reducer_limited(tags, config, mode, &Limits::default())
+    }
+
+    /// A fresh instance of a `reduce` component, initialised with `config`,
+    /// emitting results in `mode`, held to `limits`.
+    pub fn instantiate_reducer_limited(
+        &self,
+        tags: LogTags,
+        config: &[(String, String)],
+        mode: ReduceMode,
+        limits: &Limits,
+    ) -> Result<WasmReducer, OperatorError> {
         Ok(WasmReducer::new(
-            Session::start(self, World::Reduce, tags, config)?,
+            Session::start(self, World::Reduce, tags, config, limits)?,
             mode,
         ))
     }
@@ -531,12 +575,25 @@ impl OperatorFactory for WasmOperatorFactory {
     }
 
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        self.instantiate_limited(job, worker, &Limits::default())
+    }
+
+    fn instantiate_limited(
+        &self,
+        job: &str,
+        worker: usize,
+        limits: &Limits,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
         let tags = LogTags {
             job: job.to_string(),
             operator: self.name.clone(),
             worker,
         };
-        Ok(Box::new(self.plugin.instantiate(tags, &self.config)?))
+        Ok(Box::new(self.plugin.instantiate_limited(
+            tags,
+            &self.config,
+            limits,
+        )?))
     }
 }
 
@@ -598,23 +655,25 @@ struct Instance<B> {
 }
 
 /// One worker's live instance of a component, whatever its world: creates
-/// and initialises it, calls it, forwards its log, and replaces it after a
-/// trap.
+/// and initialises it, calls it within the job's limits, forwards its log,
+/// and replaces it after a trap or a breach.
 struct Session<B> {
     plugin: Plugin,
     config: Vec<(String, String)>,
+    limits: Limits,
     instance: Option<Instance<B>>,
     log: GuestLog,
 }
 
 impl<B: WorldBindings> Session<B> {
     /// A session with a fresh, initialised instance of `plugin`, which must
-    /// implement `world`.
+    /// implement `world`, held to `limits`.
     fn start(
         plugin: &Plugin,
         world: World,
         tags: LogTags,
         config: &[(String, String)],
+        limits: &Limits,
     ) -> Result<Self, OperatorError> {
         if plugin.world() != world {
             return Err(OperatorError::Host(format!(
@@ -630,6 +689,7 @@ impl<B: WorldBindings> Session<B> {
         let mut session = Session {
             plugin: plugin.clone(),
             config: config.to_vec(),
+            limits: limits.clone(),
             instance: None,
             log: GuestLog::new(tags),
         };
@@ -647,26 +707,77 @@ impl<B: WorldBindings> Session<B> {
         &self.log.tags().operator
     }
 
+    /// A store with a default-deny WASI context: no directories, no
+    /// environment, no network, no name lookups; stdout and stderr go to the
+    /// log. Its memories, tables and host resources are limited.
+    fn new_store(&self) -> Store<StoreState> {
+        let wasi = WasiCtxBuilder::new()
+            .stdout(self.log.stream(false))
+            .stderr(self.log.stream(true))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::HOST_RESOURCES);
+        let state = StoreState {
+            wasi,
+            table,
+            log: self.log.clone(),
+            limiter: MemoryLimiter::new(self.limits.memory),
+        };
+        let mut store = Store::new(&self.plugin.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+    }
+
+    /// The epoch deadline of a call, in ticks from its start.
+    fn deadline(&self) -> u64 {
+        sandbox::deadline_ticks(self.limits.cpu_per_batch)
+    }
+
+    /// A breach or a trap, from a failed call with `input` bytes of input
+    /// during which the limiter refused the instance `refused` bytes of
+    /// memory.
+    fn failure(
+        &self,
+        err: &wasmtime::Error,
+        refused: Option<usize>,
+        input: usize,
+    ) -> OperatorError {
+        let context = trap_context(err, &self.log);
+        sandbox::classify(
+            err,
+            &self.limits,
+            refused,
+            input,
+            || trap_kind(err),
+            &context,
+        )
+    }
+
     fn ensure_instance(&mut self) -> Result<&mut Instance<B>, OperatorError> {
         if self.instance.is_none() {
-            let wasi = WasiCtxBuilder::new()
-                .stdout(self.log.stream(false))
-                .stderr(self.log.stream(true))
-                .build();
-            let state = StoreState {
-                wasi,
-                table: ResourceTable::new(),
-                log: self.log.clone(),
+            let mut store = self.new_store();
+            arm(&mut store, self.deadline(), usize::MAX);
+            let bindings = match B::instantiate(&self.plugin.inner.pre, &mut store) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Err(match self.failure(&e, store.data().limiter.refused(), 0) {
+                        OperatorError::Trap(_) => {
+                            OperatorError::Host(format!("cannot instantiate component: {e:#}"))
+                        }
+                        breach => breach,
+                    });
+                }
             };
-            let mut store = Store::new(&self.plugin.inner.engine, state);
-            let bindings = B::instantiate(&self.plugin.inner.pre, &mut store)
-                .map_err(|e| OperatorError::Host(format!("cannot instantiate component: {e:#}")))?;
+            arm(&mut store, self.deadline(), usize::MAX);
             let init = bindings.call_init(&mut store, &self.config);
             store.data_mut().log.flush();
             match init {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(from_wit(e)),
-                Err(trap) => return Err(OperatorError::Trap(describe_trap(&trap, &self.log))),
+                Err(trap) => return Err(self.failure(&trap, store.data().limiter.refused(), 0)),
             }
             self.instance = Some(Instance { store, bindings });
         }
@@ -675,37 +786,65 @@ impl<B: WorldBindings> Session<B> {
             .ok_or_else(|| OperatorError::Host("the instance was not created".into()))
     }
 
-    /// Makes one call into the guest. A guest error becomes the matching
-    /// [`OperatorError`]; after a trap the instance is discarded and
-    /// re-created, and the trap is returned.
+    /// Makes one call into the guest with `input` bytes of input (as they
+    /// cross the boundary), within the call deadline, the memory limit and
+    /// the bytes `output_ratio` lets it pass to the host. A guest error
+    /// becomes the matching [`OperatorError`]; after a trap or a breach the
+    /// instance is discarded and re-created, and the trap or breach is
+    /// returned.
     fn call<T>(
         &mut self,
+        input: usize,
         f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, wit_types::Error>>,
     ) -> Result<T, OperatorError> {
         // Only what the guest writes during this call may explain a trap in it.
         self.log.take_stderr_tail();
+        let deadline = self.deadline();
+        let fuel = sandbox::hostcall_fuel(&self.limits, input);
         let instance = self.ensure_instance()?;
+        arm(&mut instance.store, deadline, fuel);
         let result = f(&instance.bindings, &mut instance.store);
         instance.store.data_mut().log.flush();
+        let refused = instance.store.data().limiter.refused();
         match result {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(from_wit(e)),
             Err(trap) => {
-                // A trapped store refuses further calls: discard it; the next
-                // call re-creates the instance from the pre-linked component.
-                let reason = describe_trap(&trap, &self.log);
-                self.instance = None;
-                let t = self.log.tags();
-                tracing::warn!(job = %t.job, operator = %t.operator, worker = t.worker, "instance trapped and was discarded: {reason}");
-                self.ensure_instance().map_err(|e| {
-                    OperatorError::Host(format!(
-                        "trapped ({reason}), then could not be re-created: {e}"
-                    ))
-                })?;
-                Err(OperatorError::Trap(reason))
+                let error = self.failure(&trap, refused, input);
+                Err(self.discard(error))
             }
         }
     }
+
+    /// Checks a call's output size against the job's `output_ratio`, both in
+    /// bytes as they cross the boundary; on a breach the instance is
+    /// discarded and re-created.
+    fn check_output(&mut self, input: usize, output: usize) -> Result<(), OperatorError> {
+        sandbox::check_output(&self.limits, input, output).map_err(|breach| self.discard(breach))
+    }
+
+    /// Discards the instance after `error` (a trapped store refuses further
+    /// calls; an instance over a limit is not trusted further) and creates
+    /// the next one at once, so that a component that cannot start again is
+    /// reported now. Returns the error to report.
+    fn discard(&mut self, error: OperatorError) -> OperatorError {
+        self.instance = None;
+        let t = self.log.tags();
+        tracing::warn!(job = %t.job, operator = %t.operator, worker = t.worker, "instance discarded: {error}");
+        match self.ensure_instance() {
+            Ok(_) => error,
+            Err(e) => OperatorError::Host(format!("{error}, then could not be re-created: {e}")),
+        }
+    }
+}
+
+/// Prepares `store` for a call: forgets the limiter's refusals, sets the
+/// call's deadline, `ticks` epochs from now, and the bytes it may pass to
+/// the host at once, `fuel`.
+fn arm(store: &mut Store<StoreState>, ticks: u64, fuel: usize) {
+    store.data_mut().limiter.reset();
+    store.set_epoch_deadline(ticks);
+    store.set_hostcall_fuel(fuel);
 }
 
 /// One instance of a `transform` component, owned by one worker.
@@ -722,6 +861,7 @@ impl Operator for WasmOperator {
         // Move the buffers into the binding's record for the call and back
         // afterwards: lowering copies them into guest memory once, and the
         // host never clones a batch.
+        let size = sandbox::boundary_bytes(input);
         let arg = wit::Batch {
             keys: std::mem::take(&mut input.keys),
             key_ends: std::mem::take(&mut input.key_ends),
@@ -730,7 +870,7 @@ impl Operator for WasmOperator {
             value_ends: std::mem::take(&mut input.value_ends),
             timestamps: std::mem::take(&mut input.timestamps),
         };
-        let result = self.session.call(|bindings, store| {
+        let result = self.session.call(size, |bindings, store| {
             bindings
                 .sluice_operator_transformer()
                 .call_process(store, &arg)
@@ -753,7 +893,15 @@ impl Operator for WasmOperator {
         out.validate().map_err(|m| {
             OperatorError::Host(format!("the operator returned a malformed batch: {m}"))
         })?;
+        self.session
+            .check_output(size, sandbox::boundary_bytes(&out))?;
         Ok(out)
+    }
+
+    /// A `transform` component keeps nothing that must survive a call (see
+    /// the operator contract).
+    fn stateless(&self) -> bool {
+        true
     }
 }
 
@@ -772,11 +920,10 @@ fn from_wit(e: wit_types::Error) -> OperatorError {
     }
 }
 
-/// A one-line explanation of a trap: its kind, the guest's panic message
-/// when it wrote one, and the innermost named frames.
-fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
+/// What kind of trap `err` is, in words.
+fn trap_kind(err: &wasmtime::Error) -> String {
     use wasmtime::Trap;
-    let kind = match err.downcast_ref::<Trap>() {
+    match err.downcast_ref::<Trap>() {
         Some(Trap::UnreachableCodeReached) => {
             "wasm `unreachable` executed (a panic or abort in the operator)".to_string()
         }
@@ -786,8 +933,13 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
         Some(Trap::IntegerDivisionByZero) => "integer division by zero".to_string(),
         Some(other) => other.to_string(),
         None => format!("{err:#}"),
-    };
-    let mut out = kind;
+    }
+}
+
+/// What explains a trap besides its kind: the guest's panic message when it
+/// wrote one, and the innermost named frames, each after `; `.
+fn trap_context(err: &wasmtime::Error, log: &GuestLog) -> String {
+    let mut out = String::new();
     // A Rust guest prints its panic message to stderr just before trapping;
     // otherwise the last thing it wrote is the best explanation there is.
     let stderr = log.take_stderr_tail();
@@ -798,7 +950,10 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
                 .next()
                 .unwrap_or_default(),
         ),
-        None => stderr.lines().rev().find(|l| !l.trim().is_empty()),
+        None => stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")),
     };
     if let Some(text) = explanation {
         let mut msg = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -817,7 +972,7 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
             .frames()
             .iter()
             .filter_map(|f| f.func_name())
-            .map(|n| format!("{:#}", rustc_demangle::demangle(n)))
+            .map(|n| short_frame(&format!("{:#}", rustc_demangle::demangle(n))))
             .filter(|n| !is_runtime_frame(n))
             .take(4)
             .collect();
@@ -826,6 +981,34 @@ fn describe_trap(err: &wasmtime::Error, log: &GuestLog) -> String {
         }
     }
     out
+}
+
+/// A demangled function name with a trait implementation's
+/// `<Type as Trait>::method` shortened to `Type::method`, which names the
+/// code's own crate first.
+fn short_frame(name: &str) -> String {
+    let Some(inner) = name.strip_prefix('<') else {
+        return name.to_string();
+    };
+    let mut depth = 0usize;
+    let mut as_at = None;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth == 0 => {
+                return match as_at {
+                    Some(a) => format!("{}{}", &inner[..a], &inner[i + 1..]),
+                    None => name.to_string(),
+                };
+            }
+            '>' => depth -= 1,
+            ' ' if depth == 0 && as_at.is_none() && inner[i..].starts_with(" as ") => {
+                as_at = Some(i);
+            }
+            _ => {}
+        }
+    }
+    name.to_string()
 }
 
 /// Frames of the language runtime and panic machinery, which say nothing
@@ -848,6 +1031,20 @@ fn is_runtime_frame(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trait_impl_frames_name_the_type() {
+        assert_eq!(
+            short_frame("<my_op::_::Export as sluice_sdk::Guest>::process"),
+            "my_op::_::Export::process"
+        );
+        assert_eq!(
+            short_frame("<alloc::vec::Vec<T> as core::ops::drop::Drop>::drop"),
+            "alloc::vec::Vec<T>::drop"
+        );
+        assert_eq!(short_frame("my_op::f"), "my_op::f");
+        assert_eq!(short_frame("<broken"), "<broken");
+    }
 
     #[test]
     fn runtime_frames_are_hidden() {

@@ -10,6 +10,7 @@
 use super::reduce_bindings::exports::sluice::operator::reducer as wit;
 use super::{LogTags, Plugin, Session, reduce_bindings};
 use crate::batch::Batch;
+use crate::limits::Limits;
 use crate::operator::{BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord};
 use sluice_sdk::{Accumulators, Groups};
 use std::str::FromStr;
@@ -87,15 +88,25 @@ impl OperatorFactory for WasmReducerFactory {
     }
 
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        self.instantiate_limited(job, worker, &Limits::default())
+    }
+
+    fn instantiate_limited(
+        &self,
+        job: &str,
+        worker: usize,
+        limits: &Limits,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
         let tags = LogTags {
             job: job.to_string(),
             operator: self.name.clone(),
             worker,
         };
-        Ok(Box::new(self.plugin.instantiate_reducer(
+        Ok(Box::new(self.plugin.instantiate_reducer_limited(
             tags,
             &self.config,
             self.mode,
+            limits,
         )?))
     }
 }
@@ -249,9 +260,10 @@ impl WasmReducer {
             value_ends: std::mem::take(&mut g.value_ends),
             group_ends: std::mem::take(&mut g.group_ends),
         };
-        let result = self
-            .session
-            .call(|bindings, store| bindings.sluice_operator_reducer().call_reduce(store, &arg));
+        let input = groups_bytes(&arg);
+        let result = self.session.call(input, |bindings, store| {
+            bindings.sluice_operator_reducer().call_reduce(store, &arg)
+        });
         *g = Groups {
             keys: arg.keys,
             key_ends: arg.key_ends,
@@ -263,6 +275,8 @@ impl WasmReducer {
             group_ends: arg.group_ends,
         };
         let out = result?;
+        self.session
+            .check_output(input, out.data.len() + 4 * out.ends.len())?;
         Ok(Accumulators {
             data: out.data,
             ends: out.ends,
@@ -293,6 +307,18 @@ impl WasmReducer {
         }
         emitted
     }
+}
+
+/// Bytes of a `reduce` call's argument as it crosses the boundary.
+fn groups_bytes(g: &wit::Groups) -> usize {
+    g.keys.len()
+        + g.accumulators.len()
+        + g.has_accumulator.len()
+        + g.values.len()
+        + 4 * (g.key_ends.len()
+            + g.accumulator_ends.len()
+            + g.value_ends.len()
+            + g.group_ends.len())
 }
 
 /// The value bytes of record `i` of `input`.

@@ -1,0 +1,336 @@
+//! What one Wasm instance of a job may use, and what happens when it uses
+//! more.
+//!
+//! A job's [`Limits`] apply to every Wasm instance of the job (one per
+//! operator and partition): its linear memory, how long one `process` or
+//! `reduce` call may run, and how much output a call may return for its
+//! input. The runtime enforces them ([`crate::runtime`]); a breach is an
+//! [`crate::operator::OperatorError::Limit`], and the job's [`OnBreach`]
+//! policy decides whether the job stops or the records concerned are set
+//! aside. In a job file they are the `[limits]` table:
+//!
+//! ```toml
+//! [limits]
+//! memory = "64MiB"          # linear memory per instance (default 1GiB)
+//! cpu_per_batch = "2s"      # longest one call may run (default 60s)
+//! output_ratio = 10         # output ≤ 10 × input + 1 MiB per call (default 100)
+//! on_breach = "dead-letter" # "fail" (default), "skip" or "dead-letter"
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Default linear memory per instance: 1 GiB.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+/// Default longest call: 60 s, far above what a sound operator needs for a
+/// micro-batch, low enough that a looping operator is stopped.
+pub const DEFAULT_CPU_PER_BATCH: Duration = Duration::from_secs(60);
+/// Default output ratio: a call may return 100 times its input (plus
+/// [`OUTPUT_ALLOWANCE`]).
+pub const DEFAULT_OUTPUT_RATIO: f64 = 100.0;
+/// Output bytes a call may return on top of `output_ratio` × its input, so
+/// that small batches may grow.
+pub const OUTPUT_ALLOWANCE: u64 = 1 << 20;
+/// Smallest memory limit accepted: 1 MiB.
+pub const MIN_MEMORY: u64 = 1 << 20;
+/// Largest memory limit accepted: 4 GiB, all a 32-bit Wasm memory can hold.
+pub const MAX_MEMORY: u64 = 4 << 30;
+/// Largest output ratio accepted.
+pub const MAX_OUTPUT_RATIO: f64 = 1e6;
+/// Elements a table of an instance may hold (function tables).
+pub const TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances a component instance may create.
+pub const INSTANCES: usize = 100;
+/// Tables a component instance may create.
+pub const TABLES: usize = 100;
+/// Linear memories a component instance may create.
+pub const MEMORIES: usize = 16;
+/// Host resources (streams, pollables) an instance may hold at once.
+pub const HOST_RESOURCES: usize = 100_000;
+
+/// The values `on_breach` accepts.
+pub const ON_BREACH: &[&str] = &["fail", "skip", "dead-letter"];
+
+/// Limits on every Wasm instance of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Linear memory of one instance, in bytes (all its memories together).
+    pub memory: u64,
+    /// Longest one call (`init`, `process`, `reduce`) may run, in wall-clock
+    /// time; `None`: no deadline.
+    pub cpu_per_batch: Option<Duration>,
+    /// A call may pass at most this times its input's size to the host,
+    /// plus [`OUTPUT_ALLOWANCE`] (sizes as they cross the boundary: keys,
+    /// values, and 17 bytes per record); `None`: not checked.
+    pub output_ratio: Option<f64>,
+    /// What happens to the job and the records when a limit is exceeded.
+    pub on_breach: OnBreach,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: DEFAULT_MEMORY,
+            cpu_per_batch: Some(DEFAULT_CPU_PER_BATCH),
+            output_ratio: Some(DEFAULT_OUTPUT_RATIO),
+            on_breach: OnBreach::Fail,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks every limit. The error gives the setting at fault (`memory`,
+    /// ...) and says what is wrong with its value and what is accepted.
+    pub fn validate(&self) -> Result<(), (Limit, String)> {
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&self.memory) {
+            return Err((
+                Limit::Memory,
+                format!(
+                    "{} is out of range (accepted: {} to {})",
+                    format_size(self.memory),
+                    format_size(MIN_MEMORY),
+                    format_size(MAX_MEMORY)
+                ),
+            ));
+        }
+        if let Some(d) = self.cpu_per_batch
+            && d < Duration::from_millis(1)
+        {
+            return Err((
+                Limit::CpuPerBatch,
+                format!("{d:?} is too short (accepted: 1ms or more)"),
+            ));
+        }
+        if let Some(r) = self.output_ratio {
+            check_ratio(r).map_err(|m| (Limit::OutputRatio, m))?;
+        }
+        Ok(())
+    }
+
+    /// The most bytes a call with `input` bytes of input may pass to the
+    /// host, or `None` when output is not checked.
+    pub fn output_allowed(&self, input: usize) -> Option<u64> {
+        self.output_ratio
+            .map(|r| (r * input as f64) as u64 + OUTPUT_ALLOWANCE)
+    }
+}
+
+/// Checks an output ratio: a finite number above zero, at most
+/// [`MAX_OUTPUT_RATIO`].
+pub fn check_ratio(ratio: f64) -> Result<(), String> {
+    if ratio.is_finite() && ratio > 0.0 && ratio <= MAX_OUTPUT_RATIO {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ratio} is out of range (accepted: a number above 0 and at most {MAX_OUTPUT_RATIO})"
+        ))
+    }
+}
+
+/// What happens when an instance exceeds a limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnBreach {
+    /// The job stops with the breach as its error.
+    #[default]
+    Fail,
+    /// The records that caused the breach are dropped for that operator and
+    /// counted; the job goes on.
+    Skip,
+    /// The records that caused the breach go to the dead-letter file with the
+    /// breach as the reason; the job goes on. Needs a dead-letter file.
+    DeadLetter,
+}
+
+impl std::str::FromStr for OnBreach {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(OnBreach::Fail),
+            "skip" => Ok(OnBreach::Skip),
+            "dead-letter" => Ok(OnBreach::DeadLetter),
+            other => Err(format!(
+                "unknown policy {other:?} (accepted: {})",
+                ON_BREACH.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OnBreach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnBreach::Fail => "fail",
+            OnBreach::Skip => "skip",
+            OnBreach::DeadLetter => "dead-letter",
+        })
+    }
+}
+
+/// The number of records a job dropped under `on_breach = "skip"`, shared
+/// by its workers; clones count together.
+#[derive(Debug, Clone, Default)]
+pub struct SkipCount(Arc<AtomicU64>);
+
+impl SkipCount {
+    /// Records dropped so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` more dropped records.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One of the limits, named as in the job file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `memory`: linear memory per instance.
+    Memory,
+    /// `cpu_per_batch`: the deadline of one call.
+    CpuPerBatch,
+    /// `output_ratio`: output bytes per input byte of one call.
+    OutputRatio,
+}
+
+impl Limit {
+    /// The setting's name in the `[limits]` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Memory => "memory",
+            Limit::CpuPerBatch => "cpu_per_batch",
+            Limit::OutputRatio => "output_ratio",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses a size: a number with `B`, `KiB`, `MiB` or `GiB` (any case, a
+/// space allowed), like `"64MiB"` or `"1.5 GiB"`; a bare number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let accepted = "accepted: a number with B, KiB, MiB or GiB, like \"64MiB\"";
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size ({accepted})"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!("{s:?} has unknown unit {other:?} ({accepted})"));
+        }
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A size for people: `64 MiB`, `1 GiB`, `1.5 MiB`, `100 bytes`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (scale, unit) in UNITS {
+        if bytes >= scale {
+            return if bytes.is_multiple_of(scale) {
+                format!("{} {unit}", bytes / scale)
+            } else {
+                format!("{:.1} {unit}", bytes as f64 / scale as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// A duration as a job file writes it: `200ms`, `2s`, `1.5s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d != Duration::from_millis(ms as u64) {
+        format!("{d:?}")
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5gib"), Ok(3 << 29));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        let err = parse_size("64MB").unwrap_err();
+        assert!(
+            err.contains("unknown unit \"mb\"") && err.contains("KiB, MiB or GiB"),
+            "{err}"
+        );
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+    }
+
+    #[test]
+    fn sizes_and_durations_print_as_written() {
+        assert_eq!(format_size(64 << 20), "64 MiB");
+        assert_eq!(format_size(1 << 30), "1 GiB");
+        assert_eq!(format_size(3 << 19), "1.5 MiB");
+        assert_eq!(format_size(100), "100 bytes");
+        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        assert!(Limits::default().validate().is_ok());
+        let small = Limits {
+            memory: 1000,
+            ..Limits::default()
+        };
+        let (limit, err) = small.validate().unwrap_err();
+        assert_eq!(limit, Limit::Memory);
+        assert!(err.starts_with("1000 bytes is out of range"), "{err}");
+        let ratio = Limits {
+            output_ratio: Some(0.0),
+            ..Limits::default()
+        };
+        let (limit, err) = ratio.validate().unwrap_err();
+        assert_eq!(limit, Limit::OutputRatio);
+        assert!(err.starts_with("0 is out of range"), "{err}");
+    }
+
+    #[test]
+    fn output_allowance_is_added_to_the_ratio() {
+        let limits = Limits {
+            output_ratio: Some(2.0),
+            ..Limits::default()
+        };
+        assert_eq!(limits.output_allowed(1000), Some(2000 + OUTPUT_ALLOWANCE));
+        let unchecked = Limits {
+            output_ratio: None,
+            ..Limits::default()
+        };
+        assert_eq!(unchecked.output_allowed(1000), None);
+    }
+}
