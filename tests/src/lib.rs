@@ -19,3 +19,5 @@ pub fn write_job(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
     std::fs::write(&path, toml).expect("write job file");
     path
 }
+
+pub mod kafka;

@@ -4,6 +4,8 @@
 //! batch's partitions in partition order; a batch is complete once every sink
 //! has returned from [`Sink::write`].
 
+pub mod kafka;
+
 use crate::batch::Batch;
 use crate::config::SinkConfig;
 use std::fs::File;
@@ -21,6 +23,22 @@ pub trait Sink: Send {
     fn close(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+    /// Whether the sink commits the sources' Kafka offsets together with
+    /// its output, in one transaction (exactly-once).
+    fn transactional(&self) -> bool {
+        false
+    }
+    /// Writes one micro-batch and commits `offsets` (the Kafka offsets after
+    /// the batch's input) with it. Only called on transactional sinks, for
+    /// every batch, even one without output.
+    fn write_transaction(
+        &mut self,
+        batch_no: u64,
+        parts: &[Batch],
+        _offsets: Option<&crate::source::kafka::Offsets>,
+    ) -> std::io::Result<()> {
+        self.write(batch_no, parts)
+    }
 }
 
 /// Opens the sink `cfg`, resolving paths against `base`.
@@ -30,7 +48,19 @@ pub fn open(cfg: &SinkConfig, base: &Path) -> std::io::Result<Box<dyn Sink>> {
         SinkConfig::Jsonl { path } => Box::new(JsonlSink::create(&base.join(path))?),
         SinkConfig::Directory { path } => Box::new(DirectorySink::create(&base.join(path))?),
         SinkConfig::Discard {} => Box::new(DiscardSink),
+        SinkConfig::Kafka(k) => Box::new(kafka::KafkaSink::create(k)?),
     })
+}
+
+/// A short description of a sink for messages, e.g. `jsonl out.jsonl`.
+pub fn describe(cfg: &SinkConfig) -> String {
+    match cfg {
+        SinkConfig::Stdout { .. } => "stdout".into(),
+        SinkConfig::Jsonl { path } => format!("jsonl {}", path.display()),
+        SinkConfig::Directory { path } => format!("directory {}", path.display()),
+        SinkConfig::Discard {} => "discard".into(),
+        SinkConfig::Kafka(k) => format!("kafka {} {}", k.brokers, k.topic),
+    }
 }
 
 /// Renders bytes as text for display: UTF-8 as is, otherwise lossily.

@@ -7,6 +7,7 @@
 //! run until the stop signal.
 
 mod generator;
+pub mod kafka;
 pub(crate) mod lines;
 
 pub use generator::Generator;
@@ -19,6 +20,15 @@ use tokio::sync::{mpsc, watch};
 
 /// Records per chunk sent to the batcher by line sources.
 pub const CHUNK_RECORDS: usize = 4096;
+
+/// What a source hands over: records, and for a Kafka source where each
+/// record came from, so that offsets commit once the records are durable.
+pub struct Chunk {
+    /// The records.
+    pub records: Batch,
+    /// Per record, its Kafka topic, partition and offset.
+    pub offsets: Option<kafka::Positions>,
+}
 
 /// A source failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +48,7 @@ pub fn describe(cfg: &SourceConfig) -> String {
         SourceConfig::Socket { address } => format!("socket {address}"),
         SourceConfig::Stdin {} => "stdin".into(),
         SourceConfig::Generator { .. } => "generator".into(),
+        SourceConfig::Kafka(k) => format!("kafka {} {}", k.brokers, k.topics.join(",")),
     }
 }
 
@@ -46,7 +57,9 @@ pub fn is_bounded(cfg: &SourceConfig) -> bool {
     match cfg {
         SourceConfig::File { .. } | SourceConfig::Stdin {} => true,
         SourceConfig::Generator { records, .. } => records.is_some(),
-        SourceConfig::Directory { .. } | SourceConfig::Socket { .. } => false,
+        SourceConfig::Directory { .. } | SourceConfig::Socket { .. } | SourceConfig::Kafka(_) => {
+            false
+        }
     }
 }
 
@@ -88,6 +101,9 @@ pub fn preflight(cfg: &SourceConfig) -> Result<(), SourceError> {
                 return Err(err("is not a directory".into()));
             }
         }
+        SourceConfig::Kafka(k) => {
+            kafka::create_consumer(k).map_err(err)?;
+        }
         _ => {}
     }
     Ok(())
@@ -95,6 +111,42 @@ pub fn preflight(cfg: &SourceConfig) -> Result<(), SourceError> {
 
 /// Runs one source until it ends or `stop` turns true.
 pub async fn run(
+    cfg: SourceConfig,
+    tx: mpsc::Sender<Chunk>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    if let SourceConfig::Kafka(k) = cfg {
+        let name = describe(&SourceConfig::Kafka(k.clone()));
+        return tokio::task::spawn_blocking(move || kafka::run(k, tx, stop))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|message| SourceError {
+                source_name: name,
+                message,
+            });
+    }
+    // Sources of plain records: every chunk is durable once written.
+    let (records_tx, mut records_rx) = mpsc::channel::<Batch>(4);
+    let forward = async move {
+        while let Some(records) = records_rx.recv().await {
+            if tx
+                .send(Chunk {
+                    records,
+                    offsets: None,
+                })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(run_records(cfg, records_tx, stop), forward);
+    result
+}
+
+async fn run_records(
     cfg: SourceConfig,
     tx: mpsc::Sender<Batch>,
     mut stop: watch::Receiver<bool>,
@@ -162,6 +214,7 @@ pub async fn run(
             generator.run(records, rate, &tx, &mut stop).await;
             Ok(())
         }
+        SourceConfig::Kafka(_) => unreachable!("handled by `run`"),
     }
 }
 

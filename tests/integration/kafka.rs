@@ -1,0 +1,285 @@
+//! Kafka sources and sinks against a real broker (`scripts/kafka.sh`).
+
+use sluice::pipeline::{Job, JobError, Summary};
+use sluice_tests::{guests, kafka};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A job reading `input` (group `group`), upper-casing the values with the
+/// Wasm operator and writing to `output`.
+fn job_toml(input: &str, output: &str, group: &str, extra_source: &str) -> String {
+    format!(
+        r#"
+workers = 2
+partitions = 4
+partition_by = "key"
+[batch]
+interval = "200ms"
+[[sources]]
+kind = "kafka"
+brokers = "{brokers}"
+topics = ["{input}"]
+group = "{group}"
+{extra_source}
+[[operators]]
+plugin = {plugin:?}
+[[sinks]]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "{output}"
+"#,
+        brokers = kafka::broker(),
+        plugin = guests::UPPERCASE,
+    )
+}
+
+/// Starts the job in the background; returns the stop switch and its handle.
+fn start(
+    dir: &std::path::Path,
+    toml: &str,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<Summary, JobError>>,
+) {
+    let path = sluice_tests::write_job(dir, "job.toml", toml);
+    let runtime = sluice_tests::runtime_in(dir);
+    let job = Job::from_file(&path, &runtime).expect("job builds");
+    let (stop, stop_rx) = watch::channel(false);
+    (stop, tokio::spawn(job.run(stop_rx)))
+}
+
+async fn consume(topic: &str, want: usize) -> Vec<(Option<String>, String)> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || kafka::consume(&topic, want, Duration::from_secs(60)))
+        .await
+        .unwrap()
+}
+
+fn records(range: std::ops::Range<usize>) -> Vec<(Option<String>, String)> {
+    range
+        .map(|i| (Some(format!("k{}", i % 13)), format!("value {i}")))
+        .collect()
+}
+
+/// Every input record appears in the output exactly once, upper-cased, with
+/// its key; offsets are committed once the output is written.
+fn assert_exactly(out: &[(Option<String>, String)], range: std::ops::Range<usize>) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, v) in out {
+        *seen.entry(v.clone()).or_default() += 1;
+        let i: usize = v.trim_start_matches("VALUE ").parse().unwrap();
+        assert_eq!(k.as_deref(), Some(format!("k{}", i % 13).as_str()), "{v}");
+    }
+    for i in range.clone() {
+        assert_eq!(seen.get(&format!("VALUE {i}")), Some(&1), "record {i}");
+    }
+    assert_eq!(out.len(), range.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_wasm_to_kafka_commits_after_the_sink_and_resumes() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    kafka::produce(&input, &records(0..1000));
+
+    let dir = tempfile::tempdir().unwrap();
+    let toml = job_toml(&input, &output, &group, "");
+    let (stop, job) = start(dir.path(), &toml);
+    let out = consume(&output, 1000).await;
+    stop.send(true).unwrap();
+    let summary = job.await.unwrap().unwrap();
+    assert_eq!(summary.records_in, 1000);
+    assert_exactly(&out, 0..1000);
+    assert_eq!(kafka::committed_total(&group, &input, 4), 1000);
+
+    // A second run of the same group starts after the committed offsets.
+    kafka::produce(&input, &records(1000..1500));
+    let (stop, job) = start(dir.path(), &toml);
+    let out = consume(&output, 1500).await;
+    stop.send(true).unwrap();
+    let summary = job.await.unwrap().unwrap();
+    assert_eq!(summary.records_in, 500, "only the new records");
+    assert_exactly(&out, 0..1500);
+    assert_eq!(kafka::committed_total(&group, &input, 4), 1500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_run_loses_nothing() {
+    let _broker = kafka::BROKER_USE.write().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    kafka::produce(&input, &records(0..300));
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, job) = start(dir.path(), &job_toml(&input, &output, &group, ""));
+    assert_eq!(consume(&output, 300).await.len(), 300);
+
+    tokio::task::spawn_blocking(kafka::restart_broker)
+        .await
+        .unwrap();
+    kafka::produce(&input, &records(300..600));
+    let out = consume(&output, 600).await;
+    stop.send(true).unwrap();
+    job.await.unwrap().unwrap();
+    // At-least-once: nothing lost; a record may repeat only if its batch
+    // was cut off by the restart, which the exact check would show.
+    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|(_, v)| v).collect();
+    assert_eq!(distinct.len(), 600, "every record arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_kafka_settings_are_explained() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = kafka::unique_topic("exists");
+    kafka::create_topic(&topic, 1).await;
+
+    // Unreachable brokers: retried with backoff, then a clear error.
+    let toml = job_toml(&topic, &topic, "g", r#"connect_timeout = "2s""#).replacen(
+        &kafka::broker(),
+        "127.0.0.1:1",
+        1,
+    );
+    let (_stop, job) = start(dir.path(), &toml);
+    let err = job.await.unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("cannot reach the Kafka brokers at 127.0.0.1:1 after"),
+        "{err}"
+    );
+
+    // A topic that does not exist.
+    let (_stop, job) = start(dir.path(), &job_toml("no-such-topic", &topic, "g", ""));
+    let err = job.await.unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("topic `no-such-topic` does not exist"),
+        "{err}"
+    );
+
+    // A malformed client setting fails before the job starts.
+    let toml = job_toml(
+        &topic,
+        &topic,
+        "g",
+        r#"config = { "session.timeout.ms" = "soon" }"#,
+    );
+    let path = sluice_tests::write_job(dir.path(), "bad.toml", &toml);
+    let err = Job::from_file(&path, &sluice_tests::runtime_in(dir.path()))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("invalid Kafka settings") && err.contains("session.timeout.ms"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_one_job_share_the_partitions_and_take_over() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    let toml = job_toml(&input, &output, &group, "");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (stop_a, job_a) = start(dir_a.path(), &toml);
+    let (stop_b, job_b) = start(dir_b.path(), &toml);
+    // Both members joined: the group's partitions are split between them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kafka::produce(&input, &records(0..1000));
+    let out = consume(&output, 1000).await;
+    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|(_, v)| v).collect();
+    assert_eq!(distinct.len(), 1000);
+
+    // One run stops; the other takes its partitions over.
+    stop_a.send(true).unwrap();
+    let a = job_a.await.unwrap().unwrap();
+    kafka::produce(&input, &records(1000..2000));
+    let out = consume(&output, 2000).await;
+    stop_b.send(true).unwrap();
+    let b = job_b.await.unwrap().unwrap();
+    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|(_, v)| v).collect();
+    assert_eq!(distinct.len(), 2000, "nothing lost across the takeover");
+    assert!(
+        a.records_in > 0 && b.records_in > 0,
+        "both runs read: {} and {}",
+        a.records_in,
+        b.records_in
+    );
+    assert!(
+        b.records_in >= 1000,
+        "the remaining run read every new record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_sigkill_and_restart() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    kafka::produce(&input, &records(0..3000));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = job_toml(&input, &output, &group, "").replace(
+        "[[sinks]]\nkind = \"kafka\"",
+        &format!(
+            "[batch.max_records]\n[[sinks]]\nkind = \"kafka\"\ndelivery = \"exactly-once\"\ntransactional_id = \"{group}\""
+        ),
+    );
+    // Small batches: many transactions, so the kill lands mid-stream.
+    let toml = toml.replace("[batch.max_records]\n", "").replace(
+        "interval = \"200ms\"",
+        "interval = \"100ms\"\nmax_records = 100",
+    );
+    let job = sluice_tests::write_job(dir.path(), "job.toml", &toml);
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["run", "--quiet"])
+            .arg(&job)
+            .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = run();
+    let seen = consume(&output, 500).await.len();
+    assert!(seen >= 500, "the first run wrote {seen} record(s)");
+    first.kill().unwrap(); // SIGKILL: no chance to finish its transaction
+    first.wait().unwrap();
+    let done = kafka::committed_total(&group, &input, 4);
+    assert!(done < 3000, "killed mid-stream, after {done} record(s)");
+
+    let mut second = run();
+    let group2 = group.clone();
+    let input2 = input.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while kafka::committed_total(&group2, &input2, 4) < 3000 {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "the restarted run did not finish the input"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let status = second.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // read_committed: aborted transactions of the killed run are invisible.
+    let output2 = output.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kafka::consume(&output2, 3001, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    assert_exactly(&out, 0..3000);
+}

@@ -1,0 +1,173 @@
+//! A real Kafka broker for tests and benchmarks, started by
+//! `scripts/kafka.sh` (once per test process; it keeps running afterwards,
+//! `bash scripts/kafka.sh stop` stops it), and small client helpers.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The bootstrap address of the test broker, starting it if needed.
+pub fn broker() -> String {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(repo().join("scripts/kafka.sh"))
+                .arg("start")
+                .output()
+                .expect("run scripts/kafka.sh");
+            assert!(
+                out.status.success(),
+                "scripts/kafka.sh start failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .expect("address")
+                .trim()
+                .to_string()
+        })
+        .clone()
+}
+
+/// Tests that use the broker hold this shared; a test that restarts it
+/// holds it exclusively, so no other test sees the restart.
+pub static BROKER_USE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Restarts the test broker (same port, same data).
+pub fn restart_broker() {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/kafka.sh"))
+        .arg("restart")
+        .output()
+        .expect("run scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh restart failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await
+        .expect("create topic");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+/// Produces `(key, value)` records to `topic` and waits for them.
+pub fn produce(topic: &str, records: &[(Option<String>, String)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("producer");
+    for (k, v) in records {
+        let mut r = BaseRecord::to(topic).payload(v.as_bytes());
+        if let Some(k) = k {
+            r = r.key(k.as_bytes());
+        }
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(20));
+                    r = back;
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("records acknowledged");
+}
+
+/// Reads `topic` from the start until `want` records arrived or `timeout`
+/// passed; returns `(key, value)` pairs.
+pub fn consume(topic: &str, want: usize, timeout: Duration) -> Vec<(Option<String>, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique_topic("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while out.len() < want && started.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The group's committed offsets summed over `topic`'s partitions.
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    // A loaded machine (the whole suite at once) can be slow to answer.
+    let mut attempts = 0;
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(15)) {
+            Ok(c) => break c,
+            Err(e) if attempts < 4 => {
+                attempts += 1;
+                eprintln!("committed offsets of {group}: {e}; retrying");
+            }
+            Err(e) => panic!("committed offsets of {group}: {e}"),
+        }
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .sum()
+}
