@@ -23,11 +23,18 @@
 //!
 //! [[sinks]]
 //! kind = "stdout"
+//!
+//! [limits]                    # what each Wasm instance may use; see [`crate::limits`]
+//! memory = "64MiB"
+//! cpu_per_batch = "2s"
+//! output_ratio = 10
+//! on_breach = "fail"
 //! ```
 //!
 //! Parsing is strict: an unknown field, a wrong type or an unusable value is
 //! an error naming the file, line, field and what is accepted.
 
+use crate::limits::{self, Limit, Limits, OnBreach};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -93,6 +100,76 @@ pub struct JobConfig {
     /// Where rejected records go, with the reason. Without it, a rejected
     /// record stops the job.
     pub dead_letter: Option<DeadLetterConfig>,
+    /// What every Wasm instance of the job may use. Default: the defaults of
+    /// [`Limits`].
+    pub limits: Option<LimitsConfig>,
+}
+
+/// The `[limits]` table; every setting is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory per instance, e.g. `"64MiB"` (`B`, `KiB`, `MiB`, `GiB`).
+    pub memory: Option<Spanned<String>>,
+    /// Longest one call may run, e.g. `"2s"`.
+    pub cpu_per_batch: Option<Spanned<String>>,
+    /// A call may pass the host at most this many bytes per byte of its
+    /// input, plus 1 MiB.
+    pub output_ratio: Option<Spanned<f64>>,
+    /// What a breach does: `"fail"`, `"skip"` or `"dead-letter"`.
+    pub on_breach: Option<Spanned<String>>,
+}
+
+/// A `[limits]` setting Sluice cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct LimitsError {
+    /// Dotted path of the field, `limits.memory`.
+    pub field: String,
+    /// Where its value is in the job file.
+    pub span: std::ops::Range<usize>,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl LimitsConfig {
+    /// The limits this table sets, the defaults for those it leaves out.
+    pub fn resolve(&self) -> Result<Limits, LimitsError> {
+        let error = |field: &str, span: std::ops::Range<usize>, message: String| LimitsError {
+            field: format!("limits.{field}"),
+            span,
+            message,
+        };
+        let mut out = Limits::default();
+        if let Some(m) = &self.memory {
+            out.memory = limits::parse_size(m.get_ref())
+                .map_err(|msg| error(Limit::Memory.name(), m.span(), msg))?;
+        }
+        if let Some(c) = &self.cpu_per_batch {
+            out.cpu_per_batch = Some(
+                parse_duration(c.get_ref())
+                    .map_err(|msg| error(Limit::CpuPerBatch.name(), c.span(), msg))?,
+            );
+        }
+        if let Some(r) = &self.output_ratio {
+            out.output_ratio = Some(*r.get_ref());
+        }
+        if let Some(p) = &self.on_breach {
+            out.on_breach = p
+                .get_ref()
+                .parse()
+                .map_err(|msg| error("on_breach", p.span(), msg))?;
+        }
+        out.validate().map_err(|(limit, msg)| {
+            let span = match limit {
+                Limit::Memory => self.memory.as_ref().map(Spanned::span),
+                Limit::CpuPerBatch => self.cpu_per_batch.as_ref().map(Spanned::span),
+                Limit::OutputRatio => self.output_ratio.as_ref().map(Spanned::span),
+            };
+            error(limit.name(), span.unwrap_or_default(), msg)
+        })?;
+        Ok(out)
+    }
 }
 
 /// How records are spread over partitions.
@@ -176,6 +253,11 @@ pub enum SourceConfig {
     },
     /// Lines of standard input, until end of file.
     Stdin {},
+    /// Records of Kafka topics, read as a member of a consumer group
+    /// (unbounded). Keys, values and timestamps are kept; offsets are
+    /// committed once every sink has written the batch holding the records
+    /// (at-least-once).
+    Kafka(KafkaSourceConfig),
     /// Deterministic synthetic records for tests and benchmarks.
     Generator {
         /// Total records; unbounded when absent.
@@ -191,6 +273,77 @@ pub enum SourceConfig {
         #[serde(default = "default_seed")]
         seed: u64,
     },
+}
+
+/// The `kafka` source's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topics to read.
+    pub topics: Vec<String>,
+    /// Consumer group; processes of one job in the same group share the
+    /// topics' partitions.
+    pub group: String,
+    /// Where a partition without a committed offset starts: `earliest`
+    /// (default) or `latest`. Committed offsets always win.
+    #[serde(default)]
+    pub start: KafkaStart,
+    /// How long to keep retrying unreachable brokers at start, e.g. `"30s"`
+    /// (default).
+    pub connect_timeout: Option<String>,
+    /// Further librdkafka consumer settings, e.g.
+    /// `{ "session.timeout.ms" = "10000" }`.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a Kafka partition without a committed offset starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaStart {
+    /// The oldest record the broker keeps.
+    #[default]
+    Earliest,
+    /// Records produced from now on.
+    Latest,
+}
+
+/// The `kafka` sink's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topic records are written to.
+    pub topic: String,
+    /// `at-least-once` (default), or `exactly-once`: each batch's output and
+    /// the Kafka source's offsets commit in one transaction, so consumers
+    /// reading with `isolation.level = read_committed` see every input's
+    /// results once, even across crashes. Needs a job whose only source is
+    /// a `kafka` source.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// The producer's transactional id in exactly-once mode; default
+    /// `sluice-<topic>`. A restarted run with the same id fences the crashed
+    /// one off and aborts its open transaction; concurrent runs of one job
+    /// (scale-out) need distinct ids.
+    pub transactional_id: Option<String>,
+    /// Further librdkafka producer settings.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// A Kafka sink's delivery guarantee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Offsets commit after the output is written: a crash may repeat output.
+    #[default]
+    AtLeastOnce,
+    /// Output and offsets commit in one Kafka transaction.
+    ExactlyOnce,
 }
 
 fn default_value_size() -> usize {
@@ -249,6 +402,12 @@ pub enum SinkConfig {
     /// Counts records and drops them (for benchmarks, like Spark's `noop`
     /// format).
     Discard {},
+    /// Produces every record to a Kafka topic with an idempotent producer:
+    /// key, value and timestamp kept, the partition chosen from the key by
+    /// Kafka's murmur2 (as Java clients do; records without a key are
+    /// spread at random), flushed at the end of each batch; a record the
+    /// broker refuses fails the job.
+    Kafka(KafkaSinkConfig),
     /// Writes each batch to its own file in a directory, atomically (written
     /// under a temporary name, then renamed).
     Directory {
@@ -335,6 +494,26 @@ impl JobConfig {
                 message: "no [[sinks]]: a job needs at least one sink".into(),
             });
         }
+        for (i, s) in self.sinks.iter().enumerate() {
+            if let SinkConfig::Kafka(k) = s.get_ref()
+                && k.delivery == Delivery::ExactlyOnce
+            {
+                let kafka_sources = self
+                    .sources
+                    .iter()
+                    .filter(|s| matches!(s.get_ref().source, SourceConfig::Kafka(_)))
+                    .count();
+                if kafka_sources != 1 || self.sources.len() != 1 {
+                    return Err(invalid(
+                        s.span(),
+                        &format!("sinks[{i}].delivery"),
+                        "\"exactly-once\" needs a job whose only source is one `kafka` source \
+                         (its offsets commit with the output)"
+                            .into(),
+                    ));
+                }
+            }
+        }
         for (i, s) in self.sources.iter().enumerate() {
             match &s.get_ref().source {
                 SourceConfig::Directory { poll: Some(p), .. } => {
@@ -404,6 +583,21 @@ impl JobConfig {
             }
         }
         self.validate_streams(&invalid)?;
+        if let Some(l) = &self.limits {
+            let resolved = l
+                .resolve()
+                .map_err(|e| invalid(e.span, &e.field, e.message))?;
+            if let Some(p) = &l.on_breach
+                && resolved.on_breach == OnBreach::DeadLetter
+                && self.dead_letter.is_none()
+            {
+                return Err(invalid(
+                    p.span(),
+                    "limits.on_breach",
+                    "\"dead-letter\" needs a [dead_letter] path in the job (or use \"skip\" or \"fail\")".into(),
+                ));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, op) in self.operators.iter().enumerate() {
             let name = op.get_ref().display_name();
@@ -498,6 +692,14 @@ impl JobConfig {
             }
         }
         Ok(())
+    }
+
+    /// The limits on the job's Wasm instances: the `[limits]` table, or the
+    /// defaults.
+    pub fn limits(&self) -> Result<Limits, LimitsError> {
+        self.limits
+            .as_ref()
+            .map_or_else(|| Ok(Limits::default()), LimitsConfig::resolve)
     }
 
     /// The batch interval, if set.
@@ -769,6 +971,77 @@ mod tests {
         );
         let err = job("name = \"x\"").unwrap_err().to_string();
         assert!(err.contains("`reducer` (a reduce component)"), "{err}");
+    }
+
+    #[test]
+    fn limits_parse_with_defaults_for_the_rest() {
+        let cfg = parse(&format!(
+            "{MINIMAL}[limits]\nmemory = \"64MiB\"\noutput_ratio = 10\n"
+        ))
+        .unwrap();
+        let limits = cfg.limits().unwrap();
+        assert_eq!(limits.memory, 64 << 20);
+        assert_eq!(limits.output_ratio, Some(10.0));
+        assert_eq!(limits.cpu_per_batch, Limits::default().cpu_per_batch);
+        assert_eq!(limits.on_breach, OnBreach::Fail);
+        let cfg = parse(&format!(
+            "{MINIMAL}[limits]\ncpu_per_batch = \"200ms\"\non_breach = \"skip\"\n"
+        ))
+        .unwrap();
+        let limits = cfg.limits().unwrap();
+        assert_eq!(limits.cpu_per_batch, Some(Duration::from_millis(200)));
+        assert_eq!(limits.on_breach, OnBreach::Skip);
+        assert_eq!(parse(MINIMAL).unwrap().limits().unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn bad_limits_name_the_field_and_what_is_accepted() {
+        let err = |limits: &str| {
+            parse(&format!("{MINIMAL}[limits]\n{limits}\n"))
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = err("memory = \"64MB\"");
+        assert!(
+            msg.starts_with("job.toml:6: field `limits.memory`: \"64MB\" has unknown unit")
+                && msg.contains("KiB, MiB or GiB"),
+            "{msg}"
+        );
+        let msg = err("memory = \"16KiB\"");
+        assert!(
+            msg.contains(
+                "field `limits.memory`: 16 KiB is out of range (accepted: 1 MiB to 4 GiB)"
+            ),
+            "{msg}"
+        );
+        let msg = err("cpu_per_batch = \"soon\"");
+        assert!(
+            msg.contains("field `limits.cpu_per_batch`: \"soon\""),
+            "{msg}"
+        );
+        let msg = err("output_ratio = -1");
+        assert!(
+            msg.contains("field `limits.output_ratio`: -1 is out of range"),
+            "{msg}"
+        );
+        let msg = err("on_breach = \"ignore\"");
+        assert!(
+            msg.contains(
+                "field `limits.on_breach`: unknown policy \"ignore\" (accepted: fail, skip, dead-letter)"
+            ),
+            "{msg}"
+        );
+        let msg = err("on_breach = \"dead-letter\"");
+        assert!(
+            msg.contains("field `limits.on_breach`: \"dead-letter\" needs a [dead_letter] path"),
+            "{msg}"
+        );
+        let msg = err("cpu = \"2s\"");
+        assert!(msg.contains("unknown field `cpu`"), "{msg}");
+        let ok = parse(&format!(
+            "{MINIMAL}[limits]\non_breach = \"dead-letter\"\n[dead_letter]\npath = \"d.jsonl\"\n"
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

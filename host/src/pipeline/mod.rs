@@ -37,11 +37,13 @@ pub use worker::{DeadLetter, preview};
 
 use crate::batch::{self, Batch};
 use crate::config::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
+use crate::limits::{Limits, OnBreach, SkipCount};
 use crate::operator::{BatchContext, Combiner, Count, OnStream, OperatorError, OperatorFactory};
 use crate::partition;
 use crate::runtime::{LoadError, Runtime};
 use crate::sink::{self, Sink};
-use crate::source::{self, SourceError};
+use crate::source::kafka::{Offsets, Positions};
+use crate::source::{self, Chunk, SourceError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,6 +144,9 @@ pub struct Summary {
     pub dead_lettered: u64,
     /// Records that arrived after their windows had closed.
     pub late: u64,
+    /// Records dropped because an operator exceeded a limit on them
+    /// (`on_breach = "skip"`).
+    pub skipped: u64,
     /// Non-empty micro-batches processed.
     pub batches: u64,
     /// Bytes of record payload read.
@@ -171,7 +176,18 @@ impl std::fmt::Display for Summary {
             secs,
             self.records_in as f64 / secs,
             self.bytes_in as f64 / secs / 1e6,
-        )
+        )?;
+        if self.late > 0 {
+            write!(f, "; {} late record(s)", self.late)?;
+        }
+        if self.skipped > 0 {
+            write!(
+                f,
+                "; {} record(s) skipped after exceeding a limit",
+                self.skipped
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -191,6 +207,10 @@ pub struct Job {
     sinks: Vec<Box<dyn Sink>>,
     dead_letter: Option<PathBuf>,
     progress: bool,
+    /// What every Wasm instance of the job may use.
+    limits: Limits,
+    /// Records dropped under `on_breach = "skip"`.
+    skipped: SkipCount,
 }
 
 /// Builds a [`Job`] in code.
@@ -278,6 +298,12 @@ impl JobBuilder {
         self.job.dead_letter = Some(path.into());
         self
     }
+    /// What every Wasm instance of the job may use, and what a breach does
+    /// (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.job.limits = limits;
+        self
+    }
     /// Print a progress line to stderr every few seconds.
     pub fn progress(mut self, on: bool) -> Self {
         self.job.progress = on;
@@ -312,6 +338,14 @@ impl JobBuilder {
         if job.interval.is_none() && job.max_records.is_none() {
             job.interval = Some(DEFAULT_INTERVAL);
         }
+        job.limits
+            .validate()
+            .map_err(|(limit, m)| JobError::Invalid(format!("limits.{limit}: {m}")))?;
+        if job.limits.on_breach == OnBreach::DeadLetter && job.dead_letter.is_none() {
+            return Err(JobError::Invalid(
+                "limits.on_breach = \"dead-letter\" needs a dead-letter file (set one with `dead_letter`, or use \"skip\" or \"fail\")".into(),
+            ));
+        }
         job.sources = std::mem::take(&mut job.sources)
             .into_iter()
             .map(|(name, s)| (name, source::resolve(s, &self.base)))
@@ -322,7 +356,7 @@ impl JobBuilder {
         job.streams = name_streams(&job.sources, &job.operators)?;
         for cfg in &self.sink_configs {
             let s = sink::open(cfg, &self.base).map_err(|error| JobError::Sink {
-                sink: format!("{cfg:?}"),
+                sink: sink::describe(cfg),
                 error,
             })?;
             job.sinks.push(s);
@@ -354,6 +388,8 @@ impl Job {
                 sinks: Vec::new(),
                 dead_letter: None,
                 progress: false,
+                limits: Limits::default(),
+                skipped: SkipCount::default(),
             },
             sink_configs: Vec::new(),
             base: PathBuf::from("."),
@@ -375,9 +411,11 @@ impl Job {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "job".into())
         });
+        let limits = cfg.limits().map_err(|e| JobError::Invalid(e.to_string()))?;
         let mut b = Job::builder(name)
             .base_dir(&base)
-            .partition_by(cfg.partition_by);
+            .partition_by(cfg.partition_by)
+            .limits(limits);
         if let Some(w) = &cfg.workers {
             b = b.workers(*w.get_ref());
         }
@@ -464,6 +502,12 @@ impl Job {
         &self.name
     }
 
+    /// The count of records the job drops under `on_breach = "skip"`; take
+    /// it before running the job and read it during or after the run.
+    pub fn skip_count(&self) -> SkipCount {
+        self.skipped.clone()
+    }
+
     /// Turns on progress lines on stderr (every 2 s).
     pub fn with_progress(mut self) -> Self {
         self.progress = true;
@@ -493,12 +537,12 @@ impl Job {
         let stages = split_stages(&self.operators, &self.streams, &sources);
         let workers = start_workers(&self, &stages)?;
 
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<(usize, Batch)>(64);
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<(usize, Chunk)>(64);
         let mut source_tasks = tokio::task::JoinSet::new();
         for (name, s) in std::mem::take(&mut self.sources) {
             let stream = stream_number(&self.streams, name.as_deref().unwrap_or(""));
             // Each source's chunks are tagged with its stream on the way in.
-            let (tx, mut rx) = mpsc::channel::<Batch>(4);
+            let (tx, mut rx) = mpsc::channel::<Chunk>(4);
             source_tasks.spawn(source::run(s, tx, stop.clone()));
             let chunks = chunk_tx.clone();
             tokio::spawn(async move {
@@ -549,9 +593,8 @@ impl Job {
         loop {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
-                    Some((stream, chunk)) => {
+                    Some((stream, Chunk { records: mut chunk, mut offsets })) => {
                         batches.count_in(&chunk);
-                        let mut chunk = chunk;
                         // Offsets are 32-bit and guests have 32-bit memories:
                         // a batch stays well below 4 GiB of payload.
                         if !pending.is_empty()
@@ -565,11 +608,13 @@ impl Job {
                             let room = max - pending.len();
                             if chunk.len() <= room {
                                 pending.push(stream, &chunk);
+                                pending.add_offsets(stream, offsets);
                                 break;
                             }
                             // Split the chunk at the record bound.
                             let (head, tail) = split_at(&chunk, room);
                             pending.push(stream, &head);
+                            pending.add_offsets(stream, offsets.as_mut().map(|o| o.split_first(room)));
                             chunk = tail;
                             if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
                         }
@@ -598,8 +643,9 @@ impl Job {
                         tokio::select! {
                             chunk = chunk_rx.recv() => match chunk {
                                 Some((stream, chunk)) => {
-                                    batches.count_in(&chunk);
-                                    pending.push(stream, &chunk);
+                                    batches.count_in(&chunk.records);
+                                    pending.push(stream, &chunk.records);
+                                    pending.add_offsets(stream, chunk.offsets);
                                 }
                                 None => break,
                             },
@@ -620,8 +666,9 @@ impl Job {
             // sending (or stuck in a read) give up instead of waiting.
             chunk_rx.close();
             while let Ok((stream, chunk)) = chunk_rx.try_recv() {
-                batches.count_in(&chunk);
-                pending.push(stream, &chunk);
+                batches.count_in(&chunk.records);
+                pending.push(stream, &chunk.records);
+                pending.add_offsets(stream, chunk.offsets);
             }
         }
         // What is left, still within the record bound per batch.
@@ -645,6 +692,7 @@ impl Job {
         }
         // Waits for the last batch; closes the worker and sink channels.
         let (mut summary, last) = batches.finish().await;
+        summary.skipped = self.skipped.get();
         if result.is_ok() {
             result = last;
         }
@@ -682,6 +730,8 @@ fn split_at(chunk: &Batch, n: usize) -> (Batch, Batch) {
 struct Pending {
     streams: Vec<Batch>,
     len: usize,
+    /// Where the Kafka records among them came from, by stream, in order.
+    offsets: Vec<(usize, Positions)>,
 }
 
 impl Pending {
@@ -689,6 +739,7 @@ impl Pending {
         Pending {
             streams: vec![Batch::new(); streams.max(1)],
             len: 0,
+            offsets: Vec::new(),
         }
     }
 
@@ -716,7 +767,12 @@ impl Pending {
         std::mem::replace(&mut self.streams, vec![Batch::new(); n])
     }
 
-    /// Takes the first `n` records, streams in order.
+    fn add_offsets(&mut self, stream: usize, positions: Option<Positions>) {
+        self.offsets.extend(positions.map(|p| (stream, p)));
+    }
+
+    /// Takes the first `n` records, streams in order, with their Kafka
+    /// positions.
     fn split_first(&mut self, mut n: usize) -> Pending {
         let mut head = Pending::new(self.streams.len());
         for (stream, b) in self.streams.iter_mut().enumerate() {
@@ -728,6 +784,17 @@ impl Pending {
             head.push(stream, &h);
             self.len -= h.len();
             *b = t;
+            // The same number of this stream's positions, from the front.
+            let mut want = h.len();
+            for (s, positions) in &mut self.offsets {
+                if *s != stream || want == 0 {
+                    continue;
+                }
+                let part = positions.split_first(want);
+                want -= part.len();
+                head.add_offsets(stream, Some(part));
+            }
+            self.offsets.retain(|(_, p)| !p.is_empty());
         }
         head
     }
@@ -893,6 +960,8 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
             .collect();
         let job_name = job.name.clone();
         let dead_letter = job.dead_letter.is_some();
+        let limits = job.limits.clone();
+        let skipped = job.skipped.clone();
         let ready_tx = ready_tx.clone();
         let busy = busy.clone();
         let thread = std::thread::Builder::new()
@@ -906,7 +975,7 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
                     for _ in 0..slots {
                         let mut instances = Vec::new();
                         for (f, route) in ops {
-                            match f.instantiate(&job_name, w) {
+                            match f.instantiate_limited(&job_name, w, &limits) {
                                 Ok(op) => instances.push(WorkerOp {
                                     name: f.name().to_string(),
                                     op,
@@ -936,6 +1005,8 @@ fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
                     workers: n_workers,
                     stages,
                     dead_letter,
+                    on_breach: limits.on_breach,
+                    skipped,
                 }
                 .serve(rx, busy);
             })
@@ -969,6 +1040,9 @@ struct SinkMsg {
     batch_no: u64,
     parts: Vec<Batch>,
     dead: Vec<DeadLetter>,
+    /// The Kafka offsets after the batch's input, committed once the
+    /// batch is written.
+    offsets: Option<Offsets>,
 }
 
 struct Written {
@@ -1010,17 +1084,29 @@ fn start_sink_thread(
                     }
                     written.dead += msg.dead.len() as u64;
                 }
-                if msg.parts.iter().all(Batch::is_empty) {
-                    continue;
-                }
+                let has_output = !msg.parts.iter().all(Batch::is_empty);
+                let offsets = msg.offsets;
+                let mut committed = false;
                 for s in &mut sinks {
-                    s.write(msg.batch_no, &msg.parts)
-                        .map_err(|error| JobError::Sink {
-                            sink: s.describe(),
-                            error,
-                        })?;
+                    let result = if s.transactional() {
+                        committed = true;
+                        s.write_transaction(msg.batch_no, &msg.parts, offsets.as_ref())
+                    } else if has_output {
+                        s.write(msg.batch_no, &msg.parts)
+                    } else {
+                        Ok(())
+                    };
+                    result.map_err(|error| JobError::Sink {
+                        sink: s.describe(),
+                        error,
+                    })?;
                 }
                 written.records += msg.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                // Every sink has the batch: its sources may forget it (a
+                // transactional sink already committed the offsets).
+                if !committed && let Some(o) = &offsets {
+                    o.commit();
+                }
             }
             for s in &mut sinks {
                 s.close().map_err(|error| JobError::Sink {
@@ -1208,6 +1294,8 @@ impl Coordinator {
             return Ok(());
         }
         let had_records = !pending.is_empty();
+        let offsets = Offsets::after(pending.offsets.iter().map(|(_, p)| p));
+        pending.offsets.clear();
         let streams = pending.take();
         let batch_no = self.next_batch_no;
         self.next_batch_no += 1;
@@ -1306,13 +1394,14 @@ impl Coordinator {
                 }
             }
         }
-        if parts.iter().all(Batch::is_empty) && dead.is_empty() {
+        if parts.iter().all(Batch::is_empty) && dead.is_empty() && offsets.is_none() {
             return Ok(());
         }
         let msg = SinkMsg {
             batch_no,
             parts,
             dead,
+            offsets,
         };
         let tx = self.sink_tx.clone();
         // The sink thread applies back-pressure through its bounded channel.
