@@ -2,9 +2,10 @@
 //! error printing. The binary's `main` only calls [`main`].
 
 use crate::batch::Batch;
+use crate::config::JobConfig;
 use crate::devkit::{self, sample, sample::SampleFormat, scaffold, scaffold::SdkSource};
 use crate::pipeline::Job;
-use crate::runtime::{PluginInfo, Runtime};
+use crate::runtime::{self, PluginInfo, Runtime};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -258,8 +259,15 @@ fn run_job(path: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let outcome = rt.block_on(async move {
-        let runtime = Runtime::new()?;
-        let job = Job::from_file(&path, &runtime)?;
+        // Deadline checks cost speed in every guest loop: compile them in
+        // only for a job that asks for a deadline.
+        let cfg = JobConfig::from_file(&path)?;
+        let deadlines = cfg
+            .limits()
+            .map(|l| l.cpu_per_batch.is_some())
+            .unwrap_or(true);
+        let runtime = Runtime::with_options(runtime::default_cache_dir(), deadlines)?;
+        let job = Job::from_config(cfg, &path, &runtime)?;
         let bounded = job.is_bounded();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -12,7 +12,7 @@
 //! ```toml
 //! [limits]
 //! memory = "64MiB"          # linear memory per instance (default 1GiB)
-//! cpu_per_batch = "2s"      # longest one call may run (default 60s)
+//! cpu_per_batch = "2s"      # longest one call may run (default: no deadline)
 //! output_ratio = 10         # output ≤ 10 × input + 1 MiB per call (default 100)
 //! on_breach = "dead-letter" # "fail" (default), "skip" or "dead-letter"
 //! ```
@@ -24,9 +24,6 @@ use std::time::Duration;
 
 /// Default linear memory per instance: 1 GiB.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
-/// Default longest call: 60 s, far above what a sound operator needs for a
-/// micro-batch, low enough that a looping operator is stopped.
-pub const DEFAULT_CPU_PER_BATCH: Duration = Duration::from_secs(60);
 /// Default output ratio: a call may return 100 times its input (plus
 /// [`OUTPUT_ALLOWANCE`]).
 pub const DEFAULT_OUTPUT_RATIO: f64 = 100.0;
@@ -73,7 +70,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory: DEFAULT_MEMORY,
-            cpu_per_batch: Some(DEFAULT_CPU_PER_BATCH),
+            cpu_per_batch: None,
             output_ratio: Some(DEFAULT_OUTPUT_RATIO),
             on_breach: OnBreach::Fail,
         }

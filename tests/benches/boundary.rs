@@ -101,10 +101,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000);
     let cache = tempfile::tempdir().expect("temp dir");
-    let runtime = Runtime::with_cache_dir(Some(cache.path().to_path_buf())).expect("engine");
+    // As `sluice run` compiles a job without `cpu_per_batch`: no deadline
+    // checks in the guest code (`SLUICE_BENCH_DEADLINES=1` measures with them).
+    let deadlines = std::env::var("SLUICE_BENCH_DEADLINES").is_ok_and(|v| v == "1");
+    let runtime =
+        Runtime::with_options(Some(cache.path().to_path_buf()), deadlines).expect("engine");
 
     println!(
-        "Wasm boundary benchmark: {VALUE_SIZE}-byte records, one core, {total} records per measurement"
+        "Wasm boundary benchmark: {VALUE_SIZE}-byte records, one core, {total} records per measurement, deadline checks {}",
+        if deadlines { "on" } else { "off" }
     );
     println!(
         "{:<18} {:>6} {:>14} {:>14} {:>12}",

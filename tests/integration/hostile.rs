@@ -105,6 +105,28 @@ async fn an_infinite_loop_is_interrupted_at_the_cpu_deadline() {
 }
 
 #[tokio::test]
+async fn a_deadline_needs_a_runtime_that_checks_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::with_options(Some(dir.path().join("cache")), false).unwrap();
+    assert!(!runtime.enforces_deadlines());
+    let toml = hostile_job(
+        dir.path(),
+        &lines(3, &[]),
+        "[limits]\ncpu_per_batch = \"200ms\"",
+    );
+    let (outcome, _) = run(dir.path(), &runtime, &toml).await;
+    let msg = outcome.unwrap_err().to_string();
+    assert!(
+        msg.contains("`cpu_per_batch` = 200ms cannot be enforced"),
+        "{msg}"
+    );
+    // Without a deadline the same runtime runs the job.
+    let toml = hostile_job(dir.path(), &lines(3, &[]), "");
+    let (outcome, _) = run(dir.path(), &runtime, &toml).await;
+    assert_eq!(outcome.unwrap().records_out, 3);
+}
+
+#[tokio::test]
 async fn a_memory_bomb_is_stopped_at_the_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = sluice_tests::runtime_in(dir.path());

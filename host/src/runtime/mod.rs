@@ -213,8 +213,8 @@ struct RuntimeInner {
     linker: Linker<StoreState>,
     cache_dir: Option<PathBuf>,
     /// Advances the engine's epoch while this runtime or a plugin loaded by
-    /// it exists.
-    ticker: Arc<Ticker>,
+    /// it exists; `None` when the compiled code has no deadline checks.
+    ticker: Option<Arc<Ticker>>,
 }
 
 impl Runtime {
@@ -224,17 +224,28 @@ impl Runtime {
         Self::with_cache_dir(default_cache_dir())
     }
 
-    /// A runtime caching compiled components in `cache_dir` (or not at all).
-    /// It starts one thread that advances the engine's epoch every
-    /// 10 ms, the clock of the calls' deadlines; the thread ends when the
-    /// runtime and every plugin loaded by it are dropped.
+    /// A runtime caching compiled components in `cache_dir` (or not at all)
+    /// that can enforce `cpu_per_batch`. It starts one thread that advances
+    /// the engine's epoch every 10 ms, the clock of the calls' deadlines;
+    /// the thread ends when the runtime and every plugin loaded by it are
+    /// dropped.
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        Self::with_options(cache_dir, true)
+    }
+
+    /// A runtime whose compiled code checks call deadlines (`deadlines`) or
+    /// does not. The checks sit in every loop of the guest code and cost up
+    /// to half the speed of tight loops; without them a job that sets
+    /// `cpu_per_batch` is refused, since nothing could interrupt a call.
+    pub fn with_options(cache_dir: Option<PathBuf>, deadlines: bool) -> Result<Self, LoadError> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        config.epoch_interruption(true);
+        config.epoch_interruption(deadlines);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        let ticker = Ticker::start(&engine)
+        let ticker = deadlines
+            .then(|| Ticker::start(&engine).map(Arc::new))
+            .transpose()
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -246,9 +257,14 @@ impl Runtime {
                 engine,
                 linker,
                 cache_dir,
-                ticker: Arc::new(ticker),
+                ticker,
             }),
         })
+    }
+
+    /// Whether the runtime can interrupt a call at its deadline.
+    pub fn enforces_deadlines(&self) -> bool {
+        self.inner.ticker.is_some()
     }
 
     /// Compiles (or loads from cache) and checks the component at `path`,
@@ -321,7 +337,7 @@ impl Runtime {
                 name,
                 pre,
                 engine: engine.clone(),
-                _ticker: self.inner.ticker.clone(),
+                ticker: self.inner.ticker.clone(),
                 info: PluginInfo {
                     world: world.name(),
                     contract: CONTRACT,
@@ -381,7 +397,9 @@ fn write_cache(file: &Path, component: &Component) -> std::io::Result<()> {
     std::fs::rename(&tmp, file)
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+/// The default cache of compiled components: `$SLUICE_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`.
+pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("SLUICE_CACHE_DIR") {
         return Some(PathBuf::from(d));
     }
@@ -464,8 +482,9 @@ struct PluginInner {
     name: String,
     pre: Pre,
     engine: Engine,
-    /// Keeps the epoch advancing while the plugin has instances.
-    _ticker: Arc<Ticker>,
+    /// Keeps the epoch advancing while the plugin has instances; `None`
+    /// without deadline checks.
+    ticker: Option<Arc<Ticker>>,
     info: PluginInfo,
 }
 
@@ -684,6 +703,15 @@ impl<B: WorldBindings> Session<B> {
                 world.noun(),
                 world.export(),
                 plugin.world().field()
+            )));
+        }
+        if let Some(limit) = limits.cpu_per_batch
+            && plugin.inner.ticker.is_none()
+        {
+            return Err(OperatorError::Host(format!(
+                "`cpu_per_batch` = {limit:?} cannot be enforced: `{}` was loaded by a runtime \
+                 without deadline checks (`Runtime::with_options(.., true)` enables them)",
+                plugin.name()
             )));
         }
         let mut session = Session {
