@@ -283,3 +283,67 @@ async fn exactly_once_survives_sigkill_and_restart() {
     .unwrap();
     assert_exactly(&out, 0..3000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_process_of_a_job_moves_its_partitions_to_the_other() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    // A short session: the group notices a killed member within seconds.
+    let toml = job_toml(
+        &input,
+        &output,
+        &group,
+        r#"config = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let job = sluice_tests::write_job(dir.path(), "job.toml", &toml);
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["run", "--quiet"])
+            .arg(&job)
+            .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (run(), run());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    kafka::produce(&input, &records(0..1000));
+    let distinct = |out: &[(Option<String>, String)]| {
+        out.iter()
+            .map(|(_, v)| v.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    assert_eq!(distinct(&consume(&output, 1000).await), 1000);
+
+    a.kill().unwrap(); // SIGKILL: it neither commits nor leaves the group
+    a.wait().unwrap();
+    kafka::produce(&input, &records(1000..2000));
+    let output2 = output.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        loop {
+            let out = kafka::consume(&output2, usize::MAX, Duration::from_secs(5));
+            let n = out
+                .iter()
+                .map(|(_, v)| v.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            if n >= 2000 || started.elapsed() > Duration::from_secs(60) {
+                return out;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert!(b.wait().unwrap().success());
+    // At-least-once: the killed run's uncommitted records may repeat, but
+    // every record arrives.
+    assert_eq!(distinct(&out), 2000, "nothing lost after the kill");
+}
