@@ -307,9 +307,7 @@ fn function_name(f: Function) -> &'static str {
 
 impl Aggregate {
     fn watermark(&self, max_event_time: Option<i64>) -> i64 {
-        max_event_time
-            .map(|t| t.saturating_sub(self.cfg.watermark_delay))
-            .unwrap_or(i64::MIN)
+        crate::window::watermark(max_event_time, self.cfg.watermark_delay)
     }
 
     fn emit_window(&self, out: &mut Batch, key: &Key, w: Window, acc: &Acc) {

@@ -172,9 +172,7 @@ pub struct Join {
 
 impl Join {
     fn watermark(&self, max_event_time: Option<i64>) -> i64 {
-        max_event_time
-            .map(|t| t.saturating_sub(self.cfg.settings.watermark_delay))
-            .unwrap_or(i64::MIN)
+        crate::window::watermark(max_event_time, self.cfg.settings.watermark_delay)
     }
 
     /// The watermark below which windows are closed for good, as of the

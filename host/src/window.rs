@@ -39,6 +39,14 @@ pub struct Window {
     pub end: i64,
 }
 
+/// The watermark after `max_event_time` (the largest event time seen, if
+/// any) with a bound on out-of-orderness of `delay` milliseconds.
+pub fn watermark(max_event_time: Option<i64>, delay: i64) -> i64 {
+    max_event_time
+        .map(|t| t.saturating_sub(delay))
+        .unwrap_or(i64::MIN)
+}
+
 /// Milliseconds of a duration, saturating.
 pub fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
