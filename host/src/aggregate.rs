@@ -9,7 +9,7 @@
 
 use crate::batch::Batch;
 use crate::operator::{
-    BatchContext, Combiner, CountCombiner, Diverted, Operator, OperatorError, OperatorFactory,
+    BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
     RejectedRecord, SideOutput, partial_count,
 };
 use crate::window::{Sessions, Window, WindowKind, WindowSettings};
@@ -517,14 +517,9 @@ impl Aggregate {
     }
 
     fn late(&mut self, key: Option<&[u8]>, value: &[u8], ts: i64, wm: i64) {
-        self.side.late += 1;
-        if self.cfg.late_to_dead_letter {
-            self.side.diverted.push(Diverted {
-                key: key.map(<[u8]>::to_vec),
-                value: value.to_vec(),
-                timestamp: ts,
-                reason: format!("late: every window of timestamp {ts} closed at watermark {wm}"),
-            });
-        }
+        let divert = self.cfg.late_to_dead_letter;
+        self.side.late_record(divert, key, value, ts, || {
+            format!("late: every window of timestamp {ts} closed at watermark {wm}")
+        });
     }
 }

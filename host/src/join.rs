@@ -19,7 +19,7 @@
 
 use crate::batch::Batch;
 use crate::operator::{
-    BatchContext, Diverted, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+    BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
 };
 use crate::window::{SettingError, TimeDomain, Window, WindowKind, WindowSettings};
 use std::collections::BTreeMap;
@@ -198,17 +198,10 @@ impl Join {
     }
 
     fn late(&mut self, key: &[u8], value: &[u8], ts: i64, wm: i64) {
-        self.side.late += 1;
-        if self.cfg.settings.late_to_dead_letter {
-            self.side.diverted.push(Diverted {
-                key: Some(key.to_vec()),
-                value: value.to_vec(),
-                timestamp: ts,
-                reason: format!(
-                    "late: every join window of timestamp {ts} closed at watermark {wm}"
-                ),
-            });
-        }
+        let divert = self.cfg.settings.late_to_dead_letter;
+        self.side.late_record(divert, Some(key), value, ts, || {
+            format!("late: every join window of timestamp {ts} closed at watermark {wm}")
+        });
     }
 }
 

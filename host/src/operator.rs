@@ -79,6 +79,29 @@ pub struct SideOutput {
     pub diverted: Vec<Diverted>,
 }
 
+impl SideOutput {
+    /// Counts a record that arrived after its windows closed and, with
+    /// `divert`, sets it aside for the dead-letter file with `reason`.
+    pub fn late_record(
+        &mut self,
+        divert: bool,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        reason: impl FnOnce() -> String,
+    ) {
+        self.late += 1;
+        if divert {
+            self.diverted.push(Diverted {
+                key: key.map(<[u8]>::to_vec),
+                value: value.to_vec(),
+                timestamp,
+                reason: reason(),
+            });
+        }
+    }
+}
+
 /// A record an operator set aside, with the reason.
 #[derive(Debug, Clone)]
 pub struct Diverted {
