@@ -537,21 +537,10 @@ impl Job {
         let stages = split_stages(&self.operators, &self.streams, &sources);
         let workers = start_workers(&self, &stages)?;
 
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<(usize, Chunk)>(64);
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(64);
         let mut source_tasks = tokio::task::JoinSet::new();
-        for (name, s) in std::mem::take(&mut self.sources) {
-            let stream = stream_number(&self.streams, name.as_deref().unwrap_or(""));
-            // Each source's chunks are tagged with its stream on the way in.
-            let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-            source_tasks.spawn(source::run(s, tx, stop.clone()));
-            let chunks = chunk_tx.clone();
-            tokio::spawn(async move {
-                while let Some(chunk) = rx.recv().await {
-                    if chunks.send((stream, chunk)).await.is_err() {
-                        break;
-                    }
-                }
-            });
+        for (s, (_, cfg)) in sources.iter().zip(std::mem::take(&mut self.sources)) {
+            source_tasks.spawn(source::run(cfg, *s, chunk_tx.clone(), stop.clone()));
         }
         drop(chunk_tx);
 
@@ -593,7 +582,7 @@ impl Job {
         loop {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
-                    Some((stream, Chunk { records: mut chunk, mut offsets })) => {
+                    Some(Chunk { stream, records: mut chunk, mut offsets }) => {
                         batches.count_in(&chunk);
                         // Offsets are 32-bit and guests have 32-bit memories:
                         // a batch stays well below 4 GiB of payload.
@@ -642,10 +631,9 @@ impl Job {
                     loop {
                         tokio::select! {
                             chunk = chunk_rx.recv() => match chunk {
-                                Some((stream, chunk)) => {
+                                Some(chunk) => {
                                     batches.count_in(&chunk.records);
-                                    pending.push(stream, &chunk.records);
-                                    pending.add_offsets(stream, chunk.offsets);
+                                    pending.push_chunk(chunk);
                                 }
                                 None => break,
                             },
@@ -665,10 +653,9 @@ impl Job {
             // No more input: take what is buffered, and make sources still
             // sending (or stuck in a read) give up instead of waiting.
             chunk_rx.close();
-            while let Ok((stream, chunk)) = chunk_rx.try_recv() {
+            while let Ok(chunk) = chunk_rx.try_recv() {
                 batches.count_in(&chunk.records);
-                pending.push(stream, &chunk.records);
-                pending.add_offsets(stream, chunk.offsets);
+                pending.push_chunk(chunk);
             }
         }
         // What is left, still within the record bound per batch.
@@ -765,6 +752,12 @@ impl Pending {
         self.len = 0;
         let n = self.streams.len();
         std::mem::replace(&mut self.streams, vec![Batch::new(); n])
+    }
+
+    /// Adds a whole chunk, with its Kafka positions.
+    fn push_chunk(&mut self, chunk: Chunk) {
+        self.push(chunk.stream, &chunk.records);
+        self.add_offsets(chunk.stream, chunk.offsets);
     }
 
     fn add_offsets(&mut self, stream: usize, positions: Option<Positions>) {

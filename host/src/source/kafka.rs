@@ -125,6 +125,7 @@ fn check_topics(consumer: &BaseConsumer, topics: &[String]) -> Result<(), TopicC
 /// Reads until `stop`; runs on a blocking thread.
 pub fn run(
     cfg: KafkaSourceConfig,
+    stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -175,6 +176,7 @@ pub fn run(
             let offsets = std::mem::replace(&mut positions, Positions::new(consumer.clone()));
             if tx
                 .blocking_send(Chunk {
+                    stream,
                     records,
                     offsets: Some(offsets),
                 })

@@ -24,6 +24,8 @@ pub const CHUNK_RECORDS: usize = 4096;
 /// What a source hands over: records, and for a Kafka source where each
 /// record came from, so that offsets commit once the records are durable.
 pub struct Chunk {
+    /// The stream of the source that read them.
+    pub stream: usize,
     /// The records.
     pub records: Batch,
     /// Per record, its Kafka topic, partition and offset.
@@ -112,12 +114,13 @@ pub fn preflight(cfg: &SourceConfig) -> Result<(), SourceError> {
 /// Runs one source until it ends or `stop` turns true.
 pub async fn run(
     cfg: SourceConfig,
+    stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
     if let SourceConfig::Kafka(k) = cfg {
         let name = describe(&SourceConfig::Kafka(k.clone()));
-        return tokio::task::spawn_blocking(move || kafka::run(k, tx, stop))
+        return tokio::task::spawn_blocking(move || kafka::run(k, stream, tx, stop))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r)
@@ -132,6 +135,7 @@ pub async fn run(
         while let Some(records) = records_rx.recv().await {
             if tx
                 .send(Chunk {
+                    stream,
                     records,
                     offsets: None,
                 })
