@@ -3,10 +3,9 @@
 //! bound; the same pairs at 1, 2 and 4 workers. Then the job-file form, with
 //! Wasm key-by operators scoped to each stream, and its errors.
 
-use crate::{lit, read_jsonl, run_job};
+use crate::{lit, parse_lines, read_jsonl, run_job};
 use sluice::config::SourceConfig;
 use sluice::join::{JoinConfig, JoinFactory};
-use sluice::operator::NativeOperator;
 use sluice::pipeline::Job;
 use sluice::sink::CollectSink;
 use sluice::window::{Window, WindowKind};
@@ -32,23 +31,6 @@ fn side(seed: u64, n: usize, keys: u64, bound: i64, tag: &str) -> Vec<(String, i
             (key, ts, format!("{tag}{i}"))
         })
         .collect()
-}
-
-fn parse_lines() -> NativeOperator {
-    NativeOperator::new("parse", |input, out| {
-        for r in input.iter() {
-            let text = std::str::from_utf8(r.value).map_err(|e| e.to_string())?;
-            let mut f = text.splitn(3, ',');
-            let (Some(k), Some(ts), Some(v)) = (f.next(), f.next(), f.next()) else {
-                return Err(format!("bad line {text:?}"));
-            };
-            let ts = ts
-                .parse()
-                .map_err(|_| format!("bad timestamp in {text:?}"))?;
-            out.emit(Some(k.as_bytes()), v.as_bytes(), ts);
-        }
-        Ok(())
-    })
 }
 
 fn reference(

@@ -12,6 +12,7 @@ mod reducers;
 mod sources;
 mod windows;
 
+use sluice::operator::NativeOperator;
 use sluice::pipeline::{Job, JobError, Summary};
 use std::path::Path;
 
@@ -34,4 +35,22 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 /// TOML string literal for a path.
 pub fn lit(path: &str) -> String {
     format!("{path:?}")
+}
+
+/// Parses `key,timestamp,value` lines into keyed, timestamped records.
+pub fn parse_lines() -> NativeOperator {
+    NativeOperator::new("parse", |input, out| {
+        for r in input.iter() {
+            let text = std::str::from_utf8(r.value).map_err(|e| e.to_string())?;
+            let mut f = text.splitn(3, ',');
+            let (Some(k), Some(ts), Some(v)) = (f.next(), f.next(), f.next()) else {
+                return Err(format!("bad line {text:?}"));
+            };
+            let ts = ts
+                .parse()
+                .map_err(|_| format!("bad timestamp in {text:?}"))?;
+            out.emit(Some(k.as_bytes()), v.as_bytes(), ts);
+        }
+        Ok(())
+    })
 }

@@ -2,6 +2,7 @@
 //! out of order within the watermark bound, with some records later than
 //! that; the same results at 1, 2 and 4 workers.
 
+use crate::parse_lines;
 use proptest::prelude::*;
 use sluice::aggregate::{AggregateConfig, AggregateFactory};
 use sluice::config::SourceConfig;
@@ -16,25 +17,6 @@ struct Rec {
     key: u8,
     ts: i64,
     value: i64,
-}
-
-/// Parses `key,timestamp,value` lines into keyed, timestamped records.
-fn parse_lines() -> NativeOperator {
-    NativeOperator::new("parse", |input, out| {
-        for r in input.iter() {
-            let text = std::str::from_utf8(r.value).map_err(|e| e.to_string())?;
-            let mut f = text.split(',');
-            let (Some(k), Some(ts), Some(v)) = (f.next(), f.next(), f.next()) else {
-                return Err(format!("bad line {text:?}"));
-            };
-            out.emit(
-                Some(k.as_bytes()),
-                v.as_bytes(),
-                ts.parse().map_err(|_| "bad ts".to_string())?,
-            );
-        }
-        Ok(())
-    })
 }
 
 type Results = BTreeMap<(String, i64, i64), i64>;
