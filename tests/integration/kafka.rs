@@ -62,6 +62,14 @@ fn records(range: std::ops::Range<usize>) -> Vec<(Option<String>, String)> {
         .collect()
 }
 
+/// How many different values `out` holds.
+fn distinct(out: &[(Option<String>, String)]) -> usize {
+    out.iter()
+        .map(|(_, v)| v)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
 /// Every input record appears in the output exactly once, upper-cased, with
 /// its key; offsets are committed once the output is written.
 fn assert_exactly(out: &[(Option<String>, String)], range: std::ops::Range<usize>) {
@@ -128,8 +136,7 @@ async fn a_broker_restart_mid_run_loses_nothing() {
     job.await.unwrap().unwrap();
     // At-least-once: nothing lost; a record may repeat only if its batch
     // was cut off by the restart, which the exact check would show.
-    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|(_, v)| v).collect();
-    assert_eq!(distinct.len(), 600, "every record arrived");
+    assert_eq!(distinct(&out), 600, "every record arrived");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,8 +200,7 @@ async fn two_runs_of_one_job_share_the_partitions_and_take_over() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     kafka::produce(&input, &records(0..1000));
     let out = consume(&output, 1000).await;
-    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|(_, v)| v).collect();
-    assert_eq!(distinct.len(), 1000);
+    assert_eq!(distinct(&out), 1000);
 
     // One run stops; the other takes its partitions over.
     stop_a.send(true).unwrap();
@@ -203,8 +209,7 @@ async fn two_runs_of_one_job_share_the_partitions_and_take_over() {
     let out = consume(&output, 2000).await;
     stop_b.send(true).unwrap();
     let b = job_b.await.unwrap().unwrap();
-    let distinct: std::collections::BTreeSet<&String> = out.iter().map(|(_, v)| v).collect();
-    assert_eq!(distinct.len(), 2000, "nothing lost across the takeover");
+    assert_eq!(distinct(&out), 2000, "nothing lost across the takeover");
     assert!(
         a.records_in > 0 && b.records_in > 0,
         "both runs read: {} and {}",
@@ -313,12 +318,6 @@ async fn killing_one_process_of_a_job_moves_its_partitions_to_the_other() {
     let (mut a, mut b) = (run(), run());
     tokio::time::sleep(Duration::from_secs(5)).await;
     kafka::produce(&input, &records(0..1000));
-    let distinct = |out: &[(Option<String>, String)]| {
-        out.iter()
-            .map(|(_, v)| v.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    };
     assert_eq!(distinct(&consume(&output, 1000).await), 1000);
 
     a.kill().unwrap(); // SIGKILL: it neither commits nor leaves the group
@@ -329,12 +328,7 @@ async fn killing_one_process_of_a_job_moves_its_partitions_to_the_other() {
         let started = std::time::Instant::now();
         loop {
             let out = kafka::consume(&output2, usize::MAX, Duration::from_secs(5));
-            let n = out
-                .iter()
-                .map(|(_, v)| v.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            if n >= 2000 || started.elapsed() > Duration::from_secs(60) {
+            if distinct(&out) >= 2000 || started.elapsed() > Duration::from_secs(60) {
                 return out;
             }
         }
