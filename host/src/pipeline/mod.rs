@@ -31,8 +31,10 @@
 //! # Ok(()) }
 //! ```
 
+mod stats;
 mod worker;
 
+pub use stats::{JobStats, StatsSnapshot, VersionEvent};
 pub use worker::{DeadLetter, preview};
 
 use crate::batch::{self, Batch};
@@ -211,6 +213,8 @@ pub struct Job {
     limits: Limits,
     /// Records dropped under `on_breach = "skip"`.
     skipped: SkipCount,
+    /// Live counters.
+    stats: Arc<JobStats>,
 }
 
 /// Builds a [`Job`] in code.
@@ -367,6 +371,7 @@ impl JobBuilder {
         if let Some(p) = &job.dead_letter {
             job.dead_letter = Some(self.base.join(p));
         }
+        job.stats = Arc::new(JobStats::new(job.skipped.clone()));
         Ok(self.job)
     }
 }
@@ -390,6 +395,7 @@ impl Job {
                 progress: false,
                 limits: Limits::default(),
                 skipped: SkipCount::default(),
+                stats: Arc::new(JobStats::default()),
             },
             sink_configs: Vec::new(),
             base: PathBuf::from("."),
@@ -508,6 +514,11 @@ impl Job {
         self.skipped.clone()
     }
 
+    /// The job's live counters, readable from any thread while it runs.
+    pub fn stats(&self) -> Arc<JobStats> {
+        self.stats.clone()
+    }
+
     /// Turns on progress lines on stderr (every 2 s).
     pub fn with_progress(mut self) -> Self {
         self.progress = true;
@@ -544,8 +555,11 @@ impl Job {
         }
         drop(chunk_tx);
 
-        let (sink_tx, sink_thread) =
-            start_sink_thread(std::mem::take(&mut self.sinks), self.dead_letter.clone())?;
+        let (sink_tx, sink_thread) = start_sink_thread(
+            std::mem::take(&mut self.sinks),
+            self.dead_letter.clone(),
+            self.stats.clone(),
+        )?;
         let stage_count = stages.len();
         let coordinator = Coordinator {
             job: Settings {
@@ -567,10 +581,11 @@ impl Job {
             stage_watermark_base: vec![None; stage_count],
             last_progress: Instant::now(),
             started,
+            stats: self.stats.clone(),
         };
         // The coordinator runs batches on its own task, so the next batch
         // is read while the previous one is processed.
-        let mut batches = BatchRunner::start(coordinator, self.streams.len());
+        let mut batches = BatchRunner::start(coordinator, self.streams.len(), self.stats.clone());
 
         let mut stop_rx = stop.clone();
         let mut ticker = tokio::time::interval(self.interval.unwrap_or(Duration::from_secs(3600)));
@@ -1048,6 +1063,7 @@ type SinkThread = std::thread::JoinHandle<Result<Written, JobError>>;
 fn start_sink_thread(
     mut sinks: Vec<Box<dyn Sink>>,
     dead_letter: Option<PathBuf>,
+    stats: Arc<JobStats>,
 ) -> Result<(std::sync::mpsc::SyncSender<SinkMsg>, SinkThread), JobError> {
     let mut dlq = match &dead_letter {
         Some(p) => Some(
@@ -1094,7 +1110,9 @@ fn start_sink_thread(
                         error,
                     })?;
                 }
-                written.records += msg.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                let records = msg.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                written.records += records;
+                stats.written(records, msg.dead.len() as u64);
                 // Every sink has the batch: its sources may forget it (a
                 // transactional sink already committed the offsets).
                 if !committed && let Some(o) = &offsets {
@@ -1169,10 +1187,11 @@ struct BatchRunner {
     bytes_in: u64,
     /// The job stopped on a signal rather than at the end of its input.
     interrupted: bool,
+    stats: Arc<JobStats>,
 }
 
 impl BatchRunner {
-    fn start(mut coordinator: Coordinator, streams: usize) -> Self {
+    fn start(mut coordinator: Coordinator, streams: usize, stats: Arc<JobStats>) -> Self {
         let (tx, mut rx) = mpsc::channel::<CutRequest>(1);
         let task = tokio::spawn(async move {
             while let Some(mut req) = rx.recv().await {
@@ -1194,13 +1213,16 @@ impl BatchRunner {
             records_in: 0,
             bytes_in: 0,
             interrupted: false,
+            stats,
         }
     }
 
     /// Counts a chunk handed over by a source as read.
     fn count_in(&mut self, chunk: &Batch) {
+        let bytes = batch::payload_bytes(chunk) as u64;
         self.records_in += chunk.len() as u64;
-        self.bytes_in += batch::payload_bytes(chunk) as u64;
+        self.bytes_in += bytes;
+        self.stats.read(chunk.len() as u64, bytes);
     }
 
     /// Hands the pending records over as one micro-batch, once the previous
@@ -1275,6 +1297,7 @@ struct Coordinator {
     stage_watermark_base: Vec<Option<i64>>,
     last_progress: Instant,
     started: Instant,
+    stats: Arc<JobStats>,
 }
 
 impl Coordinator {
@@ -1282,6 +1305,23 @@ impl Coordinator {
     /// only when a stateful stage needs the boundary (to close windows on
     /// time); `end_of_input` makes stateful operators emit everything.
     async fn cut(&mut self, pending: &mut Pending, end_of_input: bool) -> Result<(), JobError> {
+        let started = Instant::now();
+        let late_before = self.summary.late;
+        let had_records = !pending.is_empty();
+        let result = self.run_batch(pending, end_of_input).await;
+        self.stats.batch_done(
+            had_records,
+            self.summary.late - late_before,
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn run_batch(
+        &mut self,
+        pending: &mut Pending,
+        end_of_input: bool,
+    ) -> Result<(), JobError> {
         let stateful = self.stages.iter().any(|s| s.stateful);
         if pending.is_empty() && !stateful {
             return Ok(());
@@ -1637,7 +1677,7 @@ mod tests {
             }
             Ok(())
         });
-        let summary = Job::builder("t")
+        let job = Job::builder("t")
             .source(SourceConfig::File { path: input })
             .operator(split)
             .operator(upper())
@@ -1646,11 +1686,17 @@ mod tests {
             .workers(2)
             .max_records(100)
             .build()
-            .unwrap()
-            .run_to_end()
-            .await
             .unwrap();
+        let stats = job.stats();
+        let summary = job.run_to_end().await.unwrap();
         assert_eq!(summary.records_in, 2);
+        // The live counters agree with the summary.
+        let live = stats.snapshot();
+        assert_eq!(
+            (live.records_in, live.records_out, live.batches),
+            (summary.records_in, summary.records_out, summary.batches)
+        );
+        assert_eq!(live.bytes_in, summary.bytes_in);
         let mut got: Vec<(String, String)> = sink
             .records()
             .into_iter()

@@ -1,0 +1,115 @@
+//! Live figures of a running job, readable from any thread while it runs.
+
+use crate::limits::SkipCount;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A running job's counters. The pipeline updates them as batches go by;
+/// [`JobStats::snapshot`] reads them at any time (see
+/// [`crate::pipeline::Job::stats`]).
+#[derive(Debug, Default)]
+pub struct JobStats {
+    records_in: AtomicU64,
+    bytes_in: AtomicU64,
+    records_out: AtomicU64,
+    dead_lettered: AtomicU64,
+    late: AtomicU64,
+    batches: AtomicU64,
+    last_batch_us: AtomicU64,
+    skipped: SkipCount,
+    versions: Mutex<Vec<VersionEvent>>,
+}
+
+/// The counters of a job at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    /// Records read from sources.
+    pub records_in: u64,
+    /// Bytes of record payload read.
+    pub bytes_in: u64,
+    /// Records written to the sinks.
+    pub records_out: u64,
+    /// Records sent to the dead-letter file.
+    pub dead_lettered: u64,
+    /// Records that arrived after their windows closed.
+    pub late: u64,
+    /// Records dropped under `on_breach = "skip"`.
+    pub skipped: u64,
+    /// Non-empty micro-batches processed.
+    pub batches: u64,
+    /// How long the last micro-batch took to process, in milliseconds.
+    pub last_batch_ms: u64,
+    /// Operator versions adopted or refused while the job ran, oldest first.
+    pub versions: Vec<VersionEvent>,
+}
+
+/// What became of one new version of an operator (hot reload).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VersionEvent {
+    /// The operator's name in the job.
+    pub operator: String,
+    /// The version number: 1 is the version the job started with.
+    pub version: u64,
+    /// The first micro-batch the version processed (adopted), or the batch
+    /// it was tried on (refused).
+    pub batch: u64,
+    /// Whether the job adopted the version.
+    pub adopted: bool,
+    /// Why the version was refused, or which version it replaced.
+    pub detail: String,
+}
+
+impl JobStats {
+    pub(crate) fn new(skipped: SkipCount) -> Self {
+        JobStats {
+            skipped,
+            ..JobStats::default()
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            skipped: self.skipped.get(),
+            batches: self.batches.load(Ordering::Relaxed),
+            last_batch_ms: self.last_batch_us.load(Ordering::Relaxed) / 1000,
+            versions: self.versions().clone(),
+        }
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, Vec<VersionEvent>> {
+        // A panic while pushing an event leaves the list usable.
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn read(&self, records: u64, bytes: u64) {
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn batch_done(&self, had_records: bool, late: u64, took: std::time::Duration) {
+        if had_records {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.late.fetch_add(late, Ordering::Relaxed);
+        self.last_batch_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn written(&self, records: u64, dead: u64) {
+        self.records_out.fetch_add(records, Ordering::Relaxed);
+        self.dead_lettered.fetch_add(dead, Ordering::Relaxed);
+    }
+
+    #[allow(dead_code)] // used by hot reload
+    pub(crate) fn version_event(&self, event: VersionEvent) {
+        self.versions().push(event);
+    }
+}
