@@ -34,6 +34,34 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Serve several tenants' jobs over an HTTP API.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Serve {
+        #[command(subcommand)]
+        command: Option<ServeCommand>,
+        /// The tenants file (TOML).
+        #[arg(long, required = true)]
+        config: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = crate::serve::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Allow a non-loopback --listen address (behind a TLS proxy).
+        #[arg(long)]
+        public: bool,
+        /// Directory for plugins, files, dead letters and compiled code.
+        #[arg(long, default_value = "sluice-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServeCommand {
+    /// Print the SHA-256 of a bearer token, for the tenants file (reads the
+    /// token from standard input when it is not given).
+    HashToken {
+        /// The token.
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,16 +124,23 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
 /// Parses the process arguments, runs the command and maps the outcome to an
 /// exit code: 0 success, 1 failure, 2 a plugin that fails `plugin check`.
 pub fn main() -> ExitCode {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    // The server keeps each job's log lines for its tenant.
+    let capture = crate::serve::LogCapture::new();
+    let serving = matches!(cli.command, Command::Serve { command: None, .. });
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(serving.then(|| capture.layer()))
         .init();
-    match run(cli) {
+    match run(cli, capture) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -114,9 +149,47 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { job, quiet } => run_job(job, quiet),
+        Command::Serve {
+            command: Some(ServeCommand::HashToken { token }),
+            ..
+        } => {
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            anyhow::ensure!(!token.is_empty(), "the token is empty");
+            println!(
+                "{}",
+                crate::serve::tenant::to_hex(&crate::serve::tenant::hash_token(&token))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            command: None,
+            config,
+            listen,
+            public,
+            data,
+        } => {
+            let config = config.context("--config is required")?;
+            crate::serve::main(
+                crate::serve::Options {
+                    config,
+                    listen,
+                    public,
+                    data,
+                },
+                capture,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin {
             command: PluginCommand::New { name, dir, sdk },
         } => {

@@ -15,6 +15,7 @@
 //! - [`partition`]: the one key → partition function.
 //! - [`batch`]: the columnar micro-batch, shared with the guest SDK.
 //! - [`devkit`]: `sluice plugin new / build / test` for operator authors.
+//! - [`serve`]: `sluice serve`, the multi-tenant HTTP server.
 
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod operator;
 pub mod partition;
 pub mod pipeline;
 pub mod runtime;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod window;

@@ -1,0 +1,309 @@
+//! `sluice serve`: one process running many tenants' jobs behind an HTTP
+//! API.
+//!
+//! Tenants authenticate with bearer tokens whose SHA-256 hashes are listed
+//! in a tenants file ([`tenant`]); each uploads its own components and
+//! submits job files in the `sluice run` format ([`spec`] says what a
+//! tenant's job may do), and sees only its own jobs, plugins, files, logs
+//! and dead letters. Every job runs as a tokio task of the server on one
+//! shared [`Runtime`] with deadline checks compiled in, held to the
+//! tenant's limits; a job that fails is restarted with backoff and paused
+//! after too many failures ([`job`]). Guest log lines are kept per job
+//! ([`log`]). The routes are in [`api`].
+//!
+//! ```text
+//! $ sluice serve --config tenants.toml --data /var/lib/sluice
+//! listening on http://127.0.0.1:7070
+//! ```
+//!
+//! `docs/threat-model.md` says what the server protects and what it does
+//! not.
+
+pub mod api;
+pub mod job;
+pub mod log;
+pub mod spec;
+pub mod tenant;
+
+pub use log::LogCapture;
+
+use crate::runtime::{LoadError, Runtime};
+use job::JobEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tenant::{Settings, Tenant, TenantsError, TenantsFile};
+
+/// The default address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Ended jobs a tenant's list keeps; older ones are forgotten.
+pub const ENDED_JOBS_KEPT: usize = 100;
+/// How long a stopping server waits for its jobs to flush.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The tenants file is unusable.
+    #[error(transparent)]
+    Tenants(#[from] TenantsError),
+    /// The Wasm engine could not be set up.
+    #[error(transparent)]
+    Runtime(#[from] LoadError),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {error}")]
+    Data {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {error}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A non-loopback address without `--public`.
+    #[error(
+        "{0} is not a loopback address: the API speaks plain HTTP, so bearer tokens would cross \
+         the network in clear; put a TLS-terminating proxy in front and pass --public to listen on it"
+    )]
+    NotLoopback(SocketAddr),
+    /// The async runtime could not start, or the server failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How to run the server (the command-line flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The tenants file.
+    pub config: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` address.
+    pub public: bool,
+    /// Plugins, files, dead letters and the compiled-component cache.
+    pub data: PathBuf,
+}
+
+/// The server's state, shared by the request handlers.
+pub struct Server {
+    settings: Settings,
+    tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
+    jobs: Mutex<HashMap<String, Arc<JobEntry>>>,
+    runtime: Runtime,
+    data: PathBuf,
+    capture: LogCapture,
+    /// Makes job ids unguessable: a per-process random key.
+    id_key: std::collections::hash_map::RandomState,
+    id_counter: std::sync::atomic::AtomicU64,
+}
+
+impl Server {
+    /// A server for the tenants file's tenants, keeping its data in `data`
+    /// and the jobs' log lines in `capture` (which must be installed as a
+    /// tracing layer for logs to be served).
+    pub fn new(
+        settings: Settings,
+        tenants: Vec<Tenant>,
+        data: &Path,
+        capture: LogCapture,
+    ) -> Result<Arc<Self>, ServeError> {
+        let data_err = |error| ServeError::Data {
+            path: data.to_owned(),
+            error,
+        };
+        std::fs::create_dir_all(data.join("tenants")).map_err(data_err)?;
+        let data = std::fs::canonicalize(data).map_err(data_err)?;
+        // Tenants' code is untrusted: deadlines are always enforceable.
+        let runtime = Runtime::with_options(Some(data.join("cache")), true)?;
+        let server = Server {
+            settings,
+            tenants: RwLock::new(BTreeMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+            runtime,
+            data,
+            capture,
+            id_key: Default::default(),
+            id_counter: Default::default(),
+        };
+        for t in tenants {
+            server.add_tenant(t).map_err(data_err)?;
+        }
+        Ok(Arc::new(server))
+    }
+
+    /// The settings of the tenants file.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The tenant's directory.
+    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.data.join("tenants").join(tenant)
+    }
+
+    /// Adds (or replaces) a tenant and creates its directories.
+    fn add_tenant(&self, t: Tenant) -> std::io::Result<()> {
+        let dir = self.tenant_dir(&t.name);
+        for sub in ["plugins", "files", "jobs"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        write_lock(&self.tenants).insert(t.name.clone(), Arc::new(t));
+        Ok(())
+    }
+
+    /// The tenant whose token hashes to `hash`. Every tenant's hash is
+    /// compared, in constant time, so the time taken says nothing about
+    /// which tenant (if any) came close.
+    fn tenant_by_token(&self, hash: &[u8; 32]) -> Option<Arc<Tenant>> {
+        let tenants = self
+            .tenants
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found = None;
+        for t in tenants.values() {
+            if tenant::same_hash(&t.token_sha256, hash) {
+                found = Some(t.clone());
+            }
+        }
+        found
+    }
+
+    /// A new job id: 16 hex digits, unique and hard to guess.
+    fn new_job_id(&self) -> String {
+        use std::hash::BuildHasher;
+        let n = self
+            .id_counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let a = self.id_key.hash_one(n);
+        let b = self.id_key.hash_one((n, std::time::SystemTime::now()));
+        format!("{:08x}{:08x}", a as u32 ^ (a >> 32) as u32, b as u32)
+    }
+
+    /// The job `id` if it belongs to `tenant`; another tenant's job is as
+    /// absent as a job that never existed.
+    fn job(&self, tenant: &str, id: &str) -> Option<Arc<JobEntry>> {
+        lock(&self.jobs)
+            .get(id)
+            .filter(|j| j.tenant == tenant)
+            .cloned()
+    }
+
+    /// The tenant's jobs, oldest first.
+    fn jobs_of(&self, tenant: &str) -> Vec<Arc<JobEntry>> {
+        let mut jobs: Vec<_> = lock(&self.jobs)
+            .values()
+            .filter(|j| j.tenant == tenant)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| j.submitted);
+        jobs
+    }
+
+    /// Forgets the oldest ended jobs of `tenant` beyond [`ENDED_JOBS_KEPT`].
+    fn prune(&self, tenant: &str) {
+        let mut jobs = lock(&self.jobs);
+        let mut ended: Vec<(Duration, String)> = jobs
+            .values()
+            .filter(|j| j.tenant == tenant)
+            .filter_map(|j| j.ended_for().map(|d| (d, j.id.clone())))
+            .collect();
+        if ended.len() <= ENDED_JOBS_KEPT {
+            return;
+        }
+        ended.sort();
+        for (_, id) in ended.drain(ENDED_JOBS_KEPT..) {
+            if let Some(j) = jobs.remove(&id) {
+                self.capture.unregister(&j.engine_name);
+            }
+        }
+    }
+
+    /// Asks every job to stop and waits (up to `grace`) for them to end.
+    pub async fn stop_all(&self, grace: Duration) {
+        let jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
+        for j in &jobs {
+            j.request_stop();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the server until Ctrl-C or SIGTERM; then stops every job, letting
+/// each flush its sinks. Prints `listening on http://ADDRESS` once bound.
+pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
+    if !options.listen.ip().is_loopback() && !options.public {
+        return Err(ServeError::NotLoopback(options.listen));
+    }
+    let (settings, tenants) = TenantsFile::load(&options.config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(async move {
+        let server = Server::new(settings, tenants, &options.data, capture)?;
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|error| ServeError::Listen {
+                address: options.listen,
+                error,
+            })?;
+        let address = listener.local_addr()?;
+        println!("listening on http://{address}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if settings_admin_missing(&server) {
+            tracing::warn!("the tenants file has no admin_token_sha256: the admin routes are off");
+        }
+        let app = api::router(server.clone());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_for_signal())
+            .await?;
+        eprintln!("stopping: letting every job finish its batch and flush its sinks");
+        server.stop_all(SHUTDOWN_GRACE).await;
+        Ok(())
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+fn settings_admin_missing(server: &Server) -> bool {
+    server.settings.admin.is_none()
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
