@@ -153,6 +153,29 @@ pub mod reduce_bindings {
     });
 }
 
+/// Bindings generated for the `stateful-transform` world; they share the
+/// `types` and `host` interfaces with [`bindings`].
+///
+/// Operators do not use these directly; [`export_stateful_operator!`] wires
+/// a [`Stateful`] operator to them.
+#[doc(hidden)]
+pub mod stateful_bindings {
+    // Only the `stateful` export: the `transformer` export comes from
+    // [`bindings`], and both macros together export the whole world.
+    wit_bindgen::generate!({
+        inline: "package sluice:sdk; world state { export sluice:operator/stateful@0.1.0; }",
+        path: "../wit",
+        world: "sluice:sdk/state",
+        with: {
+            "sluice:operator/types@0.1.0": sluice_sdk::bindings::sluice::operator::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_stateful_transform_world",
+        default_bindings_module: "sluice_sdk::stateful_bindings",
+        runtime_path: "sluice_sdk::__private::wit_bindgen_rt",
+    });
+}
+
 /// A record that an operator could not process, by index in its input batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
@@ -224,6 +247,23 @@ pub trait Operator: Sized + 'static {
     }
 }
 
+/// An [`Operator`] that keeps state across batches which must survive a hot
+/// swap to its next version (export it with [`export_stateful_operator!`]).
+///
+/// When a job swaps in a new version of the operator, the host calls
+/// [`Stateful::snapshot`] on the running instance of each partition at a
+/// batch boundary and [`Stateful::restore`] on a fresh instance of the new
+/// version, after [`Operator::init`] and before its first batch.
+pub trait Stateful: Operator {
+    /// The operator's state as bytes, in a format its next versions can read.
+    fn snapshot(&self) -> Result<Vec<u8>, Error>;
+
+    /// Takes over `state`, a snapshot taken by the previous version. Return
+    /// an error when the snapshot cannot be read: the job then keeps the
+    /// previous version.
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error>;
+}
+
 /// Writes a line to the host log, tagged with the job, operator and worker.
 ///
 /// Natively (in unit tests) the line is kept for [`testing::take_log`].
@@ -286,6 +326,48 @@ macro_rules! export_operator {
                 }
             }
             $crate::bindings::__export_transform_world!(__SluiceExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Exports a [`Stateful`] operator as the component's `transformer` and
+/// `stateful` interfaces (the `stateful-transform` world), so its state
+/// moves to the next version when the job swaps versions.
+///
+/// Use it once per plugin crate, at the crate root, instead of
+/// [`export_operator!`]. On non-Wasm targets it expands to nothing.
+#[macro_export]
+macro_rules! export_stateful_operator {
+    ($op:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::stateful_bindings::exports::sluice::operator::stateful as __s;
+            use $crate::bindings::exports::sluice::operator::transformer as __t;
+            struct __SluiceExport;
+            ::std::thread_local! {
+                static __STATE: ::core::cell::RefCell<::core::option::Option<$op>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+            impl __t::Guest for __SluiceExport {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), __t::Error> {
+                    __STATE.with(|s| $crate::__private::init::<$op>(s, config))
+                }
+                fn process(input: __t::Batch) -> ::core::result::Result<__t::Batch, __t::Error> {
+                    __STATE.with(|s| $crate::__private::process::<$op>(s, input))
+                }
+            }
+            impl __s::Guest for __SluiceExport {
+                fn snapshot() -> ::core::result::Result<::std::vec::Vec<u8>, __s::Error> {
+                    __STATE.with(|s| $crate::__private::snapshot::<$op>(s))
+                }
+                fn restore(state: ::std::vec::Vec<u8>) -> ::core::result::Result<(), __s::Error> {
+                    __STATE.with(|s| $crate::__private::restore::<$op>(s, &state))
+                }
+            }
+            $crate::bindings::__export_transform_world!(__SluiceExport with_types_in $crate::bindings);
+            $crate::stateful_bindings::__export_stateful_transform_world!(__SluiceExport with_types_in $crate::stateful_bindings);
         };
     };
 }
@@ -367,6 +449,25 @@ pub mod __private {
             value_ends: out.value_ends,
             timestamps: out.timestamps,
         })
+    }
+
+    pub fn snapshot<T: crate::Stateful>(slot: &RefCell<Option<T>>) -> Result<Vec<u8>, t::Error> {
+        let slot = slot.borrow();
+        let op = slot
+            .as_ref()
+            .ok_or_else(|| t::Error::Failed("snapshot called before init".into()))?;
+        op.snapshot().map_err(to_wit)
+    }
+
+    pub fn restore<T: crate::Stateful>(
+        slot: &RefCell<Option<T>>,
+        state: &[u8],
+    ) -> Result<(), t::Error> {
+        let mut slot = slot.borrow_mut();
+        let op = slot
+            .as_mut()
+            .ok_or_else(|| t::Error::Failed("restore called before init".into()))?;
+        op.restore(state).map_err(to_wit)
     }
 
     /// The one place that turns `process_batch` plus rejections into the
