@@ -146,6 +146,20 @@ pub trait Operator: Send {
         SideOutput::default()
     }
 
+    /// The operator's state, for the next version of the operator to take
+    /// over on a hot swap; `None` when it keeps none.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OperatorError> {
+        Ok(None)
+    }
+
+    /// Takes over `state`, a [`Operator::snapshot`] of the instance of the
+    /// version this one replaces, before the first batch.
+    fn restore(&mut self, _state: &[u8]) -> Result<(), OperatorError> {
+        Err(OperatorError::Host(
+            "this operator cannot take over the state of another version".into(),
+        ))
+    }
+
     /// Whether the operator keeps nothing from one call to the next that
     /// changes its output, so that a batch processed in parts, in order,
     /// gives the same output as the whole batch. The pipeline then re-runs

@@ -49,14 +49,32 @@ mod reduce_bindings {
     });
 }
 
+/// The `stateful` interface a transformer may export besides
+/// `transformer` (the `stateful-transform` world), bound on its own so that
+/// one `transform` binding serves components with and without it.
+mod state_bindings {
+    wasmtime::component::bindgen!({
+        inline: "package sluice:host; world state { export sluice:operator/stateful@0.1.0; }",
+        path: "../wit",
+        world: "sluice:host/state",
+        with: {
+            "sluice:operator/types": super::bindings::sluice::operator::types,
+        },
+    });
+}
+
 use bindings::exports::sluice::operator::transformer as wit;
 use bindings::sluice::operator::host as wit_host;
 use bindings::sluice::operator::types as wit_types;
+use state_bindings::exports::sluice::operator::stateful as wit_state;
 
 /// The package and version of the contract this host implements.
 pub const CONTRACT: &str = "sluice:operator@0.1.0";
 /// The interface a `transform` component must export.
 pub const TRANSFORM_EXPORT: &str = "sluice:operator/transformer@0.1.0";
+/// The interface a transformer with state to carry across versions exports
+/// besides [`TRANSFORM_EXPORT`] (world `stateful-transform`).
+pub const STATEFUL_EXPORT: &str = "sluice:operator/stateful@0.1.0";
 /// The interface a `reduce` component must export.
 pub const REDUCER_EXPORT: &str = "sluice:operator/reducer@0.1.0";
 
@@ -167,6 +185,9 @@ pub struct PluginInfo {
     pub sha256: String,
     /// Everything the component imports.
     pub imports: Vec<String>,
+    /// Whether the transformer exports its state (`snapshot` / `restore`),
+    /// so that the state moves to a new version on a hot swap.
+    pub stateful: bool,
 }
 
 /// Per-store state: WASI context (default-deny), the guest's log and the
@@ -320,9 +341,21 @@ impl Runtime {
                 world.export()
             ))
         };
+        let stateful = world == World::Transform && exports.iter().any(|e| e == STATEFUL_EXPORT);
         let pre = match world {
             World::Transform => {
-                Pre::Transform(bindings::TransformPre::new(pre).map_err(wrong_signature)?)
+                let state = match stateful {
+                    true => Some(wit_state::GuestIndices::new(&pre).map_err(|e| {
+                        invalid(format!(
+                            "the component exports `{STATEFUL_EXPORT}` with the wrong signature: {e:#}"
+                        ))
+                    })?),
+                    false => None,
+                };
+                Pre::Transform(
+                    bindings::TransformPre::new(pre).map_err(wrong_signature)?,
+                    state,
+                )
             }
             World::Reduce => {
                 Pre::Reduce(reduce_bindings::ReducePre::new(pre).map_err(wrong_signature)?)
@@ -344,6 +377,7 @@ impl Runtime {
                     size: bytes.len(),
                     sha256,
                     imports,
+                    stateful,
                 },
             }),
         })
@@ -462,7 +496,7 @@ fn explain_wrong_world(exports: &[String]) -> String {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -474,7 +508,11 @@ pub struct Plugin {
 
 /// The pre-linked component, by world.
 enum Pre {
-    Transform(bindings::TransformPre<StoreState>),
+    /// With the indices of its `stateful` exports, when it has them.
+    Transform(
+        bindings::TransformPre<StoreState>,
+        Option<wit_state::GuestIndices>,
+    ),
     Reduce(reduce_bindings::ReducePre<StoreState>),
 }
 
@@ -497,7 +535,7 @@ impl Plugin {
     /// The world the component implements.
     pub fn world(&self) -> World {
         match self.inner.pre {
-            Pre::Transform(_) => World::Transform,
+            Pre::Transform(..) => World::Transform,
             Pre::Reduce(_) => World::Reduce,
         }
     }
@@ -630,10 +668,26 @@ trait WorldBindings: Sized {
     ) -> wasmtime::Result<Result<(), wit_types::Error>>;
 }
 
-impl WorldBindings for bindings::Transform {
+/// A `transform` instance, with its `stateful` exports when it has them.
+struct TransformBindings {
+    transform: bindings::Transform,
+    state: Option<wit_state::Guest>,
+}
+
+impl WorldBindings for TransformBindings {
     fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
         match pre {
-            Pre::Transform(p) => p.instantiate(store),
+            Pre::Transform(p, None) => Ok(TransformBindings {
+                transform: p.instantiate(&mut *store)?,
+                state: None,
+            }),
+            Pre::Transform(p, Some(state)) => {
+                let instance = p.instance_pre().instantiate(&mut *store)?;
+                Ok(TransformBindings {
+                    transform: bindings::Transform::new(&mut *store, &instance)?,
+                    state: Some(state.load(&mut *store, &instance)?),
+                })
+            }
             Pre::Reduce(_) => Err(wasmtime::Error::msg(
                 "the component implements the `reduce` world, not `transform`",
             )),
@@ -645,7 +699,9 @@ impl WorldBindings for bindings::Transform {
         store: &mut Store<StoreState>,
         config: &[(String, String)],
     ) -> wasmtime::Result<Result<(), wit_types::Error>> {
-        self.sluice_operator_transformer().call_init(store, config)
+        self.transform
+            .sluice_operator_transformer()
+            .call_init(store, config)
     }
 }
 
@@ -653,7 +709,7 @@ impl WorldBindings for reduce_bindings::Reduce {
     fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
         match pre {
             Pre::Reduce(p) => p.instantiate(store),
-            Pre::Transform(_) => Err(wasmtime::Error::msg(
+            Pre::Transform(..) => Err(wasmtime::Error::msg(
                 "the component implements the `transform` world, not `reduce`",
             )),
         }
@@ -877,7 +933,7 @@ fn arm(store: &mut Store<StoreState>, ticks: u64, fuel: usize) {
 
 /// One instance of a `transform` component, owned by one worker.
 pub struct WasmOperator {
-    session: Session<bindings::Transform>,
+    session: Session<TransformBindings>,
 }
 
 impl Operator for WasmOperator {
@@ -900,6 +956,7 @@ impl Operator for WasmOperator {
         };
         let result = self.session.call(size, |bindings, store| {
             bindings
+                .transform
                 .sluice_operator_transformer()
                 .call_process(store, &arg)
         });
@@ -927,9 +984,40 @@ impl Operator for WasmOperator {
     }
 
     /// A `transform` component keeps nothing that must survive a call (see
-    /// the operator contract).
+    /// the operator contract), unless it exports its state.
     fn stateless(&self) -> bool {
-        true
+        !self.session.plugin.info().stateful
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OperatorError> {
+        if !self.session.plugin.info().stateful {
+            return Ok(None);
+        }
+        self.session
+            .call(0, |bindings, store| match &bindings.state {
+                Some(state) => state.call_snapshot(store),
+                None => Ok(Err(wit_types::Error::Failed(
+                    "the instance has no `stateful` exports".into(),
+                ))),
+            })
+            .map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), OperatorError> {
+        if !self.session.plugin.info().stateful {
+            return Err(OperatorError::Host(format!(
+                "`{}` cannot take over the state of the version it replaces: it does not \
+                 export `{STATEFUL_EXPORT}` (world `stateful-transform`)",
+                self.session.plugin.name()
+            )));
+        }
+        self.session
+            .call(state.len(), |bindings, store| match &bindings.state {
+                Some(s) => s.call_restore(store, state),
+                None => Ok(Err(wit_types::Error::Failed(
+                    "the instance has no `stateful` exports".into(),
+                ))),
+            })
     }
 }
 
