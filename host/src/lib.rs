@@ -8,6 +8,7 @@
 //! - [`config`]: the job file.
 //! - [`pipeline`]: builds and runs jobs (also from code, with [`pipeline::Job::builder`]).
 //! - [`runtime`]: the Wasm side — loading, checking, caching and instantiating components.
+//! - [`reload`]: hot reload — a new operator version swapped into a running job.
 //! - [`limits`]: memory, time and output limits on every Wasm instance of a job.
 //! - [`operator`]: the host-side operator trait, native operators and built-ins.
 //! - [`aggregate`], [`join`], [`window`]: keyed aggregation, windowed joins, windows, watermarks.
@@ -29,6 +30,7 @@ pub mod limits;
 pub mod operator;
 pub mod partition;
 pub mod pipeline;
+pub mod reload;
 pub mod runtime;
 pub mod serve;
 pub mod sink;

@@ -42,6 +42,7 @@ use crate::config::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfi
 use crate::limits::{Limits, OnBreach, SkipCount};
 use crate::operator::{BatchContext, Combiner, Count, OnStream, OperatorError, OperatorFactory};
 use crate::partition;
+use crate::reload::Reloader;
 use crate::runtime::{LoadError, Runtime};
 use crate::sink::{self, Sink};
 use crate::source::kafka::{Offsets, Positions};
@@ -215,11 +216,15 @@ pub struct Job {
     skipped: SkipCount,
     /// Live counters.
     stats: Arc<JobStats>,
+    /// The swappable operators.
+    reloader: Reloader,
 }
 
 /// Builds a [`Job`] in code.
 pub struct JobBuilder {
     job: Job,
+    /// The version cells of the swappable operators.
+    cells: Vec<Arc<crate::reload::VersionCell>>,
     sink_configs: Vec<SinkConfig>,
     base: PathBuf,
 }
@@ -262,6 +267,20 @@ impl JobBuilder {
         self.job.operators.push(op);
         self
     }
+    /// Adds a Wasm `transform` operator that can be swapped for a new
+    /// version while the job runs (see [`Job::reloader`]).
+    pub fn plugin_operator(
+        mut self,
+        name: impl Into<String>,
+        plugin: &crate::runtime::Plugin,
+        config: Vec<(String, String)>,
+    ) -> Self {
+        let (factory, cell) = crate::reload::swappable(plugin, name.into(), config);
+        self.cells.push(cell);
+        self.job.operators.push(factory);
+        self
+    }
+
     /// Adds a sink described by configuration.
     pub fn sink(mut self, sink: SinkConfig) -> Self {
         self.sink_configs.push(sink);
@@ -372,6 +391,8 @@ impl JobBuilder {
             job.dead_letter = Some(self.base.join(p));
         }
         job.stats = Arc::new(JobStats::new(job.skipped.clone()));
+        job.reloader = Reloader::new(&job.name, std::mem::take(&mut self.cells));
+        job.reloader.bind(&job.limits, &job.stats);
         Ok(self.job)
     }
 }
@@ -396,8 +417,10 @@ impl Job {
                 limits: Limits::default(),
                 skipped: SkipCount::default(),
                 stats: Arc::new(JobStats::default()),
+                reloader: Reloader::new("", Vec::new()),
             },
             sink_configs: Vec::new(),
+            cells: Vec::new(),
             base: PathBuf::from("."),
         }
     }
@@ -451,7 +474,10 @@ impl Job {
                         operator: name.clone(),
                         error,
                     })?;
-                Arc::new(loaded.factory(name.clone(), op.config_pairs()))
+                let (factory, cell) =
+                    crate::reload::swappable(&loaded, name.clone(), op.config_pairs());
+                b.cells.push(cell);
+                factory
             } else if let Some(reducer) = &op.reducer {
                 let loaded = runtime
                     .load_world(&base.join(reducer), crate::runtime::World::Reduce)
@@ -512,6 +538,12 @@ impl Job {
     /// it before running the job and read it during or after the run.
     pub fn skip_count(&self) -> SkipCount {
         self.skipped.clone()
+    }
+
+    /// The handle that swaps new versions of the job's `plugin` operators
+    /// into it while it runs (see [`crate::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The job's live counters, readable from any thread while it runs.
@@ -582,6 +614,7 @@ impl Job {
             last_progress: Instant::now(),
             started,
             stats: self.stats.clone(),
+            reloader: self.reloader.clone(),
         };
         // The coordinator runs batches on its own task, so the next batch
         // is read while the previous one is processed.
@@ -1298,6 +1331,7 @@ struct Coordinator {
     last_progress: Instant,
     started: Instant,
     stats: Arc<JobStats>,
+    reloader: Reloader,
 }
 
 impl Coordinator {
@@ -1308,7 +1342,13 @@ impl Coordinator {
         let started = Instant::now();
         let late_before = self.summary.late;
         let had_records = !pending.is_empty();
+        let batch_no = self.next_batch_no;
         let result = self.run_batch(pending, end_of_input).await;
+        // A new operator version probed on this batch is adopted or refused
+        // between this batch and the next.
+        if result.is_ok() && self.next_batch_no > batch_no {
+            self.reloader.end_batch(batch_no);
+        }
         self.stats.batch_done(
             had_records,
             self.summary.late - late_before,
@@ -1332,6 +1372,7 @@ impl Coordinator {
         let streams = pending.take();
         let batch_no = self.next_batch_no;
         self.next_batch_no += 1;
+        self.reloader.begin_batch(batch_no);
         if had_records {
             self.summary.batches += 1;
         }

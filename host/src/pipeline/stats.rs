@@ -108,7 +108,6 @@ impl JobStats {
         self.dead_lettered.fetch_add(dead, Ordering::Relaxed);
     }
 
-    #[allow(dead_code)] // used by hot reload
     pub(crate) fn version_event(&self, event: VersionEvent) {
         self.versions().push(event);
     }
