@@ -41,6 +41,21 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "sluice_fixture_wrong_version",
     ),
     (
+        "COUNTER_A",
+        "sluice-fixture-counter-a",
+        "sluice_fixture_counter_a",
+    ),
+    (
+        "COUNTER_B",
+        "sluice-fixture-counter-b",
+        "sluice_fixture_counter_b",
+    ),
+    (
+        "COUNTER_BROKEN",
+        "sluice-fixture-counter-broken",
+        "sluice_fixture_counter_broken",
+    ),
+    (
         "OTHER_WORLD",
         "sluice-fixture-other-world",
         "sluice_fixture_other_world",

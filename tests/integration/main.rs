@@ -9,6 +9,7 @@ mod joins;
 mod kafka;
 mod plugins;
 mod reducers;
+mod reload;
 mod serve;
 mod sources;
 mod windows;
