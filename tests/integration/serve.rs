@@ -1,0 +1,719 @@
+//! `sluice serve` as a real process, over real HTTP: tokens, tenants kept
+//! apart, uploads checked, job files vetted, jobs run, watched, stopped,
+//! and a hostile tenant's job paused while another tenant's goes on.
+
+use serde_json::Value;
+use sluice::serve::tenant::{hash_token, to_hex};
+use sluice_tests::guests;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any condition polled for may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+const ADMIN: &str = "admin-token";
+const ALPHA: &str = "alpha-token";
+const BETA: &str = "beta-token";
+
+/// A tenants file with tenants `alpha` and `beta` and the admin; `alpha`
+/// gets `alpha_extra` (e.g. `max_jobs = 1`) and the file `top` on top.
+fn tenants(top: &str, alpha_extra: &str) -> String {
+    format!(
+        "admin_token_sha256 = \"{}\"\n{top}\n\
+         [breaker]\nfailures = 3\nwindow = \"60s\"\nbackoff = \"100ms\"\n\
+         [[tenants]]\nname = \"alpha\"\ntoken_sha256 = \"{}\"\n{alpha_extra}\n\
+         [tenants.limits]\nmemory = \"64MiB\"\ncpu_per_batch = \"300ms\"\n\
+         [[tenants]]\nname = \"beta\"\ntoken_sha256 = \"{}\"\nmax_workers = 1\n",
+        to_hex(&hash_token(ADMIN)),
+        to_hex(&hash_token(ALPHA)),
+        to_hex(&hash_token(BETA)),
+    )
+}
+
+/// A running `sluice serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    address: String,
+    dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+/// A response: status, headers we look at, and the body as JSON (or a
+/// JSON string when it is not JSON).
+struct Reply {
+    status: u16,
+    www_authenticate: Option<String>,
+    body: Value,
+    text: String,
+}
+
+impl Server {
+    fn start(tenants_toml: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tenants.toml");
+        std::fs::write(&config, tenants_toml).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let Some(base) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            panic!("no address from the server: {line:?}; stderr: {log}");
+        };
+        let base = base.to_string();
+        let address = base.trim_start_matches("http://").to_string();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Server {
+            child,
+            base,
+            address,
+            dir,
+            agent,
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(body.unwrap_or_default().to_vec()).unwrap();
+        let mut resp = self
+            .agent
+            .run(req)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let www_authenticate = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        Reply {
+            status,
+            www_authenticate,
+            body,
+            text,
+        }
+    }
+
+    fn get(&self, path: &str, token: &str) -> Reply {
+        self.request("GET", path, Some(token), None)
+    }
+
+    fn post(&self, path: &str, token: &str, body: &[u8]) -> Reply {
+        self.request("POST", path, Some(token), Some(body))
+    }
+
+    fn put(&self, path: &str, token: &str, body: &[u8]) -> Reply {
+        self.request("PUT", path, Some(token), Some(body))
+    }
+
+    /// Uploads a fixture component as plugin `name`; it must be accepted.
+    fn upload(&self, token: &str, name: &str, wasm: &str) {
+        let r = self.put(
+            &format!("/v1/plugins/{name}"),
+            token,
+            &std::fs::read(wasm).unwrap(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    /// Submits a job file; it must be accepted. Returns the job's id.
+    fn submit(&self, token: &str, job: &str) -> String {
+        let r = self.post("/v1/jobs", token, job.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    fn status(&self, token: &str, id: &str) -> Value {
+        let r = self.get(&format!("/v1/jobs/{id}"), token);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["status"].clone()
+    }
+
+    fn metric(&self, token: &str, id: &str, name: &str) -> u64 {
+        let r = self.get(&format!("/v1/jobs/{id}/metrics"), token);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}", r.text))
+    }
+
+    /// Polls until the job's state is `state`; returns its status.
+    fn wait_for_state(&self, token: &str, id: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        let found = poll(|| {
+            last = self.status(token, id);
+            last["state"] == state
+        });
+        assert!(
+            found,
+            "job {id} never reached `{state}`: last {last}; {}",
+            self.log()
+        );
+        last
+    }
+
+    /// Polls until `metric` of the job is above `floor`; returns it.
+    fn wait_for_metric_above(&self, token: &str, id: &str, metric: &str, floor: u64) -> u64 {
+        let mut last = 0;
+        let found = poll(|| {
+            last = self.metric(token, id, metric);
+            last > floor
+        });
+        assert!(
+            found,
+            "{metric} of job {id} stayed at {last}; {}",
+            self.log()
+        );
+        last
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        format!(
+            "server log (last lines):\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls `check` until it returns true or [`PATIENCE`] runs out.
+fn poll(mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < PATIENCE {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A TCP server on loopback that writes `lines` to every connection and
+/// closes it (the socket source reconnects). Returns its address.
+fn line_server(lines: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.write_all(lines.as_bytes());
+            // Hold the connection a moment so the lines are read before
+            // the reconnect.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    address
+}
+
+/// An endless job of tenant-side generator records through `uppercase`.
+fn generator_job(sink: &str) -> String {
+    format!(
+        "name = \"steady\"\nworkers = 1\n[batch]\ninterval = \"100ms\"\n\
+         [[sources]]\nkind = \"generator\"\nrate = 500\nvalue_size = 20\n\
+         [[operators]]\nplugin = \"uppercase\"\n{sink}"
+    )
+}
+
+const DISCARD: &str = "[[sinks]]\nkind = \"discard\"\n";
+
+#[test]
+fn a_missing_or_unknown_token_is_401() {
+    let server = Server::start(&tenants("", ""));
+    for (token, words) in [(None, "missing token"), (Some("guess"), "unknown token")] {
+        for path in ["/v1/jobs", "/v1/plugins", "/v1/admin/tenants"] {
+            let r = server.request("GET", path, token, None);
+            assert_eq!(r.status, 401, "{path}: {}", r.text);
+            assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"), "{path}");
+            assert!(
+                r.body["error"].as_str().unwrap().contains(words),
+                "{}",
+                r.text
+            );
+        }
+    }
+    // A tenant's token is not the admin's.
+    let r = server.get("/v1/admin/tenants", ALPHA);
+    assert_eq!(r.status, 403, "{}", r.text);
+    // The right tokens get in.
+    assert_eq!(server.get("/v1/jobs", ALPHA).status, 200);
+    assert_eq!(server.get("/v1/admin/tenants", ADMIN).status, 200);
+}
+
+#[test]
+fn another_tenants_job_is_as_absent_as_a_job_that_never_existed() {
+    let server = Server::start(&tenants("", ""));
+    server.upload(ALPHA, "uppercase", guests::UPPERCASE);
+    let id = server.submit(ALPHA, &generator_job(DISCARD));
+    server.wait_for_state(ALPHA, &id, "running");
+    for suffix in ["", "/metrics", "/logs", "/dead-letters"] {
+        let theirs = server.get(&format!("/v1/jobs/{id}{suffix}"), BETA);
+        let nobodys = server.get(&format!("/v1/jobs/ffffffffffffffff{suffix}"), BETA);
+        assert_eq!(theirs.status, 404, "{suffix}: {}", theirs.text);
+        assert_eq!(nobodys.status, 404, "{suffix}: {}", nobodys.text);
+        assert_eq!(theirs.text, nobodys.text, "{suffix}");
+    }
+    let stop = server.post(&format!("/v1/jobs/{id}/stop"), BETA, b"");
+    assert_eq!(stop.status, 404, "{}", stop.text);
+    // Beta sees none of alpha's jobs or plugins, and its stop did nothing.
+    assert_eq!(
+        server.get("/v1/jobs", BETA).body["jobs"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        server.get("/v1/plugins", BETA).body["plugins"],
+        serde_json::json!([])
+    );
+    let before = server.metric(ALPHA, &id, "records_in");
+    server.wait_for_metric_above(ALPHA, &id, "records_in", before);
+    assert_eq!(server.status(ALPHA, &id)["state"], "running");
+}
+
+#[test]
+fn a_body_that_is_not_wasm_is_refused_with_the_reason() {
+    let server = Server::start(&tenants("", ""));
+    let r = server.put("/v1/plugins/upper", ALPHA, b"SELECT * FROM plugins;");
+    assert_eq!(r.status, 400, "{}", r.text);
+    let reason = r.body["error"].as_str().unwrap();
+    assert!(reason.contains("not a WebAssembly file"), "{reason}");
+    assert_eq!(
+        server.get("/v1/plugins", ALPHA).body["plugins"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_component_of_another_world_or_version_is_refused() {
+    let server = Server::start(&tenants("", ""));
+    let r = server.put(
+        "/v1/plugins/other",
+        ALPHA,
+        &std::fs::read(guests::OTHER_WORLD).unwrap(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let reason = r.body["error"].as_str().unwrap();
+    assert!(
+        reason.contains("does not implement the `transform` or the `reduce` world"),
+        "{reason}"
+    );
+    let r = server.put(
+        "/v1/plugins/old",
+        ALPHA,
+        &std::fs::read(guests::WRONG_VERSION).unwrap(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let reason = r.body["error"].as_str().unwrap();
+    assert!(reason.contains("sluice:operator@0.9.0"), "{reason}");
+    assert_eq!(
+        server.get("/v1/plugins", ALPHA).body["plugins"],
+        serde_json::json!([])
+    );
+    // A job cannot name what was refused.
+    let r = server.post(
+        "/v1/jobs",
+        ALPHA,
+        format!("[[sources]]\nkind = \"generator\"\n[[operators]]\nplugin = \"old\"\n{DISCARD}")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("no plugin \\\"old\\\" has been uploaded"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn an_oversized_upload_is_413() {
+    let server = Server::start(&tenants("max_plugin_size = \"1MiB\"", ""));
+    // Announced too large: refused before the body is read.
+    let mut conn = TcpStream::connect(&server.address).unwrap();
+    write!(
+        conn,
+        "PUT /v1/plugins/big HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALPHA}\r\n\
+         Content-Length: {}\r\n\r\n",
+        server.address,
+        2 << 20
+    )
+    .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("larger than the 1 MiB"), "{reply}");
+    // Sent without a length (chunked) and too large: refused while read.
+    let mut big = std::fs::read(guests::UPPERCASE).unwrap();
+    big.resize((1 << 20) + 1, 0);
+    let r = server
+        .agent
+        .put(format!("{}/v1/plugins/big", server.base))
+        .header("Authorization", format!("Bearer {ALPHA}"))
+        .send(ureq::SendBody::from_reader(&mut big.as_slice()));
+    let status = r
+        .map(|r| r.status().as_u16())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 413);
+    assert_eq!(
+        server.get("/v1/plugins", ALPHA).body["plugins"],
+        serde_json::json!([])
+    );
+    // Within the bound, the same component is accepted.
+    server.upload(ALPHA, "uppercase", guests::UPPERCASE);
+}
+
+#[test]
+fn a_malformed_job_file_is_400_naming_the_field() {
+    let server = Server::start(&tenants("", ""));
+    for (job, field) in [
+        (
+            format!("workers = 0\n[[sources]]\nkind = \"generator\"\n{DISCARD}"),
+            "field `workers`",
+        ),
+        (
+            format!("[[sources]]\nkind = \"generator\"\nrecrods = 3\n{DISCARD}"),
+            "unknown field `recrods`",
+        ),
+        (
+            format!("[[sources]]\nkind = \"generator\"\n{DISCARD}[limits]\nmemory = \"64MB\"\n"),
+            "field `limits.memory`",
+        ),
+        (
+            format!("[[sources]]\nkind = \"generator\"\n{DISCARD}[limits]\nmemory = \"1GiB\"\n"),
+            "field `limits.memory`: 1 GiB is above this tenant's cap of 64 MiB",
+        ),
+        (
+            format!(
+                "[[sources]]\nkind = \"generator\"\n{DISCARD}[limits]\ncpu_per_batch = \"10s\"\n"
+            ),
+            "field `limits.cpu_per_batch`: 10s is above this tenant's cap of 300ms",
+        ),
+        ("this is not toml".to_string(), "job.toml"),
+    ] {
+        let r = server.post("/v1/jobs", ALPHA, job.as_bytes());
+        assert_eq!(r.status, 400, "{job}: {}", r.text);
+        let error = r.body["error"].as_str().unwrap();
+        assert!(error.contains(field), "{job}: {error}");
+    }
+    assert_eq!(
+        server.get("/v1/jobs", ALPHA).body["jobs"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_tenant_runs_at_most_max_jobs() {
+    let server = Server::start(&tenants("", "max_jobs = 1"));
+    server.upload(ALPHA, "uppercase", guests::UPPERCASE);
+    let first = server.submit(ALPHA, &generator_job(DISCARD));
+    let r = server.post("/v1/jobs", ALPHA, generator_job(DISCARD).as_bytes());
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.text.contains("max_jobs"), "{}", r.text);
+    // Another tenant is not held to alpha's count.
+    server.upload(BETA, "uppercase", guests::UPPERCASE);
+    server.submit(BETA, &generator_job(DISCARD));
+    // Once the first has stopped, there is room again.
+    let stop = server.post(&format!("/v1/jobs/{first}/stop"), ALPHA, b"");
+    assert_eq!(stop.status, 202, "{}", stop.text);
+    server.wait_for_state(ALPHA, &first, "stopped");
+    server.submit(ALPHA, &generator_job(DISCARD));
+}
+
+#[test]
+fn a_job_file_cannot_reach_the_host() {
+    let server = Server::start(&tenants("", ""));
+    server.upload(ALPHA, "uppercase", guests::UPPERCASE);
+    let generator = "[[sources]]\nkind = \"generator\"\n";
+    for (job, words) in [
+        (
+            format!("[[sources]]\nkind = \"file\"\npath = \"../../../../etc/passwd\"\n{DISCARD}"),
+            "field `sources[0].path`",
+        ),
+        (
+            format!("[[sources]]\nkind = \"directory\"\npath = \"/etc\"\n{DISCARD}"),
+            "is absolute",
+        ),
+        (
+            format!("{generator}[[sinks]]\nkind = \"jsonl\"\npath = \"/tmp/escaped.jsonl\"\n"),
+            "field `sinks[0].path`",
+        ),
+        (
+            format!("{generator}[[sinks]]\nkind = \"directory\"\npath = \"out/../../../x\"\n"),
+            "`..`",
+        ),
+        (
+            format!("[[sources]]\nkind = \"stdin\"\n{DISCARD}"),
+            "field `sources[0].kind`",
+        ),
+        (
+            format!("[[sources]]\nkind = \"socket\"\naddress = \"10.1.2.3:80\"\n{DISCARD}"),
+            "is not a loopback address",
+        ),
+        (
+            format!(
+                "{generator}[[operators]]\nplugin = {:?}\n{DISCARD}",
+                guests::UPPERCASE
+            ),
+            "not a path",
+        ),
+    ] {
+        let r = server.post("/v1/jobs", ALPHA, job.as_bytes());
+        assert_eq!(r.status, 400, "{job}: {}", r.text);
+        let error = r.body["error"].as_str().unwrap();
+        assert!(error.contains(words), "{job}: {error}");
+    }
+    assert_eq!(
+        server.get("/v1/jobs", ALPHA).body["jobs"],
+        serde_json::json!([])
+    );
+    assert!(!std::path::Path::new("/tmp/escaped.jsonl").exists());
+    // The file routes are held to the same area.
+    let r = server.put("/v1/files/..%2F..%2Fescape.txt", ALPHA, b"x");
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+#[test]
+fn a_job_runs_reports_metrics_and_logs_and_stops() {
+    let server = Server::start(&tenants("", ""));
+    server.upload(ALPHA, "uppercase", guests::UPPERCASE);
+    let plugins = server.get("/v1/plugins", ALPHA);
+    assert_eq!(
+        plugins.body["plugins"][0]["name"], "uppercase",
+        "{}",
+        plugins.text
+    );
+    let id = server.submit(
+        ALPHA,
+        &generator_job("[[sinks]]\nkind = \"jsonl\"\npath = \"out/upper.jsonl\"\n"),
+    );
+    let listed = server.get("/v1/jobs", ALPHA);
+    assert_eq!(listed.body["jobs"][0]["id"], id.as_str(), "{}", listed.text);
+    assert_eq!(listed.body["jobs"][0]["name"], "steady", "{}", listed.text);
+    // The counters grow while it runs.
+    let first = server.wait_for_metric_above(ALPHA, &id, "records_out", 0);
+    server.wait_for_metric_above(ALPHA, &id, "records_out", first);
+    assert!(server.metric(ALPHA, &id, "batches") > 0);
+    assert_eq!(server.status(ALPHA, &id)["state"], "running");
+
+    let stop = server.post(&format!("/v1/jobs/{id}/stop"), ALPHA, b"");
+    assert_eq!(stop.status, 202, "{}", stop.text);
+    server.wait_for_state(ALPHA, &id, "stopped");
+    let out = server.metric(ALPHA, &id, "records_out");
+    assert!(out >= first, "{out} < {first}");
+
+    // Its log holds its own lines: the start and the summary.
+    let logs = server.get(&format!("/v1/jobs/{id}/logs"), ALPHA);
+    assert_eq!(logs.status, 200, "{}", logs.text);
+    let lines: Vec<String> = logs.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(lines.iter().any(|l| l == "started"), "{lines:?}");
+    let summary = format!("job `alpha/{id}` stopped: ");
+    assert!(lines.iter().any(|l| l.starts_with(&summary)), "{lines:?}");
+
+    // The output is in the tenant's file area, uppercased, every record.
+    let file = server.get("/v1/files/out/upper.jsonl", ALPHA);
+    assert_eq!(file.status, 200);
+    let records: Vec<Value> = file
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len() as u64, out);
+    for r in &records {
+        let v = r["value"].as_str().unwrap();
+        assert_eq!(v, v.to_uppercase(), "{v}");
+        assert!(v.chars().any(|c| c.is_ascii_uppercase()), "{v}");
+    }
+}
+
+#[test]
+fn a_hostile_job_is_paused_while_another_tenants_job_keeps_going() {
+    let server = Server::start(&tenants("", "max_jobs = 3"));
+    server.upload(BETA, "uppercase", guests::UPPERCASE);
+    let steady = server.submit(BETA, &generator_job(DISCARD));
+    server.wait_for_metric_above(BETA, &steady, "records_out", 0);
+
+    server.upload(ALPHA, "hostile", guests::HOSTILE);
+    let hostile = |lines: &'static str| {
+        format!(
+            "workers = 1\n[batch]\ninterval = \"100ms\"\n\
+             [[sources]]\nkind = \"socket\"\naddress = \"{}\"\n\
+             [[operators]]\nplugin = \"hostile\"\n{DISCARD}",
+            line_server(lines)
+        )
+    };
+    let bomb = server.submit(ALPHA, &hostile("BOMB\n"));
+    let spin = server.submit(ALPHA, &hostile("LOOP\n"));
+    for (id, breach) in [
+        (&bomb, "limit `memory` = 64 MiB exceeded"),
+        (&spin, "limit `cpu_per_batch` = 300ms exceeded"),
+    ] {
+        let status = server.wait_for_state(ALPHA, id, "paused");
+        let reason = status["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("paused after 3 failure(s) within 60s"),
+            "{reason}"
+        );
+        assert!(reason.contains(breach), "{reason}");
+        assert_eq!(server.get(&format!("/v1/jobs/{id}"), ALPHA).body["runs"], 3);
+    }
+    // The guest's own lines are in its job's log, and only there.
+    let logs = server
+        .get(&format!("/v1/jobs/{bomb}/logs?lines=1000"), ALPHA)
+        .text;
+    assert!(
+        logs.contains("memory allocation of 1048576 bytes failed"),
+        "{logs}"
+    );
+    let steady_logs = server
+        .get(&format!("/v1/jobs/{steady}/logs?lines=1000"), BETA)
+        .text;
+    assert!(!steady_logs.contains("hostile"), "{steady_logs}");
+
+    // Beta's job went on through all of it, and still does.
+    assert_eq!(server.status(BETA, &steady)["state"], "running");
+    let now = server.metric(BETA, &steady, "records_out");
+    server.wait_for_metric_above(BETA, &steady, "records_out", now);
+    assert_eq!(
+        server.get(&format!("/v1/jobs/{steady}"), BETA).body["runs"],
+        1
+    );
+
+    // A paused job can be stopped.
+    server.post(&format!("/v1/jobs/{bomb}/stop"), ALPHA, b"");
+    server.wait_for_state(ALPHA, &bomb, "stopped");
+}
+
+#[test]
+fn dead_letters_are_visible_only_to_their_owner() {
+    let server = Server::start(&tenants("", ""));
+    server.upload(ALPHA, "trap", guests::TRAP);
+    let input = server.put("/v1/files/in.txt", ALPHA, b"first\nREJECT me\nlast\n");
+    assert_eq!(input.status, 201, "{}", input.text);
+    let id = server.submit(
+        ALPHA,
+        "[[sources]]\nkind = \"file\"\npath = \"in.txt\"\n\
+         [[operators]]\nplugin = \"trap\"\n\
+         [[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n\
+         [dead_letter]\npath = \"ignored.jsonl\"\n",
+    );
+    server.wait_for_state(ALPHA, &id, "finished");
+    assert_eq!(server.metric(ALPHA, &id, "dead_lettered"), 1);
+    assert_eq!(server.metric(ALPHA, &id, "records_out"), 2);
+
+    let dead = server.get(&format!("/v1/jobs/{id}/dead-letters"), ALPHA);
+    assert_eq!(dead.status, 200, "{}", dead.text);
+    let records = dead.body["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{}", dead.text);
+    let record = records[0].to_string();
+    assert!(record.contains("REJECT me"), "{record}");
+    assert!(
+        record.contains("this record asked to be rejected"),
+        "{record}"
+    );
+    // The server chose the file: not where the job file asked.
+    let files = server.get("/v1/files", ALPHA).text;
+    assert!(!files.contains("ignored.jsonl"), "{files}");
+
+    // The guest's log line from its init is the job's.
+    let logs = server.get(&format!("/v1/jobs/{id}/logs"), ALPHA).text;
+    assert!(logs.contains("trap fixture initialised"), "{logs}");
+
+    // Beta sees neither the dead letters nor the logs nor the files.
+    let theirs = server.get(&format!("/v1/jobs/{id}/dead-letters"), BETA);
+    let nobodys = server.get("/v1/jobs/0000000000000000/dead-letters", BETA);
+    assert_eq!(theirs.status, 404);
+    assert_eq!(theirs.text, nobodys.text);
+    assert_eq!(server.get(&format!("/v1/jobs/{id}/logs"), BETA).status, 404);
+    assert_eq!(server.get("/v1/files/in.txt", BETA).status, 404);
+    assert_eq!(
+        server.get("/v1/files", BETA).body["files"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn the_admin_adds_and_removes_tenants() {
+    let server = Server::start(&tenants("", ""));
+    let gamma = "gamma-token";
+    assert_eq!(server.get("/v1/jobs", gamma).status, 401);
+    let body = serde_json::json!({
+        "name": "gamma",
+        "token_sha256": to_hex(&hash_token(gamma)),
+        "max_jobs": 1,
+        "limits": { "memory": "32MiB" },
+    });
+    let r = server.post("/v1/admin/tenants", ADMIN, body.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["limits"]["memory"], "32 MiB");
+    // Tenants cannot add tenants; a second gamma is refused.
+    assert_eq!(
+        server
+            .post("/v1/admin/tenants", ALPHA, body.to_string().as_bytes())
+            .status,
+        403
+    );
+    assert_eq!(
+        server
+            .post("/v1/admin/tenants", ADMIN, body.to_string().as_bytes())
+            .status,
+        409
+    );
+    let bad = serde_json::json!({ "name": "delta", "token_sha256": "plaintext" });
+    let r = server.post("/v1/admin/tenants", ADMIN, bad.to_string().as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("token_sha256"), "{}", r.text);
+
+    server.upload(gamma, "uppercase", guests::UPPERCASE);
+    let id = server.submit(gamma, &generator_job(DISCARD));
+    server.wait_for_metric_above(gamma, &id, "records_out", 0);
+    let listed = server.get("/v1/admin/tenants", ADMIN);
+    let names: Vec<&str> = listed.body["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+
+    let r = server.request("DELETE", "/v1/admin/tenants/gamma", Some(ADMIN), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["stopping_jobs"], 1);
+    assert_eq!(server.get("/v1/jobs", gamma).status, 401);
+    // Its job stops: alpha's view of the server shows nothing of it, and
+    // the process is still serving.
+    assert_eq!(server.get("/v1/jobs", ALPHA).status, 200);
+}
