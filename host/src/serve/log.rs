@@ -107,16 +107,6 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Appends a line to a ring directly (the supervisor's own notes).
-pub fn note(ring: &SharedRing, level: tracing::Level, message: String) {
-    lock(ring).push(LogLine {
-        time_ms: now_ms(),
-        level: level.to_string(),
-        operator: None,
-        message: cut(message),
-    });
-}
-
 /// Locks a ring, whatever a panicking holder left.
 pub fn lock(ring: &SharedRing) -> std::sync::MutexGuard<'_, Ring> {
     ring.lock()
