@@ -28,6 +28,11 @@ enum Command {
         /// Do not print progress lines.
         #[arg(long)]
         quiet: bool,
+        /// Swap in a new version of a `plugin` operator when its .wasm file
+        /// changes, without stopping the job (the state moves to the new
+        /// version; a version that fails is refused and the old one goes on).
+        #[arg(long)]
+        watch: bool,
     },
     /// Work with operator plugins.
     Plugin {
@@ -151,7 +156,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { job, quiet } => run_job(job, quiet),
+        Command::Run { job, quiet, watch } => run_job(job, quiet, watch),
         Command::Serve {
             command: Some(ServeCommand::HashToken { token }),
             ..
@@ -324,7 +329,7 @@ fn print_report(
     );
 }
 
-fn run_job(path: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
+fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> {
     let io_threads = 2;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(io_threads)
@@ -340,6 +345,15 @@ fn run_job(path: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
             .map(|l| l.cpu_per_batch.is_some())
             .unwrap_or(true);
         let runtime = Runtime::with_options(runtime::default_cache_dir(), deadlines)?;
+        let base = path.parent().map(PathBuf::from).unwrap_or_default();
+        let plugins: Vec<(String, PathBuf)> = cfg
+            .operators
+            .iter()
+            .filter_map(|op| {
+                let op = op.get_ref();
+                Some((op.display_name(), base.join(op.plugin.as_ref()?)))
+            })
+            .collect();
         let job = Job::from_config(cfg, &path, &runtime)?;
         let bounded = job.is_bounded();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -353,6 +367,18 @@ fn run_job(path: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
         });
         if !bounded && !quiet {
             eprintln!("running `{}` until Ctrl-C or SIGTERM", job.name());
+        }
+        if watch {
+            if plugins.is_empty() {
+                eprintln!("--watch: the job has no `plugin` operator to watch");
+            }
+            tokio::spawn(crate::reload::watch(
+                job.reloader(),
+                runtime.clone(),
+                plugins,
+                std::time::Duration::from_millis(300),
+                stop_rx.clone(),
+            ));
         }
         let job = if quiet { job } else { job.with_progress() };
         let summary = job.run(stop_rx).await?;

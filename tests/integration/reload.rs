@@ -252,3 +252,106 @@ async fn twenty_swaps_lose_and_repeat_nothing() {
     let adopted_tags: Vec<&str> = adopted.iter().map(|(_, t)| *t).collect();
     assert_eq!(tags_seen, adopted_tags);
 }
+
+/// Copies `from` over `to` the way a build does: a new file renamed into place.
+fn replace_file(from: &Path, to: &Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+/// `sluice run --watch`: a rebuilt component file is swapped into the
+/// running job; a file that is not a component is reported and ignored.
+#[test]
+fn run_watch_swaps_a_rebuilt_component() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("counter.wasm");
+    std::fs::copy(guests::COUNTER_A, &wasm).unwrap();
+    let job = sluice_tests::write_job(
+        dir.path(),
+        "watched.toml",
+        "workers = 1\n[batch]\ninterval = \"100ms\"\n[[sources]]\nkind = \"generator\"\nrate = 5000\n\
+         value_size = 30\n[[operators]]\nname = \"counter\"\nplugin = \"counter.wasm\"\n\
+         [[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["run", "--quiet", "--watch", job.to_str().unwrap()])
+        .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let stderr = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = stderr.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !stderr.lock().unwrap().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` in:\n{}",
+                stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("watching");
+    std::thread::sleep(Duration::from_millis(500));
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, b"not a component").unwrap();
+    replace_file(&garbage, &wasm);
+    wait_for("new version not deployed");
+    replace_file(Path::new(guests::COUNTER_B), &wasm);
+    wait_for("version 2");
+    wait_for("adopted from batch");
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let log = stderr.lock().unwrap().clone();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("not a WebAssembly file"), "{log}");
+
+    let out = crate::read_jsonl(&dir.path().join("out.jsonl"));
+    let lines: Vec<String> = out
+        .iter()
+        .map(|v| v["value"].as_str().expect("text value").to_string())
+        .collect();
+    let parsed: Vec<Line<'_>> = lines.iter().map(|l| parse(l)).collect();
+    let first_b = parsed
+        .iter()
+        .position(|l| l.tag == "b")
+        .expect("version b reached the output");
+    assert!(first_b > 0, "version a ran first");
+    assert!(
+        parsed[..first_b].iter().all(|l| l.tag == "a")
+            && parsed[first_b..].iter().all(|l| l.tag == "b"),
+        "a then b, never mixed"
+    );
+    // One partition: one count, continuous across the swap.
+    let counts: Vec<u64> = parsed.iter().map(|l| l.count).collect();
+    assert_eq!(counts, (1..=parsed.len() as u64).collect::<Vec<_>>());
+    assert!(parsed.iter().all(|l| l.lineage == parsed[0].lineage));
+    let summary = log
+        .lines()
+        .find(|l| l.contains("job `watched` stopped"))
+        .unwrap_or_else(|| panic!("no summary in {log}"));
+    assert!(
+        summary.contains(&format!(": {} record(s) in", parsed.len())),
+        "every record read was written once: {summary}"
+    );
+}
