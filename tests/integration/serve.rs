@@ -612,6 +612,17 @@ fn a_hostile_job_is_paused_while_another_tenants_job_keeps_going() {
         1
     );
 
+    // A resumed job gets a fresh count of failures: three more runs, then
+    // paused again; a job that is not paused cannot be resumed.
+    let r = server.post(&format!("/v1/jobs/{spin}/resume"), ALPHA, b"");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(poll(|| server.get(&format!("/v1/jobs/{spin}"), ALPHA).body
+        ["runs"]
+        == 6));
+    server.wait_for_state(ALPHA, &spin, "paused");
+    let r = server.post(&format!("/v1/jobs/{steady}/resume"), BETA, b"");
+    assert_eq!(r.status, 409, "{}", r.text);
+
     // A paused job can be stopped.
     server.post(&format!("/v1/jobs/{bomb}/stop"), ALPHA, b"");
     server.wait_for_state(ALPHA, &bomb, "stopped");
