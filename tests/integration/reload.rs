@@ -10,7 +10,7 @@ use sluice::pipeline::Job;
 use sluice::reload::{DeployError, Outcome};
 use sluice::runtime::{Plugin, Runtime};
 use sluice::sink::Sink;
-use sluice::source::generator::Generator;
+use sluice::source::Generator;
 use sluice_tests::guests;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

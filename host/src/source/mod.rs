@@ -6,7 +6,7 @@
 //! stdin, a generator with a record count) return when done; unbounded ones
 //! run until the stop signal.
 
-pub mod generator;
+mod generator;
 pub mod kafka;
 pub(crate) mod lines;
 
