@@ -13,6 +13,7 @@
 //! | `GET /v1/jobs/{id}/logs` | the job's recent log lines (`?lines=`) |
 //! | `GET /v1/jobs/{id}/dead-letters` | the end of its dead-letter file (`?lines=`) |
 //! | `POST /v1/jobs/{id}/stop`, `POST /v1/jobs/{id}/resume` | stop gracefully; resume a paused job |
+//! | `PUT /v1/jobs/{id}/operators/{operator}` | swap a new version of a `plugin` operator into the running job (body: the `.wasm` bytes); answers once the job adopted or refused it |
 //! | `GET`/`POST /v1/admin/tenants`, `DELETE /v1/admin/tenants/{name}` | admin: list, add, remove tenants |
 //!
 //! Tenant routes take the tenant's token as `Authorization: Bearer TOKEN`,
@@ -62,6 +63,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/v1/jobs/{id}/stop", post(stop_job))
         .route("/v1/jobs/{id}/resume", post(resume_job))
+        .route(
+            "/v1/jobs/{id}/operators/{operator}",
+            put(deploy_operator).post(deploy_operator),
+        )
         .route("/v1/admin/tenants", get(list_tenants).post(add_tenant))
         .route("/v1/admin/tenants/{name}", delete(remove_tenant))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -579,6 +584,113 @@ async fn stop_job(
     let job = owned_job(&server, &tenant, &id)?;
     job.request_stop();
     Ok((StatusCode::ACCEPTED, Json(job.view())).into_response())
+}
+
+/// How long `deploy_operator` waits for the job to adopt or refuse a version.
+pub const DEPLOY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn deploy_operator(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path((id, operator)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    use crate::reload::{DeployError, Outcome};
+    let job = owned_job(&server, &tenant, &id)?;
+    let bytes = read_body(&headers, body, server.settings.max_plugin_size, "a plugin").await?;
+    let reloader = job.reloader().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is not running ({}): a new version goes into a running job",
+                job.metrics().state
+            ),
+        )
+    })?;
+    if !reloader.operators().contains(&operator) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            DeployError::UnknownOperator {
+                operator,
+                known: reloader.operators(),
+            }
+            .to_string(),
+        ));
+    }
+    let runtime = server.runtime.clone();
+    let label = PathBuf::from(format!("{operator}.wasm"));
+    let plugin = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || runtime.load_bytes(&bytes, &label))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::bad(e.to_string()))?
+    };
+    // `deploy` starts the new version once (guest code): not on the async threads.
+    let deployed = {
+        let (reloader, operator, plugin) = (reloader.clone(), operator.clone(), plugin.clone());
+        tokio::task::spawn_blocking(move || reloader.deploy(&operator, &plugin))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let deployment = match deployed {
+        Ok(d) => d,
+        Err(e @ DeployError::Busy { .. }) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, e.to_string()));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.to_string(),
+            ));
+        }
+    };
+    let version = deployment.version;
+    let path = server
+        .tenant_dir(&tenant.name)
+        .join("jobs")
+        .join(&id)
+        .join("versions")
+        .join(format!("{operator}-v{version}.wasm"));
+    write_atomically(&path, &bytes).map_err(ApiError::internal)?;
+    match tokio::time::timeout(DEPLOY_WAIT, deployment.outcome()).await {
+        Ok(Outcome::Adopted {
+            version,
+            batch,
+            after,
+        }) => {
+            job.adopted(&operator, path);
+            Ok(ok(json!({
+                "operator": operator,
+                "version": version,
+                "adopted": true,
+                "first_batch": batch,
+                "after_ms": after.as_secs_f64() * 1e3,
+                "sha256": plugin.info().sha256,
+            })))
+        }
+        Ok(Outcome::Refused { version, reason }) => {
+            let _ = std::fs::remove_file(&path);
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("operator `{operator}`: version {version} refused: {reason}"),
+            ))
+        }
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "operator": operator,
+                "version": version,
+                "adopted": null,
+                "note": format!(
+                    "not decided within {}s (the job has had no batch to try it on); see the job's metrics",
+                    DEPLOY_WAIT.as_secs()
+                ),
+            })),
+        )
+            .into_response()),
+    }
 }
 
 async fn resume_job(

@@ -6,6 +6,7 @@ use super::log::SharedRing;
 use super::tenant::Breaker;
 use crate::config::JobConfig;
 use crate::pipeline::{Job, JobError, JobStats, StatsSnapshot};
+use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -90,6 +91,11 @@ struct State {
     previous: StatsSnapshot,
     /// When the job last ended, or started again.
     changed: Instant,
+    /// The current run's handle for new operator versions.
+    reloader: Option<Reloader>,
+    /// Operator versions adopted while the job ran, by operator: a restart
+    /// builds the job with these.
+    adopted: Vec<(String, PathBuf)>,
 }
 
 /// What `GET /v1/jobs/{id}` returns.
@@ -147,6 +153,8 @@ impl JobEntry {
                 stats: None,
                 previous: StatsSnapshot::default(),
                 changed: Instant::now(),
+                reloader: None,
+                adopted: Vec::new(),
             }),
             stop,
             resume: Notify::new(),
@@ -203,6 +211,20 @@ impl JobEntry {
             runs: s.runs,
             stats,
         }
+    }
+
+    /// The running job's handle for new operator versions; `None` when no
+    /// run is going on.
+    pub fn reloader(&self) -> Option<Reloader> {
+        self.state().reloader.clone()
+    }
+
+    /// Notes that the job adopted the component at `path` as `operator`, so
+    /// that a restart runs it too.
+    pub fn adopted(&self, operator: &str, path: PathBuf) {
+        let mut s = self.state();
+        s.adopted.retain(|(op, _)| op != operator);
+        s.adopted.push((operator.to_string(), path));
     }
 
     /// Asks the job to stop: the current batch is finished and the sinks
@@ -275,7 +297,10 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
         }
         let job = match next.take() {
             Some(job) => Ok(job),
-            None => build(&recipe).await,
+            None => {
+                let adopted = entry.state().adopted.clone();
+                build(&recipe, &adopted).await
+            }
         };
         let outcome: Result<(), String> = match job {
             Ok(job) => {
@@ -283,6 +308,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                     let mut s = entry.state();
                     s.runs += 1;
                     s.stats = Some(job.stats());
+                    s.reloader = Some(job.reloader());
                     s.status = Status::Running;
                 }
                 // A panic in the job's task ends that task, not the server.
@@ -291,6 +317,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                 if let Some(stats) = s.stats.take() {
                     s.previous = stats.snapshot();
                 }
+                s.reloader = None;
                 drop(s);
                 match run {
                     Ok(Ok(summary)) if summary.interrupted || entry.stop_requested() => {
@@ -392,8 +419,18 @@ enum BuildError {
     Transient(String),
 }
 
-async fn build(recipe: &Recipe) -> Result<Job, BuildError> {
-    let config = recipe.config.clone();
+/// Builds the job of `recipe`, with the operator versions it `adopted`.
+async fn build(recipe: &Recipe, adopted: &[(String, PathBuf)]) -> Result<Job, BuildError> {
+    let mut config = recipe.config.clone();
+    for op in &mut config.operators {
+        let op = op.get_mut();
+        let name = op.display_name();
+        if let Some((_, path)) = adopted.iter().find(|(n, _)| *n == name) {
+            // The operator keeps its name, which came from the first file.
+            op.name = Some(name);
+            op.plugin = Some(path.clone());
+        }
+    }
     let path = recipe.path.clone();
     let runtime = recipe.runtime.clone();
     // Loading plugins compiles them (or reads the cache): not on the
