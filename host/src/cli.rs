@@ -39,6 +39,24 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Swap a new version of a `plugin` operator into a job running on a
+    /// `sluice serve` server; waits until the job adopted or refused it.
+    Deploy {
+        /// The new version: a component (.wasm) of the `transform` world.
+        file: PathBuf,
+        /// The job's id on the server.
+        #[arg(long)]
+        job: String,
+        /// The operator to replace, by its name in the job file.
+        #[arg(long)]
+        operator: String,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        server: String,
+        /// The tenant's bearer token (default: $SLUICE_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Serve several tenants' jobs over an HTTP API.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Serve {
@@ -157,6 +175,13 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { job, quiet, watch } => run_job(job, quiet, watch),
+        Command::Deploy {
+            file,
+            job,
+            operator,
+            server,
+            token,
+        } => deploy(&file, &job, &operator, &server, token),
         Command::Serve {
             command: Some(ServeCommand::HashToken { token }),
             ..
@@ -389,6 +414,70 @@ fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> 
     // process alive once the job has finished.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     outcome
+}
+
+/// `sluice deploy`: uploads `file` as the next version of `operator` of
+/// job `job` on `server` and prints what became of it.
+fn deploy(
+    file: &std::path::Path,
+    job: &str,
+    operator: &str,
+    server: &str,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let token = token
+        .or_else(|| std::env::var("SLUICE_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+        .context("no token: pass --token or set SLUICE_TOKEN")?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let url = format!(
+        "{}/v1/jobs/{job}/operators/{operator}",
+        server.trim_end_matches('/')
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(
+            crate::serve::api::DEPLOY_WAIT + std::time::Duration::from_secs(30),
+        ))
+        .build()
+        .into();
+    eprintln!(
+        "uploading {} ({} bytes) as operator `{operator}` of job {job}; waiting for the job to try it",
+        file.display(),
+        bytes.len()
+    );
+    let mut response = agent
+        .put(&url)
+        .header("Authorization", format!("Bearer {token}"))
+        .send(&bytes[..])
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    match status {
+        200 => {
+            println!(
+                "version {} of `{operator}` adopted from batch {} ({:.0} ms after the upload)",
+                body["version"],
+                body["first_batch"],
+                body["after_ms"].as_f64().unwrap_or(0.0)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        202 => {
+            println!(
+                "version {} of `{operator}` uploaded, not decided yet: {}",
+                body["version"],
+                body["note"].as_str().unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let why = body["error"].as_str().map_or(text.as_str(), |e| e);
+            eprintln!("error: {status}: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn wait_for_signal() {
