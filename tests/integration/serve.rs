@@ -728,3 +728,120 @@ fn the_admin_adds_and_removes_tenants() {
     // the process is still serving.
     assert_eq!(server.get("/v1/jobs", ALPHA).status, 200);
 }
+
+/// Runs `sluice deploy` against `server` as tenant `token`.
+fn sluice_deploy(server: &Server, token: &str, job: &str, wasm: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["deploy", wasm, "--job", job, "--operator", "counter"])
+        .args(["--server", &server.base])
+        .env("SLUICE_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
+    let server = Server::start(&tenants("", ""));
+    server.upload(ALPHA, "counter", guests::COUNTER_A);
+    let id = server.submit(
+        ALPHA,
+        "name = \"counted\"\nworkers = 1\n[batch]\ninterval = \"100ms\"\n\
+         [[sources]]\nkind = \"generator\"\nrate = 500\nvalue_size = 20\n\
+         [[operators]]\nplugin = \"counter\"\n\
+         [[sinks]]\nkind = \"jsonl\"\npath = \"counted.jsonl\"\n",
+    );
+    server.wait_for_metric_above(ALPHA, &id, "records_out", 0);
+
+    let good = sluice_deploy(&server, ALPHA, &id, guests::COUNTER_B);
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        stdout.contains("version 2 of `counter` adopted from batch"),
+        "{stdout}"
+    );
+    let adopted_out = server.metric(ALPHA, &id, "records_out");
+
+    // A version that traps is refused with its reason; the job goes on.
+    let broken = sluice_deploy(&server, ALPHA, &id, guests::COUNTER_BROKEN);
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(!broken.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("422") && stderr.contains("version 3 refused") && stderr.contains("broken"),
+        "{stderr}"
+    );
+    let path = format!("/v1/jobs/{id}/operators/counter");
+    let wrong_world = server.put(&path, ALPHA, &std::fs::read(guests::SUM).unwrap());
+    assert_eq!(wrong_world.status, 422, "{}", wrong_world.text);
+    assert!(
+        wrong_world.text.contains("`reduce` world"),
+        "{}",
+        wrong_world.text
+    );
+    let not_wasm = server.put(&path, ALPHA, b"hello");
+    assert_eq!(not_wasm.status, 400, "{}", not_wasm.text);
+    assert!(
+        not_wasm.text.contains("not a WebAssembly file"),
+        "{}",
+        not_wasm.text
+    );
+    let unknown = server.put(
+        &format!("/v1/jobs/{id}/operators/nope"),
+        ALPHA,
+        &std::fs::read(guests::COUNTER_A).unwrap(),
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    assert!(unknown.text.contains("counter"), "{}", unknown.text);
+    // Another tenant cannot tell the job exists.
+    let foreign = server.put(&path, BETA, &std::fs::read(guests::COUNTER_A).unwrap());
+    assert_eq!(foreign.status, 404, "{}", foreign.text);
+    assert_eq!(foreign.body["error"], "no such job");
+
+    server.wait_for_metric_above(ALPHA, &id, "records_out", adopted_out);
+    let metrics = server.get(&format!("/v1/jobs/{id}/metrics"), ALPHA);
+    let versions = metrics.body["versions"].as_array().unwrap().clone();
+    let seen: Vec<(u64, bool)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["adopted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(2, true), (3, false), (4, false)],
+        "{}",
+        metrics.text
+    );
+    assert_eq!(server.status(ALPHA, &id)["state"], "running");
+
+    let stop = server.post(&format!("/v1/jobs/{id}/stop"), ALPHA, b"");
+    assert_eq!(stop.status, 202, "{}", stop.text);
+    server.wait_for_state(ALPHA, &id, "stopped");
+    // Version a, then version b, and one count running through both.
+    let file = server.get("/v1/files/counted.jsonl", ALPHA);
+    assert_eq!(file.status, 200);
+    let lines: Vec<String> = file
+        .text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["value"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(lines.len() as u64, server.metric(ALPHA, &id, "records_in"));
+    let tags: Vec<&str> = lines.iter().map(|l| l.split('|').next().unwrap()).collect();
+    let first_b = tags.iter().position(|t| *t == "b").expect("version b ran");
+    assert!(first_b > 0 && tags[..first_b].iter().all(|t| *t == "a"));
+    assert!(tags[first_b..].iter().all(|t| *t == "b"), "{tags:?}");
+    let counts: Vec<u64> = lines
+        .iter()
+        .map(|l| l.split('|').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts, (1..=lines.len() as u64).collect::<Vec<_>>());
+}
