@@ -98,6 +98,46 @@
 //! assert_eq!(harness.run(&[("a", "w")]).unwrap(), [("a".to_string(), "3".to_string())]);
 //! ```
 //!
+//! # State across versions
+//!
+//! A job can swap an operator for a new version while it runs. An operator
+//! whose instance keeps state that must survive the swap implements
+//! [`Stateful`] and is exported with [`export_stateful_operator!`] (the
+//! `stateful-transform` world): the host takes a snapshot from the running
+//! instance and restores it into the new version's instance before its
+//! first batch.
+//!
+//! ```
+//! use sluice_sdk::{export_stateful_operator, Config, Error, Operator, Output, Record, Stateful};
+//!
+//! /// Numbers the records it sees, across versions.
+//! pub struct Numbered { seen: u64 }
+//!
+//! impl Operator for Numbered {
+//!     fn init(_: &Config) -> Result<Self, Error> {
+//!         Ok(Numbered { seen: 0 })
+//!     }
+//!     fn process_record(&mut self, r: Record<'_>, out: &mut Output) -> Result<(), String> {
+//!         self.seen += 1;
+//!         out.emit(r.key, format!("{} {}", self.seen, String::from_utf8_lossy(r.value)).as_bytes(), r.timestamp);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl Stateful for Numbered {
+//!     fn snapshot(&self) -> Result<Vec<u8>, Error> {
+//!         Ok(self.seen.to_le_bytes().to_vec())
+//!     }
+//!     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+//!         let bytes = state.try_into().map_err(|_| Error::Failed("not a snapshot of Numbered".into()))?;
+//!         self.seen = u64::from_le_bytes(bytes);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_stateful_operator!(Numbered);
+//! ```
+//!
 //! Errors follow the contract in `docs/operator-contract.md`: a record that
 //! cannot be processed is *rejected* (its reason reaches the dead-letter file),
 //! a bad setting is [`Error::BadConfig`], anything else is [`Error::Failed`].
