@@ -33,6 +33,20 @@ fn plugin_check_reports_world_and_version() {
 }
 
 #[test]
+fn plugin_check_tells_a_stateful_transformer() {
+    let out = sluice()
+        .args(["plugin", "check", guests::COUNTER_A])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("implements world `stateful-transform` of sluice:operator@"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn plugin_check_explains_rejection() {
     let out = sluice()
         .args(["plugin", "check", guests::WRONG_VERSION])

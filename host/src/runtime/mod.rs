@@ -175,7 +175,9 @@ pub enum LoadError {
 /// What `sluice plugin check` reports for a valid component.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
-    /// The world the component implements (`transform` or `reduce`).
+    /// The world the component implements: `transform`,
+    /// `stateful-transform` (a transformer that exports its state) or
+    /// `reduce`.
     pub world: &'static str,
     /// The contract package and version.
     pub contract: &'static str,
@@ -372,7 +374,11 @@ impl Runtime {
                 engine: engine.clone(),
                 ticker: self.inner.ticker.clone(),
                 info: PluginInfo {
-                    world: world.name(),
+                    world: if stateful {
+                        "stateful-transform"
+                    } else {
+                        world.name()
+                    },
                     contract: CONTRACT,
                     size: bytes.len(),
                     sha256,
