@@ -328,6 +328,41 @@ impl Reloader {
         }
     }
 
+    /// Whether a candidate is probed on micro-batch `batch_no`: then every
+    /// partition must see the batch, with records or without, so that each
+    /// one hands its state to the candidate.
+    pub(crate) fn probing(&self, batch_no: u64) -> bool {
+        self.inner.cells.iter().any(|c| {
+            c.lock()
+                .candidate
+                .as_ref()
+                .is_some_and(|c| c.probe == Some(batch_no))
+        })
+    }
+
+    /// Refuses every waiting candidate: the job has ended.
+    pub(crate) fn close(&self, reason: &str) {
+        for cell in &self.inner.cells {
+            let Some(mut c) = cell.lock().candidate.take() else {
+                continue;
+            };
+            let number = c.version.number;
+            self.record(VersionEvent {
+                operator: cell.operator.clone(),
+                version: number,
+                batch: c.probe.unwrap_or(0),
+                adopted: false,
+                detail: reason.to_string(),
+            });
+            if let Some(tx) = c.done.take() {
+                let _ = tx.send(Outcome::Refused {
+                    version: number,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+
     /// Called by the coordinator once micro-batch `batch_no` is processed:
     /// a candidate probed on it is adopted or refused.
     pub(crate) fn end_batch(&self, batch_no: u64) {
@@ -595,8 +630,11 @@ impl Operator for Swappable {
         self.active.restore(state)
     }
 
+    /// As the running version: a batch re-run in parts (to find the
+    /// records at fault) reaches the candidate only in the parts the running
+    /// version processed, so it sees every record once too.
     fn stateless(&self) -> bool {
-        self.active.stateless() && self.shadow.is_none()
+        self.active.stateless()
     }
 }
 
@@ -617,16 +655,14 @@ pub async fn watch(
         deployed: Option<String>,
         seen: Option<String>,
     }
-    let digest = |path: &PathBuf| -> Option<String> {
+    let digest = |bytes: &[u8]| -> String {
         use sha2::Digest;
-        std::fs::read(path)
-            .ok()
-            .map(|b| crate::runtime::hex(&sha2::Sha256::digest(&b)))
+        crate::runtime::hex(&sha2::Sha256::digest(bytes))
     };
     let mut watched: Vec<Watched> = files
         .into_iter()
         .map(|(operator, path)| {
-            let hash = digest(&path);
+            let hash = std::fs::read(&path).ok().map(|b| digest(&b));
             Watched {
                 operator,
                 path,
@@ -648,15 +684,17 @@ pub async fn watch(
             _ = crate::source::stopped(&mut stop) => return,
         }
         for w in &mut watched {
-            let now = digest(&w.path);
+            let bytes = std::fs::read(&w.path).ok();
+            let now = bytes.as_deref().map(digest);
             let settled = now.is_some() && now == w.seen;
             w.seen = now.clone();
-            if !settled || now == w.deployed {
+            let (true, Some(bytes)) = (settled && now != w.deployed, bytes) else {
                 continue;
-            }
+            };
             w.deployed = now;
+            // The bytes that were hashed are the bytes loaded.
             let (rt, path) = (runtime.clone(), w.path.clone());
-            let loaded = tokio::task::spawn_blocking(move || rt.load(&path)).await;
+            let loaded = tokio::task::spawn_blocking(move || rt.load_bytes(&bytes, &path)).await;
             let plugin = match loaded {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => {

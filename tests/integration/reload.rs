@@ -355,3 +355,48 @@ fn run_watch_swaps_a_rebuilt_component() {
         "every record read was written once: {summary}"
     );
 }
+
+/// A version deployed while no batch runs waits for one; when the job ends
+/// first, the deployer hears so instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_ends_refuses_the_version_it_did_not_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = sluice_tests::runtime_in(dir.path());
+    let a = load(&runtime, guests::COUNTER_A);
+    let b = load(&runtime, guests::COUNTER_B);
+    // A socket that never sends anything: no batch is ever cut.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let job = Job::builder("idle")
+        .source(SourceConfig::Socket { address })
+        .plugin_operator("counter", &a, Vec::new())
+        .sink_boxed(Box::new(BatchLog::default()))
+        .interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let reloader = job.reloader();
+    let stats = job.stats();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(job.run(stop_rx));
+    let deployment = reloader.deploy("counter", &b).expect("deploy");
+    // Another version cannot overtake the waiting one.
+    match reloader.deploy("counter", &a) {
+        Err(DeployError::Busy { pending, .. }) => assert_eq!(pending, deployment.version),
+        other => panic!("expected Busy, got {:?}", other.map(|d| d.version)),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), deployment.outcome())
+        .await
+        .expect("the outcome arrives when the job ends");
+    match outcome {
+        Outcome::Refused { reason, .. } => assert!(reason.contains("job ended"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    running.await.unwrap().unwrap();
+    assert_eq!(reloader.current_version("counter"), Some(1));
+    let events = stats.snapshot().versions;
+    assert_eq!(events.len(), 1);
+    assert!(!events[0].adopted && events[0].detail.contains("job ended"));
+    drop(listener);
+}

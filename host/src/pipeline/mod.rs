@@ -615,6 +615,7 @@ impl Job {
             started,
             stats: self.stats.clone(),
             reloader: self.reloader.clone(),
+            probe_all: false,
         };
         // The coordinator runs batches on its own task, so the next batch
         // is read while the previous one is processed.
@@ -727,6 +728,8 @@ impl Job {
         }
         // Waits for the last batch; closes the worker and sink channels.
         let (mut summary, last) = batches.finish().await;
+        self.reloader
+            .close("the job ended before the version was tried");
         summary.skipped = self.skipped.get();
         if result.is_ok() {
             result = last;
@@ -1332,6 +1335,9 @@ struct Coordinator {
     started: Instant,
     stats: Arc<JobStats>,
     reloader: Reloader,
+    /// Every partition runs this batch, even without records: a new
+    /// operator version is probed on it.
+    probe_all: bool,
 }
 
 impl Coordinator {
@@ -1373,6 +1379,7 @@ impl Coordinator {
         let batch_no = self.next_batch_no;
         self.next_batch_no += 1;
         self.reloader.begin_batch(batch_no);
+        self.probe_all = self.reloader.probing(batch_no);
         if had_records {
             self.summary.batches += 1;
         }
@@ -1537,7 +1544,7 @@ impl Coordinator {
         for flow in flows {
             for (partition, input) in flow.parts.into_iter().enumerate() {
                 let (reply, rx) = oneshot::channel();
-                if input.is_empty() && !self.stages[stage].stateful {
+                if input.is_empty() && !self.stages[stage].stateful && !self.probe_all {
                     let _ = reply.send(Ok(StageOutput {
                         stream: flow.stream,
                         parts: vec![Batch::new(); split_for.as_ref().map_or(1, |s| s.partitions)],

@@ -4,6 +4,9 @@ use crate::limits::SkipCount;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Version events a job keeps, the latest.
+pub const MAX_VERSION_EVENTS: usize = 1000;
+
 /// A running job's counters. The pipeline updates them as batches go by;
 /// [`JobStats::snapshot`] reads them at any time (see
 /// [`crate::pipeline::Job::stats`]).
@@ -39,7 +42,8 @@ pub struct StatsSnapshot {
     pub batches: u64,
     /// How long the last micro-batch took to process, in milliseconds.
     pub last_batch_ms: u64,
-    /// Operator versions adopted or refused while the job ran, oldest first.
+    /// Operator versions adopted or refused while the job ran, oldest first
+    /// (the last [`MAX_VERSION_EVENTS`]).
     pub versions: Vec<VersionEvent>,
 }
 
@@ -109,6 +113,10 @@ impl JobStats {
     }
 
     pub(crate) fn version_event(&self, event: VersionEvent) {
-        self.versions().push(event);
+        let mut versions = self.versions();
+        if versions.len() == MAX_VERSION_EVENTS {
+            versions.remove(0);
+        }
+        versions.push(event);
     }
 }
