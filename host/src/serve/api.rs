@@ -413,6 +413,12 @@ async fn submit_job(
     );
     {
         let mut jobs = lock(&server.jobs);
+        // Removed since the request authenticated: its token is gone.
+        if !server.has_tenant(&tenant.name) {
+            drop(jobs);
+            server.capture.unregister(&engine_name);
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"));
+        }
         let active = jobs
             .values()
             .filter(|j| j.tenant == tenant.name && j.status().is_active())
@@ -647,36 +653,47 @@ async fn deploy_operator(
         }
     };
     let version = deployment.version;
+    // Stored by content: the name comes from the server, never from the
+    // request, and a file a restart may need is never replaced.
     let path = server
         .tenant_dir(&tenant.name)
         .join("jobs")
         .join(&id)
         .join("versions")
-        .join(format!("{operator}-v{version}.wasm"));
+        .join(format!("{}.wasm", plugin.info().sha256));
     write_atomically(&path, &bytes).map_err(ApiError::internal)?;
-    match tokio::time::timeout(DEPLOY_WAIT, deployment.outcome()).await {
-        Ok(Outcome::Adopted {
+    // The verdict is recorded even when this request is gone (a client
+    // that disconnects, or a decision after `DEPLOY_WAIT`).
+    let (verdict_tx, verdict) = tokio::sync::oneshot::channel();
+    {
+        let (job, operator) = (job.clone(), operator.clone());
+        tokio::spawn(async move {
+            let outcome = deployment.outcome().await;
+            if matches!(outcome, Outcome::Adopted { .. }) {
+                job.adopted(&operator, path);
+            }
+            let _ = verdict_tx.send(outcome);
+        });
+    }
+    drop(reloader);
+    match tokio::time::timeout(DEPLOY_WAIT, verdict).await {
+        Ok(Err(_)) => Err(ApiError::internal("the deployment was lost")),
+        Ok(Ok(Outcome::Adopted {
             version,
             batch,
             after,
-        }) => {
-            job.adopted(&operator, path);
-            Ok(ok(json!({
+        })) => Ok(ok(json!({
                 "operator": operator,
                 "version": version,
                 "adopted": true,
                 "first_batch": batch,
                 "after_ms": after.as_secs_f64() * 1e3,
                 "sha256": plugin.info().sha256,
-            })))
-        }
-        Ok(Outcome::Refused { version, reason }) => {
-            let _ = std::fs::remove_file(&path);
-            Err(ApiError::new(
+        }))),
+        Ok(Ok(Outcome::Refused { version, reason })) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("operator `{operator}`: version {version} refused: {reason}"),
-            ))
-        }
+        )),
         Err(_) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({
@@ -684,7 +701,7 @@ async fn deploy_operator(
                 "version": version,
                 "adopted": null,
                 "note": format!(
-                    "not decided within {}s (the job has had no batch to try it on); see the job's metrics",
+                    "not decided within {}s (the job has had no batch to try it on yet); its metrics will list the verdict",
                     DEPLOY_WAIT.as_secs()
                 ),
             })),
@@ -700,9 +717,10 @@ async fn resume_job(
 ) -> ApiResult {
     let job = owned_job(&server, &tenant, &id)?;
     let jobs = lock(&server.jobs);
+    // The paused job itself counts already.
     let active = jobs
         .values()
-        .filter(|j| j.tenant == tenant.name && j.status().is_active())
+        .filter(|j| j.tenant == tenant.name && j.id != id && j.status().is_active())
         .count();
     if active >= tenant.max_jobs {
         return Err(ApiError::new(
@@ -778,6 +796,15 @@ async fn add_tenant(
                 format!("a tenant called {:?} exists", tenant.name),
             ));
         }
+        if server.is_removing(&tenant.name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "a tenant called {:?} was removed and its jobs are still stopping; try again shortly",
+                    tenant.name
+                ),
+            ));
+        }
         let admin_clash = server
             .settings
             .admin
@@ -798,12 +825,18 @@ async fn add_tenant(
     Ok(created(view))
 }
 
+/// How long a removed tenant's jobs get to stop before its data is deleted.
+const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn remove_tenant(
     State(server): State<Arc<Server>>,
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult {
     let removed = write_lock(&server.tenants).remove(&name);
+    if removed.is_some() {
+        server.removing(&name);
+    }
     if removed.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -818,5 +851,17 @@ async fn remove_tenant(
             stopped += 1;
         }
     }
+    // Once its jobs have ended, nothing of the tenant is left: a tenant
+    // added later under the same name starts empty.
+    let cleanup = server.clone();
+    let tenant = name.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + REMOVAL_GRACE;
+        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        cleanup.forget_tenant(&tenant).await;
+    });
     Ok(ok(json!({ "name": name, "stopping_jobs": stopped })))
 }

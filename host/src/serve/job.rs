@@ -46,9 +46,13 @@ pub enum Status {
 }
 
 impl Status {
-    /// Whether the job holds resources (counts against `max_jobs`).
+    /// Whether the job holds resources (counts against `max_jobs`): a
+    /// paused job does too, until it is stopped.
     pub fn is_active(&self) -> bool {
-        matches!(self, Status::Running | Status::Restarting { .. })
+        matches!(
+            self,
+            Status::Running | Status::Restarting { .. } | Status::Paused { .. }
+        )
     }
 
     /// Whether the job is over for good.

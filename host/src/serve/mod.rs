@@ -103,6 +103,9 @@ pub struct Server {
     /// Makes job ids unguessable: a per-process random key.
     id_key: std::collections::hash_map::RandomState,
     id_counter: std::sync::atomic::AtomicU64,
+    /// Tenants removed whose jobs are still stopping; their names cannot
+    /// be taken until their data is gone.
+    removing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Server {
@@ -132,6 +135,7 @@ impl Server {
             capture,
             id_key: Default::default(),
             id_counter: Default::default(),
+            removing: Default::default(),
         };
         for t in tenants {
             server.add_tenant(t).map_err(data_err)?;
@@ -157,6 +161,55 @@ impl Server {
         }
         write_lock(&self.tenants).insert(t.name.clone(), Arc::new(t));
         Ok(())
+    }
+
+    /// Whether `tenant` exists (it may have been removed since a request
+    /// authenticated).
+    fn has_tenant(&self, tenant: &str) -> bool {
+        self.tenants
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(tenant)
+    }
+
+    /// Whether a removed tenant of this name is still being cleaned up.
+    fn is_removing(&self, tenant: &str) -> bool {
+        lock(&self.removing).contains(tenant)
+    }
+
+    /// Marks a removed tenant as being cleaned up.
+    fn removing(&self, tenant: &str) {
+        lock(&self.removing).insert(tenant.to_string());
+    }
+
+    /// Forgets a removed tenant: its job entries, their log rings and its
+    /// directory (plugins, files, job data), once its jobs have ended.
+    async fn forget_tenant(&self, tenant: &str) {
+        let gone: Vec<Arc<JobEntry>> = {
+            let mut jobs = lock(&self.jobs);
+            let ids: Vec<String> = jobs
+                .values()
+                .filter(|j| j.tenant == tenant)
+                .map(|j| j.id.clone())
+                .collect();
+            ids.iter().filter_map(|id| jobs.remove(id)).collect()
+        };
+        for j in &gone {
+            self.capture.unregister(&j.engine_name);
+        }
+        let dir = self.tenant_dir(tenant);
+        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target: "sluice::serve", "removing tenant `{tenant}`'s data: {e}")
+            }
+            Err(e) => {
+                tracing::warn!(target: "sluice::serve", "removing tenant `{tenant}`'s data: {e}")
+            }
+        }
+        lock(&self.removing).remove(tenant);
+        tracing::info!(target: "sluice::serve", "tenant `{tenant}` removed with {} job(s)", gone.len());
     }
 
     /// The tenant whose token hashes to `hash`. Every tenant's hash is

@@ -134,6 +134,8 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
                 check_loopback(address).map_err(|m| invalid(span, &field("address"), m))?;
             }
             SourceConfig::Kafka(k) => {
+                check_brokers(&k.brokers)
+                    .map_err(|m| invalid(span.clone(), &field("brokers"), m))?;
                 check_kafka(&k.config).map_err(|(key, m)| {
                     invalid(span.clone(), &field(&format!("config.{key:?}")), m)
                 })?;
@@ -159,6 +161,8 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
                 ));
             }
             SinkConfig::Kafka(k) => {
+                check_brokers(&k.brokers)
+                    .map_err(|m| invalid(span.clone(), &field("brokers"), m))?;
                 check_kafka(&k.config).map_err(|(key, m)| {
                     invalid(span.clone(), &field(&format!("config.{key:?}")), m)
                 })?;
@@ -330,9 +334,35 @@ pub fn check_loopback(address: &str) -> Result<(), String> {
     }
 }
 
+/// Every broker of a `brokers` list must be on loopback, like socket
+/// sources: a tenant's job reaches no other host.
+fn check_brokers(brokers: &str) -> Result<(), String> {
+    brokers
+        .split(',')
+        .map(str::trim)
+        .try_for_each(check_loopback)
+}
+
+/// SASL mechanisms a tenant may choose; GSSAPI would make librdkafka run
+/// a `kinit` command on the host.
+const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
 fn check_kafka(
     config: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), (String, String)> {
+    for (key, value) in config {
+        if key.starts_with("sasl.mechanism")
+            && !SASL_MECHANISMS.contains(&value.trim().to_ascii_uppercase().as_str())
+        {
+            return Err((
+                key.clone(),
+                format!(
+                    "{value:?} is not open to tenants (accepted: {})",
+                    SASL_MECHANISMS.join(", ")
+                ),
+            ));
+        }
+    }
     for key in config.keys() {
         if !KAFKA_SETTINGS.contains(&key.as_str()) {
             return Err((
@@ -496,7 +526,7 @@ mod tests {
     #[test]
     fn kafka_settings_that_name_files_are_refused() {
         let err = vet_text(&format!(
-            "[[sources]]\nkind = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup = \"g\"\n\
+            "[[sources]]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"t\"]\ngroup = \"g\"\n\
              config = {{ \"ssl.key.location\" = \"/etc/shadow\" }}\n{DISCARD}"
         ))
         .unwrap_err();
@@ -504,6 +534,34 @@ mod tests {
             err.contains("\"ssl.key.location\" is not open to tenants"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn kafka_brokers_must_be_on_loopback_and_gssapi_is_refused() {
+        let source = |brokers: &str, config: &str| {
+            vet_text(&format!(
+                "[[sources]]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ntopics = [\"t\"]\n\
+                 group = \"g\"\nconfig = {{ {config} }}\n{DISCARD}"
+            ))
+        };
+        let err = source("127.0.0.1:9092,10.0.0.7:9092", "").unwrap_err();
+        assert!(err.contains("sources[0].brokers"), "{err}");
+        assert!(
+            err.contains("\"10.0.0.7:9092\" is not a loopback address"),
+            "{err}"
+        );
+        let err = source("localhost:9092", "\"sasl.mechanisms\" = \"GSSAPI\"").unwrap_err();
+        assert!(err.contains("\"GSSAPI\" is not open to tenants"), "{err}");
+        source(
+            "localhost:9092, [::1]:9093",
+            "\"sasl.mechanism\" = \"scram-sha-512\"",
+        )
+        .unwrap();
+        let err = vet_text(&format!(
+            "{GEN}[[sinks]]\nkind = \"kafka\"\nbrokers = \"kafka.internal:9092\"\ntopic = \"t\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("sinks[0].brokers"), "{err}");
     }
 
     #[test]
