@@ -724,9 +724,26 @@ fn the_admin_adds_and_removes_tenants() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["stopping_jobs"], 1);
     assert_eq!(server.get("/v1/jobs", gamma).status, 401);
-    // Its job stops: alpha's view of the server shows nothing of it, and
-    // the process is still serving.
     assert_eq!(server.get("/v1/jobs", ALPHA).status, 200);
+    // Its job stops and all its data goes; a new gamma (once the old one
+    // is gone) starts empty, even with the same token.
+    let data = server.dir.path().join("data/tenants/gamma");
+    assert!(
+        poll(|| !data.exists()),
+        "gamma's data is still there; {}",
+        server.log()
+    );
+    let r = server.post("/v1/admin/tenants", ADMIN, body.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        server.get("/v1/jobs", gamma).body["jobs"],
+        serde_json::json!([])
+    );
+    assert_eq!(server.get(&format!("/v1/jobs/{id}"), gamma).status, 404);
+    assert_eq!(
+        server.get("/v1/plugins", gamma).body["plugins"],
+        serde_json::json!([])
+    );
 }
 
 /// Runs `sluice deploy` against `server` as tenant `token`.
