@@ -1,7 +1,7 @@
 //! The columnar micro-batch. It is the contract's layout (`wit/operator.wit`),
 //! shared with the guest SDK so host and guests agree on one definition.
 
-pub use sluice_sdk::{Batch, Output, Record};
+pub use sluice_sdk::{Batch, Header, Headers, Output, Record};
 
 /// Copies the records of `input` at positions not in `drop` (sorted or not)
 /// into a new batch, keeping order.
@@ -15,7 +15,7 @@ pub fn without(input: &Batch, drop: &[u32]) -> Batch {
     let mut out = Batch::new();
     for r in input.iter() {
         if !mask[r.index as usize] {
-            out.push(r.key, r.value, r.timestamp);
+            out.push_record(r);
         }
     }
     out
@@ -43,6 +43,43 @@ pub fn append(to: &mut Batch, from: &Batch) {
     to.keys.extend_from_slice(&from.keys);
     to.key_ends.extend(from.key_ends.iter().map(|e| e + kbase));
     to.timestamps.extend_from_slice(&from.timestamps);
+    if to.has_headers() || from.has_headers() {
+        append_headers(to, n_to, from);
+    }
+}
+
+/// The header columns of [`append`]: `to` had `n_to` records before `from`'s
+/// were added. Like presence bytes, the per-record ends (and the null-value
+/// bytes) are materialised only when one side has them.
+fn append_headers(to: &mut Batch, n_to: usize, from: &Batch) {
+    let entries_to = to.header_count();
+    let base = offset(entries_to);
+    // A batch without header ends has no header entries.
+    to.header_ends.resize(n_to, 0);
+    if from.has_headers() {
+        to.header_ends
+            .extend(from.header_ends.iter().map(|e| e + base));
+    } else {
+        to.header_ends.resize(n_to + from.len(), base);
+    }
+    if !to.header_value_present.is_empty() || !from.header_value_present.is_empty() {
+        to.header_value_present.resize(entries_to, 1);
+        if from.header_value_present.is_empty() {
+            to.header_value_present
+                .resize(entries_to + from.header_count(), 1);
+        } else {
+            to.header_value_present
+                .extend_from_slice(&from.header_value_present);
+        }
+    }
+    let kbase = offset(to.header_keys.len());
+    let vbase = offset(to.header_values.len());
+    to.header_keys.extend_from_slice(&from.header_keys);
+    to.header_key_ends
+        .extend(from.header_key_ends.iter().map(|e| e + kbase));
+    to.header_values.extend_from_slice(&from.header_values);
+    to.header_value_ends
+        .extend(from.header_value_ends.iter().map(|e| e + vbase));
 }
 
 /// Splits `input` into `n` batches by [`crate::partition::for_key`] of each
@@ -83,6 +120,7 @@ pub fn split_by_key(input: &Batch, n: usize, unkeyed_together: bool) -> Vec<Batc
         vstart = vend;
         kstart = kend;
     }
+    let headed = input.has_headers();
     let mut out: Vec<Batch> = (0..n)
         .map(|t| Batch {
             keys: Vec::with_capacity(key_bytes[t]),
@@ -91,6 +129,8 @@ pub fn split_by_key(input: &Batch, n: usize, unkeyed_together: bool) -> Vec<Batc
             values: Vec::with_capacity(value_bytes[t]),
             value_ends: Vec::with_capacity(records[t]),
             timestamps: Vec::with_capacity(records[t]),
+            header_ends: Vec::with_capacity(if headed { records[t] } else { 0 }),
+            ..Batch::default()
         })
         .collect();
     let (mut vstart, mut kstart) = (0usize, 0usize);
@@ -107,6 +147,14 @@ pub fn split_by_key(input: &Batch, n: usize, unkeyed_together: bool) -> Vec<Batc
             o.key_present.push(input.key_present[i]);
         }
         o.timestamps.push(input.timestamps[i]);
+        if headed {
+            // Every part gets header ends when the input has them, as with
+            // presence bytes; a record's entries follow its end.
+            o.header_ends.push(offset(o.header_count()));
+            for h in input.headers(i) {
+                o.push_header(h.key, h.value);
+            }
+        }
         vstart = vend;
         kstart = kend;
     }
@@ -123,7 +171,7 @@ pub fn slice(input: &Batch, range: std::ops::Range<usize>) -> Batch {
     let kstart = if a == 0 { 0 } else { input.key_ends[a - 1] };
     let vend = input.value_ends[b - 1];
     let kend = input.key_ends[b - 1];
-    Batch {
+    let mut out = Batch {
         keys: input.keys[kstart as usize..kend as usize].to_vec(),
         key_ends: input.key_ends[a..b].iter().map(|e| e - kstart).collect(),
         key_present: if input.key_present.is_empty() {
@@ -134,7 +182,48 @@ pub fn slice(input: &Batch, range: std::ops::Range<usize>) -> Batch {
         values: input.values[vstart as usize..vend as usize].to_vec(),
         value_ends: input.value_ends[a..b].iter().map(|e| e - vstart).collect(),
         timestamps: input.timestamps[a..b].to_vec(),
+        ..Batch::default()
+    };
+    if input.has_headers() {
+        let hstart = if a == 0 { 0 } else { input.header_ends[a - 1] };
+        let hend = input.header_ends[b - 1];
+        let (h0, h1) = (hstart as usize, hend as usize);
+        let ks = if h0 == 0 {
+            0
+        } else {
+            input.header_key_ends[h0 - 1]
+        };
+        let vs = if h0 == 0 {
+            0
+        } else {
+            input.header_value_ends[h0 - 1]
+        };
+        let ke = if h1 == 0 {
+            0
+        } else {
+            input.header_key_ends[h1 - 1]
+        };
+        let ve = if h1 == 0 {
+            0
+        } else {
+            input.header_value_ends[h1 - 1]
+        };
+        out.header_ends = input.header_ends[a..b].iter().map(|e| e - hstart).collect();
+        out.header_keys = input.header_keys[ks as usize..ke as usize].to_vec();
+        out.header_key_ends = input.header_key_ends[h0..h1]
+            .iter()
+            .map(|e| e - ks)
+            .collect();
+        out.header_values = input.header_values[vs as usize..ve as usize].to_vec();
+        out.header_value_ends = input.header_value_ends[h0..h1]
+            .iter()
+            .map(|e| e - vs)
+            .collect();
+        if !input.header_value_present.is_empty() {
+            out.header_value_present = input.header_value_present[h0..h1].to_vec();
+        }
     }
+    out
 }
 
 fn offset(len: usize) -> u32 {
@@ -142,9 +231,9 @@ fn offset(len: usize) -> u32 {
     u32::try_from(len).expect("batch payload below 4 GiB")
 }
 
-/// Bytes held by the batch's buffers (keys + values).
+/// Bytes held by the batch's data buffers (keys, values and headers).
 pub fn payload_bytes(b: &Batch) -> usize {
-    b.keys.len() + b.values.len()
+    b.keys.len() + b.values.len() + b.header_keys.len() + b.header_values.len()
 }
 
 #[cfg(test)]
@@ -206,6 +295,131 @@ mod tests {
         let mut got: Vec<i64> = joined.timestamps.clone();
         got.sort();
         assert_eq!(got, (0..100).collect::<Vec<i64>>());
+    }
+
+    type Row = (
+        Option<Vec<u8>>,
+        Vec<u8>,
+        i64,
+        Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    );
+
+    fn rows(b: &Batch) -> Vec<Row> {
+        b.iter()
+            .map(|r| {
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+                    .collect();
+                (
+                    r.key.map(<[u8]>::to_vec),
+                    r.value.to_vec(),
+                    r.timestamp,
+                    headers,
+                )
+            })
+            .collect()
+    }
+
+    /// `n` records; record `i` has `i % 4` headers (a repeated key, an empty
+    /// value and, for every fifth record, a null value), keys on odd records.
+    fn headed(n: u32) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..n {
+            let k = (i % 5).to_string();
+            b.push(
+                (i % 2 == 1).then_some(k.as_bytes()),
+                &i.to_le_bytes(),
+                i as i64,
+            );
+            for j in 0..i % 4 {
+                let value = match j {
+                    0 => Some(format!("v{i}")),
+                    1 => Some(String::new()),
+                    _ => (i % 5 != 0).then(|| format!("w{i}")),
+                };
+                b.push_header(b"h", value.as_deref().map(str::as_bytes));
+            }
+        }
+        b.validate().unwrap();
+        b
+    }
+
+    #[test]
+    fn without_keeps_headers_with_their_records() {
+        let b = headed(12);
+        let out = without(&b, &[0, 3, 7, 11]);
+        out.validate().unwrap();
+        let want: Vec<Row> = rows(&b)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 3, 7, 11].contains(i))
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(rows(&out), want);
+    }
+
+    #[test]
+    fn slices_with_headers_join_back() {
+        let b = headed(17);
+        assert!(
+            !b.header_value_present.is_empty(),
+            "the input has null values"
+        );
+        for cuts in [vec![0, 1, 17], vec![0, 5, 5, 9, 16, 40], vec![0, 17]] {
+            let mut joined = Batch::new();
+            for w in cuts.windows(2) {
+                let part = slice(&b, w[0]..w[1]);
+                part.validate().unwrap();
+                assert_eq!(rows(&part), rows(&b)[w[0]..w[1].min(17)]);
+                append(&mut joined, &part);
+            }
+            joined.validate().unwrap();
+            assert_eq!(joined, b, "cuts {cuts:?}");
+        }
+    }
+
+    #[test]
+    fn split_by_key_keeps_headers_with_their_records() {
+        let b = headed(100);
+        for unkeyed_together in [false, true] {
+            let parts = split_by_key(&b, 4, unkeyed_together);
+            let mut got = Vec::new();
+            for p in &parts {
+                p.validate().unwrap();
+                got.extend(rows(p));
+            }
+            got.sort_by_key(|r| r.2);
+            assert_eq!(got, rows(&b));
+        }
+    }
+
+    #[test]
+    fn append_mixes_batches_with_and_without_headers() {
+        let plain = Batch::from_values(["x", "yy"], 1);
+        let mut a = plain.clone();
+        append(&mut a, &headed(6));
+        append(&mut a, &plain);
+        a.validate().unwrap();
+        let want: Vec<Row> = [rows(&plain), rows(&headed(6)), rows(&plain)].concat();
+        assert_eq!(rows(&a), want);
+        // Null values on the left only, then on the right only.
+        let mut nulls = Batch::new();
+        nulls.push(None, b"n", 9);
+        nulls.push_header(b"gone", None);
+        let mut left = nulls.clone();
+        append(&mut left, &headed(4));
+        left.validate().unwrap();
+        assert_eq!(rows(&left), [rows(&nulls), rows(&headed(4))].concat());
+        let mut right = headed(4);
+        append(&mut right, &nulls);
+        right.validate().unwrap();
+        assert_eq!(rows(&right), [rows(&headed(4)), rows(&nulls)].concat());
+        // No headers on either side: no header columns.
+        let mut none = plain.clone();
+        append(&mut none, &plain);
+        assert!(!none.has_headers() && none.header_value_present.is_empty());
     }
 
     #[test]

@@ -20,6 +20,20 @@ pub struct Batch {
     pub value_ends: Vec<u32>,
     /// Event time of each record, milliseconds since the Unix epoch.
     pub timestamps: Vec<i64>,
+    /// End of each record's headers among the header entries; empty when no
+    /// record has headers (then every `header_*` buffer is empty too).
+    pub header_ends: Vec<u32>,
+    /// Key bytes of all header entries, concatenated (UTF-8 text).
+    pub header_keys: Vec<u8>,
+    /// End offset of each header entry's key in `header_keys`.
+    pub header_key_ends: Vec<u32>,
+    /// Value bytes of all header entries, concatenated.
+    pub header_values: Vec<u8>,
+    /// End offset of each header entry's value in `header_values`.
+    pub header_value_ends: Vec<u32>,
+    /// Per header entry, 0 when its value is null; empty when no header
+    /// value is null.
+    pub header_value_present: Vec<u8>,
 }
 
 /// A read-only view of one record of a [`Batch`].
@@ -33,6 +47,132 @@ pub struct Record<'a> {
     pub value: &'a [u8],
     /// Event time, milliseconds since the Unix epoch.
     pub timestamp: i64,
+    /// The record's headers (Kafka record headers), in order; usually none.
+    pub headers: Headers<'a>,
+}
+
+/// One header of a record: a key and a value that may be null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The header's key (UTF-8 text, as Kafka's header keys are).
+    pub key: &'a [u8],
+    /// The header's value, or `None` when it is null (distinct from an
+    /// empty value).
+    pub value: Option<&'a [u8]>,
+}
+
+/// The headers of one record of a [`Batch`]: a view over the batch's header
+/// columns.
+///
+/// ```
+/// use sluice_sdk::{Batch, Header};
+///
+/// let mut b = Batch::new();
+/// b.push(None, b"payload", 0);
+/// b.push_header(b"trace", Some(b"abc"));
+/// b.push_header(b"tombstone", None);
+/// let r = b.get(0).unwrap();
+/// assert_eq!(r.headers.len(), 2);
+/// assert_eq!(r.headers.last(b"trace"), Some(Some(&b"abc"[..])));
+/// let keys: Vec<&[u8]> = r.headers.iter().map(|h: Header<'_>| h.key).collect();
+/// assert_eq!(keys, [&b"trace"[..], b"tombstone"]);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Headers<'a> {
+    batch: Option<&'a Batch>,
+    /// Entries `start..end` of the batch's header entries.
+    start: u32,
+    end: u32,
+}
+
+impl<'a> Headers<'a> {
+    /// No headers.
+    pub const NONE: Headers<'static> = Headers {
+        batch: None,
+        start: 0,
+        end: 0,
+    };
+
+    /// Number of headers.
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Whether there are none.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// The headers in order.
+    #[inline]
+    pub fn iter(&self) -> HeaderIter<'a> {
+        HeaderIter {
+            batch: self.batch,
+            next: self.start,
+            end: self.end,
+        }
+    }
+
+    /// The value of the last header with key `key` (Kafka's `lastHeader`):
+    /// `None` when there is none, `Some(None)` when its value is null.
+    pub fn last(&self, key: &[u8]) -> Option<Option<&'a [u8]>> {
+        self.iter().filter(|h| h.key == key).last().map(|h| h.value)
+    }
+}
+
+impl<'a> IntoIterator for Headers<'a> {
+    type Item = Header<'a>;
+    type IntoIter = HeaderIter<'a>;
+
+    #[inline]
+    fn into_iter(self) -> HeaderIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over a record's [`Headers`].
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    batch: Option<&'a Batch>,
+    next: u32,
+    end: u32,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Header<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Header<'a>> {
+        if self.next >= self.end {
+            return None;
+        }
+        let h = self.next as usize;
+        self.next += 1;
+        self.batch.map(|b| b.header_entry(h))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.end - self.next) as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for HeaderIter<'_> {}
+
+impl PartialEq for Headers<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers<'_> {}
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Batch {
@@ -92,7 +232,56 @@ impl Batch {
             key,
             value: &self.values[start..end],
             timestamp: self.timestamps[i],
+            headers: self.headers(i),
         })
+    }
+
+    /// The headers of record `i` (none past the end), without looking at
+    /// the rest of the record.
+    #[inline]
+    pub fn headers(&self, i: usize) -> Headers<'_> {
+        match self.header_ends.get(i) {
+            None => Headers::NONE,
+            Some(&end) => Headers {
+                batch: Some(self),
+                start: if i == 0 { 0 } else { self.header_ends[i - 1] },
+                end,
+            },
+        }
+    }
+
+    /// Header entry `h` of the batch.
+    #[inline]
+    fn header_entry(&self, h: usize) -> Header<'_> {
+        let kstart = if h == 0 {
+            0
+        } else {
+            self.header_key_ends[h - 1] as usize
+        };
+        let key = &self.header_keys[kstart..self.header_key_ends[h] as usize];
+        let present = self.header_value_present.get(h).is_none_or(|p| *p != 0);
+        let value = present.then(|| {
+            let vstart = if h == 0 {
+                0
+            } else {
+                self.header_value_ends[h - 1] as usize
+            };
+            &self.header_values[vstart..self.header_value_ends[h] as usize]
+        });
+        Header { key, value }
+    }
+
+    /// Whether some record of the batch may have headers (the header
+    /// columns are in use).
+    #[inline]
+    pub fn has_headers(&self) -> bool {
+        !self.header_ends.is_empty()
+    }
+
+    /// Number of header entries, over all records.
+    #[inline]
+    pub fn header_count(&self) -> usize {
+        self.header_key_ends.len()
     }
 
     /// The records in order.
@@ -102,6 +291,8 @@ impl Batch {
         let mut vstart = 0usize;
         let mut kstart = 0usize;
         let keyed = !self.key_present.is_empty();
+        let headed = self.has_headers();
+        let mut hstart = 0u32;
         (0..self.len()).map(move |i| {
             let vend = self.value_ends[i] as usize;
             let value = &self.values[vstart..vend];
@@ -114,19 +305,105 @@ impl Batch {
             } else {
                 None
             };
+            let headers = if headed {
+                let end = self.header_ends[i];
+                let h = Headers {
+                    batch: Some(self),
+                    start: hstart,
+                    end,
+                };
+                hstart = end;
+                h
+            } else {
+                Headers::NONE
+            };
             Record {
                 index: i as u32,
                 key,
                 value,
                 timestamp: self.timestamps[i],
+                headers,
             }
         })
     }
 
-    /// Appends a record.
+    /// Appends a record without headers.
     #[inline]
     pub fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
         self.push_with(key, timestamp, |v| v.extend_from_slice(value));
+    }
+
+    /// Appends a record with `headers`.
+    ///
+    /// ```
+    /// use sluice_sdk::{Batch, Header};
+    ///
+    /// let mut b = Batch::new();
+    /// let headers = [Header { key: b"source", value: Some(b"web") }];
+    /// b.push_with_headers(Some(b"k"), b"v", 1, headers);
+    /// b.push(None, b"plain", 2);
+    /// assert_eq!(b.get(0).unwrap().headers.iter().collect::<Vec<_>>(), headers);
+    /// assert!(b.get(1).unwrap().headers.is_empty());
+    /// ```
+    pub fn push_with_headers<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: impl IntoIterator<Item = Header<'h>>,
+    ) {
+        self.push(key, value, timestamp);
+        for h in headers {
+            self.push_header(h.key, h.value);
+        }
+    }
+
+    /// Appends a copy of `record`, headers included (from this batch or
+    /// another).
+    #[inline]
+    pub fn push_record(&mut self, record: Record<'_>) {
+        self.push(record.key, record.value, record.timestamp);
+        for h in record.headers {
+            self.push_header(h.key, h.value);
+        }
+    }
+
+    /// Adds a header to the last record pushed; `value` `None` is a null
+    /// value. The key SHOULD be UTF-8 text: the host refuses an output batch
+    /// with a header key that is not.
+    ///
+    /// # Panics
+    ///
+    /// When the batch has no record yet.
+    pub fn push_header(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let n = self.len();
+        assert!(
+            n > 0,
+            "push_header on an empty batch: push the record first"
+        );
+        // First header of the batch: materialise "no headers" for the
+        // records before this one (there are no entries yet).
+        self.header_ends.resize(n, 0);
+        self.header_keys.extend_from_slice(key);
+        self.header_key_ends
+            .push(end_offset(self.header_keys.len()));
+        match value {
+            Some(v) => {
+                self.header_values.extend_from_slice(v);
+                if !self.header_value_present.is_empty() {
+                    self.header_value_present.push(1);
+                }
+            }
+            None => {
+                // First null value: materialise "present" for the entries before it.
+                let entries = self.header_value_ends.len();
+                self.header_value_present.resize(entries, 1);
+                self.header_value_present.push(0);
+            }
+        }
+        self.header_value_ends
+            .push(end_offset(self.header_values.len()));
+        self.header_ends[n - 1] = end_offset(self.header_key_ends.len());
     }
 
     /// Appends a record whose value is written by `write` straight into the
@@ -142,6 +419,10 @@ impl Batch {
         write(&mut self.values);
         self.value_ends.push(end_offset(self.values.len()));
         self.timestamps.push(timestamp);
+        if !self.header_ends.is_empty() {
+            self.header_ends
+                .push(end_offset(self.header_key_ends.len()));
+        }
     }
 
     #[inline]
@@ -196,6 +477,67 @@ impl Batch {
             }
             start = end;
         }
+        self.validate_headers()
+    }
+
+    fn validate_headers(&self) -> Result<(), String> {
+        let n = self.len();
+        let entries = self.header_key_ends.len();
+        if self.header_ends.is_empty() {
+            if entries != 0 || !self.header_value_ends.is_empty() {
+                return Err(format!(
+                    "header-ends is empty but there are {} header entries",
+                    entries.max(self.header_value_ends.len())
+                ));
+            }
+        } else if self.header_ends.len() != n {
+            return Err(format!(
+                "header-ends has {} entries for {n} records",
+                self.header_ends.len()
+            ));
+        }
+        if self.header_value_ends.len() != entries {
+            return Err(format!(
+                "header-value-ends has {} entries for {entries} header entries",
+                self.header_value_ends.len()
+            ));
+        }
+        if !self.header_value_present.is_empty() && self.header_value_present.len() != entries {
+            return Err(format!(
+                "header-value-present has {} entries for {entries} header entries",
+                self.header_value_present.len()
+            ));
+        }
+        check_ends("header-ends", &self.header_ends, entries)?;
+        check_ends(
+            "header-key-ends",
+            &self.header_key_ends,
+            self.header_keys.len(),
+        )?;
+        check_ends(
+            "header-value-ends",
+            &self.header_value_ends,
+            self.header_values.len(),
+        )?;
+        let mut start = 0;
+        for (h, &end) in self.header_key_ends.iter().enumerate() {
+            let key = &self.header_keys[start as usize..end as usize];
+            if std::str::from_utf8(key).is_err() {
+                return Err(format!("header key {h} is not UTF-8 text"));
+            }
+            start = end;
+        }
+        let mut start = 0;
+        for (h, &end) in self.header_value_ends.iter().enumerate() {
+            let null = self.header_value_present.get(h).is_some_and(|p| *p == 0);
+            if null && end != start {
+                return Err(format!(
+                    "header {h} has a null value but a value span of {} byte(s)",
+                    end - start
+                ));
+            }
+            start = end;
+        }
         Ok(())
     }
 }
@@ -242,6 +584,12 @@ impl Output {
             values: Vec::with_capacity(input.values.len()),
             value_ends: Vec::with_capacity(input.len()),
             timestamps: Vec::with_capacity(input.len()),
+            header_ends: Vec::with_capacity(input.header_ends.len()),
+            header_keys: Vec::with_capacity(input.header_keys.len()),
+            header_key_ends: Vec::with_capacity(input.header_key_ends.len()),
+            header_values: Vec::with_capacity(input.header_values.len()),
+            header_value_ends: Vec::with_capacity(input.header_value_ends.len()),
+            header_value_present: Vec::with_capacity(input.header_value_present.len()),
         };
         Output {
             batch,
@@ -249,10 +597,23 @@ impl Output {
         }
     }
 
-    /// Emits a record.
+    /// Emits a record without headers.
     #[inline]
     pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
         self.batch.push(key, value, timestamp);
+    }
+
+    /// Emits a record with `headers` (for example `record.headers` of the
+    /// input record it comes from).
+    #[inline]
+    pub fn emit_with_headers<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: impl IntoIterator<Item = Header<'h>>,
+    ) {
+        self.batch.push_with_headers(key, value, timestamp, headers);
     }
 
     /// Emits a record whose value `write` appends to the given buffer.
@@ -266,10 +627,20 @@ impl Output {
         self.batch.push_with(key, timestamp, write);
     }
 
-    /// Emits `record` unchanged (a filter keeping it).
+    /// Emits `record` unchanged, headers included (a filter keeping it).
     #[inline]
     pub fn forward(&mut self, record: Record<'_>) {
-        self.batch.push(record.key, record.value, record.timestamp);
+        self.batch.push_record(record);
+    }
+
+    /// Emits `record` with a new value that `write` appends to the given
+    /// buffer; its key, timestamp and headers are kept (a map of values).
+    #[inline]
+    pub fn forward_with(&mut self, record: Record<'_>, write: impl FnOnce(&mut Vec<u8>)) {
+        self.batch.push_with(record.key, record.timestamp, write);
+        for h in record.headers {
+            self.batch.push_header(h.key, h.value);
+        }
     }
 
     /// Rejects input record `index` with `reason`.
@@ -326,6 +697,137 @@ mod tests {
         b.keys = b"k".to_vec();
         b.key_ends = vec![1];
         assert!(b.validate().unwrap_err().contains("no key but a key span"));
+    }
+
+    type OwnedHeaders = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    fn headers_of(r: &Record<'_>) -> OwnedHeaders {
+        r.headers
+            .iter()
+            .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
+    /// Records 0 and 3 without headers, 1 with a repeated key, an empty
+    /// and a null value, 2 with one header.
+    fn with_headers() -> Batch {
+        let mut b = Batch::new();
+        b.push(None, b"a", 1);
+        b.push(Some(b"k"), b"b", 2);
+        b.push_header(b"h", Some(b"1"));
+        b.push_header(b"h", Some(b""));
+        b.push_header(b"n", None);
+        b.push_with_headers(
+            None,
+            b"c",
+            3,
+            [Header {
+                key: b"x",
+                value: Some(b"y"),
+            }],
+        );
+        b.push(None, b"d", 4);
+        b
+    }
+
+    #[test]
+    fn headers_belong_to_their_records() {
+        let b = with_headers();
+        b.validate().unwrap();
+        assert_eq!(b.header_ends, [0, 3, 4, 4]);
+        assert_eq!(b.header_value_present, [1, 1, 0, 1]);
+        let via_iter: Vec<OwnedHeaders> = b.iter().map(|r| headers_of(&r)).collect();
+        let via_get: Vec<OwnedHeaders> = (0..b.len())
+            .map(|i| headers_of(&b.get(i).unwrap()))
+            .collect();
+        assert_eq!(via_iter, via_get);
+        let h =
+            |k: &str, v: Option<&str>| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()));
+        assert_eq!(
+            via_iter,
+            [
+                vec![],
+                vec![h("h", Some("1")), h("h", Some("")), h("n", None)],
+                vec![h("x", Some("y"))],
+                vec![],
+            ]
+        );
+        let r = b.get(1).unwrap();
+        assert_eq!(r.headers.last(b"h"), Some(Some(&b""[..])));
+        assert_eq!(r.headers.last(b"n"), Some(None));
+        assert_eq!(r.headers.last(b"x"), None);
+    }
+
+    #[test]
+    fn batches_without_headers_have_no_header_columns() {
+        let mut b = Batch::new();
+        b.push(Some(b"k"), b"v", 1);
+        b.push(None, b"w", 2);
+        assert!(!b.has_headers());
+        assert!(b.header_ends.is_empty() && b.header_key_ends.is_empty());
+        assert!(b.iter().all(|r| r.headers.is_empty()));
+        // Headers only on the last record: the earlier ones get empty spans.
+        b.push(None, b"x", 3);
+        b.push_header(b"h", Some(b"v"));
+        b.validate().unwrap();
+        assert_eq!(b.header_ends, [0, 0, 1]);
+        assert!(b.header_value_present.is_empty(), "no null value");
+    }
+
+    #[test]
+    fn forward_keeps_headers_and_emit_makes_none() {
+        let input = with_headers();
+        let mut out = Output::with_capacity_for(&input);
+        for r in input.iter() {
+            out.forward(r);
+            out.emit(r.key, r.value, r.timestamp);
+            out.forward_with(r, |v| v.extend(r.value.iter().map(u8::to_ascii_uppercase)));
+        }
+        let out = out.finish().unwrap();
+        out.validate().unwrap();
+        assert_eq!(out.len(), 3 * input.len());
+        for (i, r) in input.iter().enumerate() {
+            let forwarded = out.get(3 * i).unwrap();
+            assert_eq!(forwarded.headers, r.headers);
+            assert_eq!((forwarded.key, forwarded.value), (r.key, r.value));
+            assert!(out.get(3 * i + 1).unwrap().headers.is_empty());
+            let mapped = out.get(3 * i + 2).unwrap();
+            assert_eq!(headers_of(&mapped), headers_of(&r));
+            assert_eq!(mapped.value, r.value.to_ascii_uppercase());
+        }
+    }
+
+    #[test]
+    fn validate_catches_broken_headers() {
+        let mut b = with_headers();
+        b.header_ends[1] = 9;
+        assert!(b.validate().unwrap_err().contains("header-ends"));
+
+        let mut b = with_headers();
+        b.header_ends.pop();
+        assert!(
+            b.validate()
+                .unwrap_err()
+                .contains("header-ends has 3 entries for 4 records")
+        );
+
+        let mut b = with_headers();
+        b.header_value_present[0] = 0;
+        assert!(
+            b.validate()
+                .unwrap_err()
+                .contains("null value but a value span")
+        );
+
+        let mut b = with_headers();
+        b.header_keys[0] = 0xff;
+        assert!(b.validate().unwrap_err().contains("not UTF-8"));
+
+        let mut b = Batch::from_values(["a"], 0);
+        b.header_keys = b"k".to_vec();
+        b.header_key_ends = vec![1];
+        b.header_value_ends = vec![0];
+        assert!(b.validate().unwrap_err().contains("header-ends is empty"));
     }
 
     #[test]

@@ -152,7 +152,7 @@ mod config;
 mod reduce;
 pub mod testing;
 
-pub use batch::{Batch, Output, Record};
+pub use batch::{Batch, Header, HeaderIter, Headers, Output, Record};
 pub use config::Config;
 pub use reduce::{Accumulators, Group, Groups, Reducer, Value, reduce_all};
 
@@ -183,8 +183,8 @@ pub mod reduce_bindings {
         path: "../wit",
         world: "reduce",
         with: {
-            "sluice:operator/types@0.1.0": sluice_sdk::bindings::sluice::operator::types,
-            "sluice:operator/host@0.1.0": sluice_sdk::bindings::sluice::operator::host,
+            "sluice:operator/types@0.2.0": sluice_sdk::bindings::sluice::operator::types,
+            "sluice:operator/host@0.2.0": sluice_sdk::bindings::sluice::operator::host,
         },
         pub_export_macro: true,
         export_macro_name: "__export_reduce_world",
@@ -203,11 +203,11 @@ pub mod stateful_bindings {
     // Only the `stateful` export: the `transformer` export comes from
     // [`bindings`], and both macros together export the whole world.
     wit_bindgen::generate!({
-        inline: "package sluice:sdk; world state { export sluice:operator/stateful@0.1.0; }",
+        inline: "package sluice:sdk; world state { export sluice:operator/stateful@0.2.0; }",
         path: "../wit",
         world: "sluice:sdk/state",
         with: {
-            "sluice:operator/types@0.1.0": sluice_sdk::bindings::sluice::operator::types,
+            "sluice:operator/types@0.2.0": sluice_sdk::bindings::sluice::operator::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_stateful_transform_world",
@@ -479,6 +479,12 @@ pub mod __private {
             values: input.values,
             value_ends: input.value_ends,
             timestamps: input.timestamps,
+            header_ends: input.header_ends,
+            header_keys: input.header_keys,
+            header_key_ends: input.header_key_ends,
+            header_values: input.header_values,
+            header_value_ends: input.header_value_ends,
+            header_value_present: input.header_value_present,
         };
         let out = run(op, input).map_err(to_wit)?;
         Ok(t::Batch {
@@ -488,6 +494,12 @@ pub mod __private {
             values: out.values,
             value_ends: out.value_ends,
             timestamps: out.timestamps,
+            header_ends: out.header_ends,
+            header_keys: out.header_keys,
+            header_key_ends: out.header_key_ends,
+            header_values: out.header_values,
+            header_value_ends: out.header_value_ends,
+            header_value_present: out.header_value_present,
         })
     }
 

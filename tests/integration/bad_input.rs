@@ -128,7 +128,7 @@ fn wrong_world_or_version_is_explained() {
         .to_string();
     assert!(
         msg.contains("built against sluice:operator@0.9.0")
-            && msg.contains("implements sluice:operator@0.1.0"),
+            && msg.contains("implements sluice:operator@0.2.0"),
         "{msg}"
     );
     let msg = runtime
@@ -139,8 +139,8 @@ fn wrong_world_or_version_is_explained() {
     assert!(
         msg.contains("does not implement the `transform` or the `reduce` world")
             && msg.contains("`next`")
-            && msg.contains("sluice:operator/transformer@0.1.0")
-            && msg.contains("sluice:operator/reducer@0.1.0"),
+            && msg.contains("sluice:operator/transformer@0.2.0")
+            && msg.contains("sluice:operator/reducer@0.2.0"),
         "{msg}"
     );
 }

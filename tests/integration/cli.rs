@@ -27,7 +27,7 @@ fn plugin_check_reports_world_and_version() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("implements world `transform` of sluice:operator@0.1.0"),
+        stdout.contains("implements world `transform` of sluice:operator@0.2.0"),
         "{stdout}"
     );
 }

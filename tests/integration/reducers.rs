@@ -222,7 +222,7 @@ async fn a_component_of_the_wrong_world_names_the_field() {
     assert!(
         msg.starts_with(&format!(
             "operator `x`: field `reducer`: {} implements the `transform` world, not `reduce`; \
-             a reducer must export `sluice:operator/reducer@0.1.0`",
+             a reducer must export `sluice:operator/reducer@0.2.0`",
             guests::UPPERCASE
         )),
         "{msg}"
@@ -236,7 +236,7 @@ async fn a_component_of_the_wrong_world_names_the_field() {
     assert!(
         msg.starts_with(&format!(
             "operator `y`: field `plugin`: {} implements the `reduce` world, not `transform`; \
-             a plugin must export `sluice:operator/transformer@0.1.0`",
+             a plugin must export `sluice:operator/transformer@0.2.0`",
             guests::SUM
         )),
         "{msg}"
@@ -329,7 +329,7 @@ fn plugin_check_reports_the_reduce_world() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("implements world `reduce` of sluice:operator@0.1.0"),
+        stdout.contains("implements world `reduce` of sluice:operator@0.2.0"),
         "{stdout}"
     );
 }

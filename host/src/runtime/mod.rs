@@ -54,7 +54,7 @@ mod reduce_bindings {
 /// one `transform` binding serves components with and without it.
 mod state_bindings {
     wasmtime::component::bindgen!({
-        inline: "package sluice:host; world state { export sluice:operator/stateful@0.1.0; }",
+        inline: "package sluice:host; world state { export sluice:operator/stateful@0.2.0; }",
         path: "../wit",
         world: "sluice:host/state",
         with: {
@@ -69,14 +69,14 @@ use bindings::sluice::operator::types as wit_types;
 use state_bindings::exports::sluice::operator::stateful as wit_state;
 
 /// The package and version of the contract this host implements.
-pub const CONTRACT: &str = "sluice:operator@0.1.0";
+pub const CONTRACT: &str = "sluice:operator@0.2.0";
 /// The interface a `transform` component must export.
-pub const TRANSFORM_EXPORT: &str = "sluice:operator/transformer@0.1.0";
+pub const TRANSFORM_EXPORT: &str = "sluice:operator/transformer@0.2.0";
 /// The interface a transformer with state to carry across versions exports
 /// besides [`TRANSFORM_EXPORT`] (world `stateful-transform`).
-pub const STATEFUL_EXPORT: &str = "sluice:operator/stateful@0.1.0";
+pub const STATEFUL_EXPORT: &str = "sluice:operator/stateful@0.2.0";
 /// The interface a `reduce` component must export.
-pub const REDUCER_EXPORT: &str = "sluice:operator/reducer@0.1.0";
+pub const REDUCER_EXPORT: &str = "sluice:operator/reducer@0.2.0";
 
 /// The worlds of the contract a component can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -959,6 +959,12 @@ impl Operator for WasmOperator {
             values: std::mem::take(&mut input.values),
             value_ends: std::mem::take(&mut input.value_ends),
             timestamps: std::mem::take(&mut input.timestamps),
+            header_ends: std::mem::take(&mut input.header_ends),
+            header_keys: std::mem::take(&mut input.header_keys),
+            header_key_ends: std::mem::take(&mut input.header_key_ends),
+            header_values: std::mem::take(&mut input.header_values),
+            header_value_ends: std::mem::take(&mut input.header_value_ends),
+            header_value_present: std::mem::take(&mut input.header_value_present),
         };
         let result = self.session.call(size, |bindings, store| {
             bindings
@@ -972,6 +978,12 @@ impl Operator for WasmOperator {
         input.values = arg.values;
         input.value_ends = arg.value_ends;
         input.timestamps = arg.timestamps;
+        input.header_ends = arg.header_ends;
+        input.header_keys = arg.header_keys;
+        input.header_key_ends = arg.header_key_ends;
+        input.header_values = arg.header_values;
+        input.header_value_ends = arg.header_value_ends;
+        input.header_value_present = arg.header_value_present;
         let out = result?;
         let out = Batch {
             keys: out.keys,
@@ -980,6 +992,12 @@ impl Operator for WasmOperator {
             values: out.values,
             value_ends: out.value_ends,
             timestamps: out.timestamps,
+            header_ends: out.header_ends,
+            header_keys: out.header_keys,
+            header_key_ends: out.header_key_ends,
+            header_values: out.header_values,
+            header_value_ends: out.header_value_ends,
+            header_value_present: out.header_value_present,
         };
         out.validate().map_err(|m| {
             OperatorError::Host(format!("the operator returned a malformed batch: {m}"))
@@ -1197,8 +1215,13 @@ mod tests {
             msg.contains("sluice:operator@0.9.0") && msg.contains(CONTRACT),
             "{msg}"
         );
-        let msg = explain_wrong_world(&["sluice:operator/reducer@0.2.0".into()]);
-        assert!(msg.contains("sluice:operator@0.2.0"), "{msg}");
+        // A component of the previous contract, before record headers.
+        let msg = explain_wrong_world(&["sluice:operator/reducer@0.1.0".into()]);
+        assert!(
+            msg.contains("built against sluice:operator@0.1.0")
+                && msg.contains("this host implements sluice:operator@0.2.0"),
+            "{msg}"
+        );
         let msg = explain_wrong_world(&["wasi:cli/run@0.2.0".into()]);
         assert!(
             msg.contains("`wasi:cli/run@0.2.0`")
@@ -1218,7 +1241,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "field `reducer`: up.wasm implements the `transform` world, not `reduce`; \
-             a reducer must export `sluice:operator/reducer@0.1.0` \
+             a reducer must export `sluice:operator/reducer@0.2.0` \
              (give a `transform` component as `plugin = ` instead)"
         );
         let err = LoadError::WrongWorld {
@@ -1228,7 +1251,7 @@ mod tests {
         assert!(
             err.to_string().starts_with(
                 "field `plugin`: sum.wasm implements the `reduce` world, not `transform`; \
-                 a plugin must export `sluice:operator/transformer@0.1.0`"
+                 a plugin must export `sluice:operator/transformer@0.2.0`"
             ),
             "{err}"
         );

@@ -29,13 +29,19 @@ const NO_DEADLINE: u64 = u64::MAX / 2;
 const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Bytes of a batch as it crosses the boundary: keys and values, and per
-/// record two 4-byte ends, a presence byte and an 8-byte timestamp.
+/// record two 4-byte ends, a presence byte and an 8-byte timestamp; with
+/// headers, their bytes, a 4-byte end per record and per header entry two
+/// 4-byte ends and a presence byte.
 pub(super) fn boundary_bytes(b: &Batch) -> usize {
     b.keys.len()
         + b.values.len()
         + 4 * (b.key_ends.len() + b.value_ends.len())
         + b.key_present.len()
         + 8 * b.timestamps.len()
+        + b.header_keys.len()
+        + b.header_values.len()
+        + 4 * (b.header_ends.len() + b.header_key_ends.len() + b.header_value_ends.len())
+        + b.header_value_present.len()
 }
 
 /// The hostcall fuel of a call with `input` bytes of input: the bytes it
@@ -272,6 +278,9 @@ mod tests {
         assert_eq!(boundary_bytes(&b), 3 + 2 * 16);
         b.push(Some(b"k"), b"v", 0);
         assert_eq!(boundary_bytes(&b), 5 + 3 * 17);
+        // A header: its bytes, an end per record, two ends per entry.
+        b.push_header(b"hk", Some(b"hv"));
+        assert_eq!(boundary_bytes(&b), 5 + 3 * 17 + 4 + 3 * 4 + 2 * 4);
         let unchecked = Limits {
             output_ratio: None,
             ..Limits::default()
