@@ -7,7 +7,7 @@
 //! and a partition always runs on the same worker, so no state is shared
 //! between threads.
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Headers};
 use crate::operator::{
     BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
     RejectedRecord, SideOutput, partial_count,
@@ -467,7 +467,7 @@ impl Aggregate {
                     if self.cfg.time == TimeDomain::Event
                         && ts.saturating_add(gap).saturating_add(lateness) <= wm_before
                     {
-                        self.late(r.key, r.value, r.timestamp, wm_before);
+                        self.late(r.key, r.value, r.timestamp, r.headers, wm_before);
                         continue;
                     }
                     let sessions = self
@@ -508,7 +508,7 @@ impl Aggregate {
                     }
                     self.scratch = wins;
                     if !used {
-                        self.late(r.key, r.value, r.timestamp, wm_before);
+                        self.late(r.key, r.value, r.timestamp, r.headers, wm_before);
                     }
                 }
             }
@@ -516,9 +516,9 @@ impl Aggregate {
         Ok(Batch::new())
     }
 
-    fn late(&mut self, key: Option<&[u8]>, value: &[u8], ts: i64, wm: i64) {
+    fn late(&mut self, key: Option<&[u8]>, value: &[u8], ts: i64, headers: Headers<'_>, wm: i64) {
         let divert = self.cfg.late_to_dead_letter;
-        self.side.late_record(divert, key, value, ts, || {
+        self.side.late_record(divert, key, value, ts, headers, || {
             format!("late: every window of timestamp {ts} closed at watermark {wm}")
         });
     }

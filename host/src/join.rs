@@ -17,7 +17,7 @@
 //! State is held per partition; the exchange before the join puts all
 //! records of a key, from both streams, in one partition.
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Headers};
 use crate::operator::{
     BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
 };
@@ -197,11 +197,12 @@ impl Join {
         }
     }
 
-    fn late(&mut self, key: &[u8], value: &[u8], ts: i64, wm: i64) {
+    fn late(&mut self, key: &[u8], value: &[u8], ts: i64, headers: Headers<'_>, wm: i64) {
         let divert = self.cfg.settings.late_to_dead_letter;
-        self.side.late_record(divert, Some(key), value, ts, || {
-            format!("late: every join window of timestamp {ts} closed at watermark {wm}")
-        });
+        self.side
+            .late_record(divert, Some(key), value, ts, headers, || {
+                format!("late: every join window of timestamp {ts} closed at watermark {wm}")
+            });
     }
 }
 
@@ -278,7 +279,7 @@ impl Operator for Join {
             }
             self.scratch = wins;
             if !used {
-                self.late(key, r.value, r.timestamp, closed);
+                self.late(key, r.value, r.timestamp, r.headers, closed);
             }
         }
         Ok(out)

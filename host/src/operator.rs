@@ -4,7 +4,7 @@
 //! ([`NativeOperator`], the built-in [`Count`]) implement the same trait, so
 //! the pipeline is tested and benchmarked without Wasm as well.
 
-use crate::batch::{Batch, Output};
+use crate::batch::{Batch, Headers, Output};
 use crate::limits::{Limit, Limits};
 use std::sync::Arc;
 
@@ -88,6 +88,7 @@ impl SideOutput {
         key: Option<&[u8]>,
         value: &[u8],
         timestamp: i64,
+        headers: Headers<'_>,
         reason: impl FnOnce() -> String,
     ) {
         self.late += 1;
@@ -96,10 +97,22 @@ impl SideOutput {
                 key: key.map(<[u8]>::to_vec),
                 value: value.to_vec(),
                 timestamp,
+                headers: owned_headers(headers),
                 reason: reason(),
             });
         }
     }
+}
+
+/// A record header as owned bytes: key, and value (`None`: null).
+pub type OwnedHeader = (Vec<u8>, Option<Vec<u8>>);
+
+/// Copies `headers` out of their batch (no allocation when there are none).
+pub fn owned_headers(headers: Headers<'_>) -> Vec<OwnedHeader> {
+    headers
+        .iter()
+        .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+        .collect()
 }
 
 /// A record an operator set aside, with the reason.
@@ -111,6 +124,8 @@ pub struct Diverted {
     pub value: Vec<u8>,
     /// The record's timestamp.
     pub timestamp: i64,
+    /// The record's headers.
+    pub headers: Vec<OwnedHeader>,
     /// Why it was set aside.
     pub reason: String,
 }

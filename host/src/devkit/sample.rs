@@ -270,7 +270,7 @@ pub fn run(
 fn find_trapping_record(op: &mut dyn Operator, input: &Batch) -> Option<usize> {
     for r in input.iter() {
         let mut one = Batch::new();
-        one.push(r.key, r.value, r.timestamp);
+        one.push_record(r);
         if let Err(OperatorError::Trap(_)) = op.process(&mut one) {
             return Some(r.index as usize);
         }

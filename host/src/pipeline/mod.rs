@@ -749,19 +749,13 @@ impl Job {
     }
 }
 
-/// Splits `chunk` into its first `n` records and the rest.
+/// Splits `chunk` into its first `n` records and the rest, in bulk.
 fn split_at(chunk: &Batch, n: usize) -> (Batch, Batch) {
-    let mut head = Batch::new();
-    let mut tail = Batch::new();
-    for r in chunk.iter() {
-        let target = if (r.index as usize) < n {
-            &mut head
-        } else {
-            &mut tail
-        };
-        target.push(r.key, r.value, r.timestamp);
-    }
-    (head, tail)
+    let n = n.min(chunk.len());
+    (
+        batch::slice(chunk, 0..n),
+        batch::slice(chunk, n..chunk.len()),
+    )
 }
 
 /// Records read but not yet cut into a micro-batch, by stream.
@@ -1184,6 +1178,10 @@ fn write_dead_letters(
             d.key.as_deref(),
             &d.value,
             d.timestamp,
+            d.headers.iter().map(|(key, value)| crate::batch::Header {
+                key,
+                value: value.as_deref(),
+            }),
             &[
                 ("operator", &d.operator.as_str().into()),
                 ("reason", &d.reason.as_str().into()),
@@ -1526,7 +1524,7 @@ impl Coordinator {
                     p
                 }
             };
-            parts[p].push(r.key, r.value, r.timestamp);
+            parts[p].push_record(r);
         }
         parts
     }
@@ -1804,12 +1802,20 @@ mod tests {
             let mut parts = vec![Batch::new(); 3];
             for (i, (k, p)) in records.iter().enumerate() {
                 parts[*p].push(Some(&[*k]), &(i as u32).to_le_bytes(), i as i64);
+                // Headers on some records: each must arrive with its record.
+                for _ in 0..i % 3 {
+                    parts[*p].push_header(b"i", Some(&(i as u32).to_le_bytes()));
+                }
             }
             let out = exchange(parts.clone(), n, 0, &Exchange::default());
             prop_assert_eq!(out.iter().map(Batch::len).sum::<usize>(), records.len());
             for (p, b) in out.iter().enumerate() {
+                prop_assert_eq!(b.validate(), Ok(()));
                 let mut last_seen = [-1i64; 3];
                 for r in b.iter() {
+                    let i = r.timestamp as u32;
+                    prop_assert_eq!(r.headers.len(), i as usize % 3);
+                    prop_assert!(r.headers.iter().all(|h| h.value == Some(&i.to_le_bytes()[..])));
                     prop_assert_eq!(partition::for_key(r.key.unwrap(), n as u32) as usize, p);
                     let src = records[r.timestamp as usize].1;
                     prop_assert!(r.timestamp > last_seen[src]);
@@ -1821,9 +1827,18 @@ mod tests {
         /// Splitting a chunk at the record bound keeps every record in order.
         #[test]
         fn split_at_keeps_records(n in 0usize..30, at in 0usize..35) {
-            let b = Batch::from_values((0..n).map(|i| i.to_string()), 0);
+            let mut b = Batch::from_values((0..n).map(|i| i.to_string()), 0);
+            if n > 2 {
+                // One record with headers, one of them null.
+                b.push(None, b"headed", 1);
+                b.push_header(b"h", Some(b"v"));
+                b.push_header(b"h", None);
+                b.push(None, b"last", 2);
+            }
             let (h, t) = split_at(&b, at);
-            prop_assert_eq!(h.len(), n.min(at));
+            prop_assert_eq!(h.validate(), Ok(()));
+            prop_assert_eq!(t.validate(), Ok(()));
+            prop_assert_eq!(h.len(), b.len().min(at));
             let mut joined = h.clone();
             batch::append(&mut joined, &t);
             prop_assert_eq!(joined, b);

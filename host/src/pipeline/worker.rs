@@ -58,6 +58,8 @@ pub struct DeadLetter {
     pub value: Vec<u8>,
     /// The record's timestamp.
     pub timestamp: i64,
+    /// The record's headers.
+    pub headers: Vec<crate::operator::OwnedHeader>,
 }
 
 /// Which streams an operator reads and which its output belongs to, as
@@ -172,6 +174,7 @@ impl Place<'_> {
             key: rec.key.map(<[u8]>::to_vec),
             value: rec.value.to_vec(),
             timestamp: rec.timestamp,
+            headers: crate::operator::owned_headers(rec.headers),
         }
     }
 }
@@ -287,6 +290,7 @@ impl WorkerOps {
                     key: d.key,
                     value: d.value,
                     timestamp: d.timestamp,
+                    headers: d.headers,
                 });
             }
         }

@@ -6,7 +6,7 @@
 
 pub mod kafka;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Header};
 use crate::config::SinkConfig;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -133,13 +133,16 @@ impl Sink for StdoutSink {
 }
 
 /// Writes one record as a JSON object: `key` (absent when the record has
-/// none), `value`, `timestamp`. Bytes that are not UTF-8 are written as
+/// none), `value`, `timestamp`, and `headers` only when the record has
+/// some: an array, in order, of `{"key": .., "value": ..}` objects (`value`
+/// is `null` for a null value). Bytes that are not UTF-8 are written as
 /// `key_base64` / `value_base64` instead, so nothing is altered.
-pub fn write_json_record(
+pub fn write_json_record<'h>(
     out: &mut impl Write,
     key: Option<&[u8]>,
     value: &[u8],
     timestamp: i64,
+    headers: impl IntoIterator<Item = Header<'h>>,
     extra: &[(&str, &serde_json::Value)],
 ) -> std::io::Result<()> {
     let mut obj = serde_json::Map::new();
@@ -148,6 +151,23 @@ pub fn write_json_record(
     }
     put_bytes(&mut obj, "value", value);
     obj.insert("timestamp".into(), timestamp.into());
+    let headers: Vec<serde_json::Value> = headers
+        .into_iter()
+        .map(|h| {
+            let mut entry = serde_json::Map::new();
+            put_bytes(&mut entry, "key", h.key);
+            match h.value {
+                Some(v) => put_bytes(&mut entry, "value", v),
+                None => {
+                    entry.insert("value".into(), serde_json::Value::Null);
+                }
+            }
+            serde_json::Value::Object(entry)
+        })
+        .collect();
+    if !headers.is_empty() {
+        obj.insert("headers".into(), headers.into());
+    }
     for (k, v) in extra {
         obj.insert((*k).into(), (*v).clone());
     }
@@ -218,7 +238,7 @@ impl Sink for JsonlSink {
 
     fn write(&mut self, _batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
         for r in parts.iter().flat_map(|p| p.iter()) {
-            write_json_record(&mut self.out, r.key, r.value, r.timestamp, &[])?;
+            write_json_record(&mut self.out, r.key, r.value, r.timestamp, r.headers, &[])?;
         }
         self.out.flush()
     }
@@ -272,7 +292,7 @@ impl Sink for DirectorySink {
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut out = BufWriter::new(File::create(&tmp)?);
         for r in parts.iter().flat_map(|p| p.iter()) {
-            write_json_record(&mut out, r.key, r.value, r.timestamp, &[])?;
+            write_json_record(&mut out, r.key, r.value, r.timestamp, r.headers, &[])?;
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -340,8 +360,27 @@ mod tests {
     #[test]
     fn json_records_keep_bytes() {
         let mut out = Vec::new();
-        write_json_record(&mut out, None, b"hi", 5, &[]).unwrap();
-        write_json_record(&mut out, Some(b"k"), &[0xff, 0x00, 0x41], 6, &[]).unwrap();
+        write_json_record(&mut out, None, b"hi", 5, [], &[]).unwrap();
+        write_json_record(&mut out, Some(b"k"), &[0xff, 0x00, 0x41], 6, [], &[]).unwrap();
+        let headers = [
+            Header {
+                key: b"h",
+                value: Some(b"1"),
+            },
+            Header {
+                key: b"h",
+                value: Some(b""),
+            },
+            Header {
+                key: b"n",
+                value: None,
+            },
+            Header {
+                key: b"b",
+                value: Some(&[0xff]),
+            },
+        ];
+        write_json_record(&mut out, None, b"v", 7, headers, &[]).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -351,6 +390,20 @@ mod tests {
         assert_eq!(
             lines[1],
             serde_json::json!({"key": "k", "value_base64": "/wBB", "timestamp": 6})
+        );
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"value": "v", "timestamp": 7, "headers": [
+                {"key": "h", "value": "1"},
+                {"key": "h", "value": ""},
+                {"key": "n", "value": null},
+                {"key": "b", "value_base64": "/w=="},
+            ]})
+        );
+        // Records without headers keep the exact line they always had.
+        assert_eq!(
+            text.lines().next().unwrap(),
+            r#"{"timestamp":5,"value":"hi"}"#
         );
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"a"), "YQ==");
