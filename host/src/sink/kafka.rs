@@ -1,16 +1,17 @@
 //! The Kafka sink: an idempotent producer, flushed at the end of every
 //! micro-batch; a record the brokers refuse fails the batch. In
 //! exactly-once mode every batch is one transaction holding its output and
-//! the Kafka source's offsets after the batch's input.
+//! the Kafka source's offsets after the batch's input. Records keep their
+//! key, value, timestamp and headers.
 
 use super::Sink;
-use crate::batch::Batch;
+use crate::batch::{Batch, Headers, Record};
 use crate::config::{Delivery, KafkaSinkConfig};
 use crate::source::kafka::Offsets;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use std::sync::{Arc, Mutex};
@@ -126,7 +127,7 @@ impl KafkaSink {
             .map_err(|e| fail("cannot begin", e))?;
         let result = (|| {
             for r in parts.iter().flat_map(|p| p.iter()) {
-                self.send(r.key, r.value, r.timestamp)?;
+                self.send(r)?;
             }
             self.flush()?;
             if let Some(o) = offsets {
@@ -148,11 +149,16 @@ impl KafkaSink {
         result
     }
 
-    fn send(&self, key: Option<&[u8]>, value: &[u8], ts: i64) -> std::io::Result<()> {
+    fn send(&self, r: Record<'_>) -> std::io::Result<()> {
         loop {
-            let mut record = BaseRecord::to(&self.topic).payload(value).timestamp(ts);
-            if let Some(k) = key {
+            let mut record = BaseRecord::to(&self.topic)
+                .payload(r.value)
+                .timestamp(r.timestamp);
+            if let Some(k) = r.key {
                 record = record.key(k);
+            }
+            if !r.headers.is_empty() {
+                record = record.headers(self.headers(r.headers)?);
             }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -168,6 +174,27 @@ impl KafkaSink {
                 }
             }
         }
+    }
+
+    /// A record's headers for the producer. Header keys are UTF-8 text in
+    /// Kafka; the host refuses operator output with any other key, so only
+    /// a native operator could make one, and that fails the batch.
+    fn headers(&self, headers: Headers<'_>) -> std::io::Result<OwnedHeaders> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for h in headers {
+            let key = std::str::from_utf8(h.key).map_err(|_| {
+                std::io::Error::other(format!(
+                    "cannot produce to `{}`: header key {:?} is not UTF-8 text",
+                    self.topic,
+                    String::from_utf8_lossy(h.key)
+                ))
+            })?;
+            owned = owned.insert(Header {
+                key,
+                value: h.value,
+            });
+        }
+        Ok(owned)
     }
 
     /// Waits for every record sent so far and reports refused ones.
@@ -202,7 +229,7 @@ impl Sink for KafkaSink {
 
     fn write(&mut self, _batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
         for r in parts.iter().flat_map(|p| p.iter()) {
-            self.send(r.key, r.value, r.timestamp)?;
+            self.send(r)?;
         }
         self.flush()
     }

@@ -2,8 +2,9 @@
 //! chunks and commits a chunk's offsets only once the micro-batch holding it
 //! is written by every sink (at-least-once).
 //!
-//! Keys, values and timestamps (create or log-append time, else the time of
-//! reading) are kept. With `partition_by = "key"` and as many Sluice
+//! Keys, values, headers (in order, null values kept apart from empty ones)
+//! and timestamps (create or log-append time, else the time of reading) are
+//! kept. With `partition_by = "key"` and as many Sluice
 //! partitions as Kafka partitions, a record keyed by a Kafka producer's
 //! default partitioner lands in the Sluice partition of the same number:
 //! both use murmur2 of the key ([`crate::partition::for_key`]).
@@ -14,7 +15,7 @@ use crate::config::{KafkaSourceConfig, KafkaStart, parse_duration};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeMap;
@@ -156,6 +157,11 @@ pub fn run(
                     .to_millis()
                     .unwrap_or_else(super::lines::now_ms);
                 chunk.push(m.key(), m.payload().unwrap_or_default(), ts);
+                if let Some(headers) = m.headers() {
+                    for h in headers.iter() {
+                        chunk.push_header(h.key.as_bytes(), h.value);
+                    }
+                }
                 positions.push(m.topic(), m.partition(), m.offset());
                 if chunk.len() < CHUNK_RECORDS {
                     continue;
