@@ -13,7 +13,7 @@
 //!   or with a non-integer, is rejected.
 //!
 //! A value that is not a JSON object is rejected with the parser's reason, so
-//! it reaches the dead-letter file.
+//! it reaches the dead-letter file. Values and record headers pass unchanged.
 
 use sluice_sdk::{Config, Error, Operator, Output, Record, export_operator};
 
@@ -78,10 +78,17 @@ impl Operator for JsonField {
                     )
                 })?,
         };
+        // The record keeps its value and headers; only its key (and
+        // perhaps its timestamp) change.
+        let (value, headers) = (record.value, record.headers);
         match lookup(&doc, &self.path) {
-            Some(serde_json::Value::String(s)) => out.emit(Some(s.as_bytes()), record.value, ts),
-            Some(other) => out.emit(Some(other.to_string().as_bytes()), record.value, ts),
-            None if self.keep_missing => out.emit(None, record.value, ts),
+            Some(serde_json::Value::String(s)) => {
+                out.emit_with_headers(Some(s.as_bytes()), value, ts, headers)
+            }
+            Some(other) => {
+                out.emit_with_headers(Some(other.to_string().as_bytes()), value, ts, headers)
+            }
+            None if self.keep_missing => out.emit_with_headers(None, value, ts, headers),
             None => return Err(format!("field `{}` is missing", self.path.join("."))),
         }
         Ok(())
@@ -104,6 +111,23 @@ mod tests {
         let keys: Vec<_> = out.iter().map(|r| r.key.unwrap().to_vec()).collect();
         assert_eq!(keys, [b"ada".to_vec(), b"42".to_vec()]);
         assert_eq!(out.get(0).unwrap().value, input.get(0).unwrap().value);
+    }
+
+    #[test]
+    fn keying_keeps_headers() {
+        let mut h = Harness::<JsonField>::new(&[("field", "id"), ("missing", "keep")]).unwrap();
+        let mut input = Batch::new();
+        input.push(None, br#"{"id":"a"}"#, 1);
+        input.push_header(b"origin", Some(b"eu"));
+        input.push(None, br#"{"other":1}"#, 2);
+        input.push_header(b"origin", None);
+        input.push(None, br#"{"id":"b"}"#, 3);
+        let out = h.run(&input).unwrap();
+        for (i, o) in input.iter().zip(out.iter()) {
+            assert_eq!(o.headers, i.headers, "record {}", i.index);
+        }
+        assert_eq!(out.get(0).unwrap().key, Some(&b"a"[..]));
+        assert_eq!(out.get(1).unwrap().headers.last(b"origin"), Some(None));
     }
 
     #[test]

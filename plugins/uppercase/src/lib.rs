@@ -1,6 +1,6 @@
 //! `uppercase`: a map that upper-cases ASCII letters of each value.
 //!
-//! Keys and timestamps pass through unchanged. Works on the whole batch at
+//! Keys, timestamps and headers pass through unchanged. Works on the whole batch at
 //! once: the value buffer is converted in place, in one loop that the
 //! compiler turns into SIMD code; record boundaries do not move, so the input
 //! batch becomes the output batch without a copy.
@@ -17,7 +17,7 @@ impl Operator for Uppercase {
     }
 
     fn process_record(&mut self, record: Record<'_>, out: &mut Output) -> Result<(), String> {
-        out.emit_with(record.key, record.timestamp, |v| {
+        out.forward_with(record, |v| {
             let start = v.len();
             v.extend_from_slice(record.value);
             v[start..].make_ascii_uppercase();
@@ -56,7 +56,11 @@ mod tests {
 
     #[test]
     fn batch_and_record_paths_agree() {
-        let input = Batch::from_values(["abc", "", "Mixed Case"], 3);
+        let mut input = Batch::from_values(["abc", "", "Mixed Case"], 3);
+        input.push(Some(b"k"), b"with headers", 4);
+        input.push_header(b"trace", Some(b"t-1"));
+        input.push_header(b"trace", None);
+        input.push(None, b"after", 5);
         let mut h = Harness::<Uppercase>::new(&[]).unwrap();
         let fast = h.run(&input).unwrap();
         let mut slow = Output::with_capacity_for(&input);
@@ -64,6 +68,14 @@ mod tests {
             h.operator().process_record(r, &mut slow).unwrap();
         }
         assert_eq!(fast, slow.finish().unwrap());
+        let headers: Vec<_> = fast.get(3).unwrap().headers.iter().collect();
+        assert_eq!(headers.len(), 2);
+        assert_eq!(
+            (headers[0].key, headers[0].value),
+            (&b"trace"[..], Some(&b"t-1"[..]))
+        );
+        assert_eq!(headers[1].value, None);
+        assert!(fast.get(4).unwrap().headers.is_empty());
     }
 
     #[test]
