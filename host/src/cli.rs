@@ -41,6 +41,7 @@ enum Command {
     },
     /// Swap a new version of a `plugin` operator into a job running on a
     /// `sluice serve` server; waits until the job adopted or refused it.
+    /// Exits with 0 when adopted, 1 when refused, 2 when not decided yet.
     Deploy {
         /// The new version: a component (.wasm) of the `transform` world.
         file: PathBuf,
@@ -431,8 +432,10 @@ fn deploy(
         .context("no token: pass --token or set SLUICE_TOKEN")?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let url = format!(
-        "{}/v1/jobs/{job}/operators/{operator}",
-        server.trim_end_matches('/')
+        "{}/v1/jobs/{}/operators/{}",
+        server.trim_end_matches('/'),
+        path_segment(job),
+        path_segment(operator)
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -470,7 +473,7 @@ fn deploy(
                 body["version"],
                 body["note"].as_str().unwrap_or_default()
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(2))
         }
         _ => {
             let why = body["error"].as_str().map_or(text.as_str(), |e| e);
@@ -478,6 +481,19 @@ fn deploy(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `text` as one URL path segment: every byte but the unreserved ones
+/// percent-encoded.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn wait_for_signal() {
@@ -496,5 +512,17 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(path_segment("counter"), "counter");
+        assert_eq!(path_segment("my op/../x"), "my%20op%2F..%2Fx");
+        assert_eq!(path_segment("é"), "%C3%A9");
     }
 }
