@@ -226,8 +226,12 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // A name of its own per upload: two uploads to one path do not share
+    // a temporary file.
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.upload", std::process::id()));
+    name.push(format!(".{}-{n}.upload", std::process::id()));
     let tmp = path.with_file_name(name);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
@@ -310,6 +314,12 @@ async fn upload_file(
     body: Body,
 ) -> ApiResult {
     let target = file_path(&server, &tenant, &path)?;
+    if target.is_dir() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{path:?} is a directory"),
+        ));
+    }
     let bytes = read_body(&headers, body, server.settings.max_plugin_size, "a file").await?;
     write_atomically(&target, &bytes).map_err(ApiError::internal)?;
     Ok(created(json!({ "path": path, "size": bytes.len() })))
