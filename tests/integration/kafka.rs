@@ -341,3 +341,110 @@ async fn killing_one_process_of_a_job_moves_its_partitions_to_the_other() {
     // every record arrives.
     assert_eq!(distinct(&out), 2000, "nothing lost after the kill");
 }
+
+/// Record `i`'s headers, by `i % 5`: none; one; a repeated key; an empty
+/// and a null value; bytes that are not UTF-8.
+fn headers_of(i: usize) -> kafka::Headers {
+    let h = |k: &str, v: Option<&[u8]>| (k.to_string(), v.map(<[u8]>::to_vec));
+    match i % 5 {
+        0 => vec![],
+        1 => vec![h("trace", Some(format!("t-{i}").as_bytes()))],
+        2 => vec![
+            h("h", Some(b"first")),
+            h("h", Some(format!("second {i}").as_bytes())),
+        ],
+        3 => vec![h("empty", Some(b"")), h("null", None)],
+        _ => vec![
+            h("bin", Some(&[0, 0x9f, 0x92, 0x96, i as u8])),
+            h("trace", Some(b"x")),
+        ],
+    }
+}
+
+/// Record `i`'s key: none for every seventh.
+fn key_of(i: usize) -> Option<String> {
+    (!i.is_multiple_of(7)).then(|| format!("k{}", i % 13))
+}
+
+/// Records with headers, keyed by [`key_of`].
+fn headed_records(range: std::ops::Range<usize>) -> Vec<kafka::HeadedRecord> {
+    range
+        .map(|i| (key_of(i), format!("value {i}"), headers_of(i)))
+        .collect()
+}
+
+/// Every input record arrived once, upper-cased, with its key and exactly
+/// its headers, in order.
+fn assert_headers_kept(out: &[kafka::HeadedRecord], range: std::ops::Range<usize>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v, headers) in out {
+        let i: usize = v.trim_start_matches("VALUE ").parse().unwrap();
+        assert!(seen.insert(i), "record {i} arrived twice");
+        assert_eq!(k, &key_of(i), "key of record {i}");
+        assert_eq!(headers, &headers_of(i), "headers of record {i}");
+    }
+    assert_eq!(seen.len(), range.len(), "every record arrived");
+}
+
+async fn consume_with_headers(topic: &str, want: usize) -> Vec<kafka::HeadedRecord> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        kafka::consume_with_headers(&topic, want, Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
+}
+
+/// Records spread over 4 partitions by key (keyless ones round robin), through
+/// the Wasm `uppercase`, to a Kafka sink: each keeps its headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_go_from_the_kafka_source_through_wasm_to_the_kafka_sink() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    kafka::produce_with_headers(&input, &headed_records(0..500));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, job) = start(dir.path(), &job_toml(&input, &output, &group, ""));
+    let out = consume_with_headers(&output, 500).await;
+    stop.send(true).unwrap();
+    let summary = job.await.unwrap().unwrap();
+    assert_eq!(summary.records_in, 500);
+    assert_eq!(out.len(), 500);
+    assert_headers_kept(&out, 0..500);
+}
+
+/// The same through the transactional (exactly-once) sink, with 3
+/// partitions on 2 workers and small batches, so chunks are cut between
+/// batches and records change partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_survive_the_exactly_once_sink_and_small_batches() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 2).await;
+    kafka::create_topic(&output, 3).await;
+    kafka::produce_with_headers(&input, &headed_records(0..700));
+
+    let toml = job_toml(&input, &output, &group, "")
+        .replace("partitions = 4", "partitions = 3")
+        .replace("interval = \"200ms\"", "interval = \"100ms\"\nmax_records = 64")
+        .replace(
+            "[[sinks]]\nkind = \"kafka\"",
+            &format!(
+                "[[sinks]]\nkind = \"kafka\"\ndelivery = \"exactly-once\"\ntransactional_id = \"{group}\""
+            ),
+        );
+    assert!(toml.contains("exactly-once") && toml.contains("max_records = 64"));
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, job) = start(dir.path(), &toml);
+    let out = consume_with_headers(&output, 700).await;
+    stop.send(true).unwrap();
+    let summary = job.await.unwrap().unwrap();
+    assert_eq!(summary.records_in, 700);
+    assert!(summary.batches >= 700 / 64, "{} batches", summary.batches);
+    assert_eq!(out.len(), 700);
+    assert_headers_kept(&out, 0..700);
+}

@@ -114,9 +114,76 @@ pub fn produce(topic: &str, records: &[(Option<String>, String)]) {
         .expect("records acknowledged");
 }
 
-/// Reads `topic` from the start until `want` records arrived or `timeout`
-/// passed; returns `(key, value)` pairs.
-pub fn consume(topic: &str, want: usize, timeout: Duration) -> Vec<(Option<String>, String)> {
+/// A record's headers as a client sees them: key, and value (`None`: null).
+pub type Headers = Vec<(String, Option<Vec<u8>>)>;
+
+/// A record with headers: key, value and headers.
+pub type HeadedRecord = (Option<String>, String, Headers);
+
+/// Produces records with headers to `topic` and waits for them.
+pub fn produce_with_headers(topic: &str, records: &[HeadedRecord]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("producer");
+    for (k, v, headers) in records {
+        let mut owned = OwnedHeaders::new();
+        for (hk, hv) in headers {
+            owned = owned.insert(Header {
+                key: hk,
+                value: hv.as_deref(),
+            });
+        }
+        let mut r = BaseRecord::to(topic).payload(v.as_bytes()).headers(owned);
+        if let Some(k) = k {
+            r = r.key(k.as_bytes());
+        }
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(20));
+                    r = back;
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("records acknowledged");
+}
+
+/// Like [`consume`], with each record's headers.
+pub fn consume_with_headers(topic: &str, want: usize, timeout: Duration) -> Vec<HeadedRecord> {
+    use rdkafka::message::Headers as _;
+    let consumer = reader(topic);
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while out.len() < want && started.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers,
+            ));
+        }
+    }
+    out
+}
+
+/// A `read_committed` consumer of `topic` from its start, in a group of
+/// its own.
+fn reader(topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("group.id", unique_topic("reader"))
@@ -126,6 +193,13 @@ pub fn consume(topic: &str, want: usize, timeout: Duration) -> Vec<(Option<Strin
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Reads `topic` from the start until `want` records arrived or `timeout`
+/// passed; returns `(key, value)` pairs.
+pub fn consume(topic: &str, want: usize, timeout: Duration) -> Vec<(Option<String>, String)> {
+    let consumer = reader(topic);
     let mut out = Vec::new();
     let started = Instant::now();
     while out.len() < want && started.elapsed() < timeout {
