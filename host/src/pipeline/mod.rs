@@ -1765,6 +1765,71 @@ mod tests {
         );
     }
 
+    /// Headers an operator gives records reach the jsonl sink and, for
+    /// records a later operator rejects, the dead-letter file, across
+    /// partitions.
+    #[tokio::test]
+    async fn headers_reach_the_sink_and_the_dead_letter_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.txt");
+        let lines: Vec<String> = (0..40)
+            .map(|i| format!("{} {i}", if i % 5 == 0 { "bad" } else { "ok" }))
+            .collect();
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let tag = NativeOperator::new("tag", |input, out| {
+            for r in input.iter() {
+                let n = r.value.rsplit(|b| *b == b' ').next().unwrap_or_default();
+                out.emit(Some(n), r.value, r.timestamp);
+                out.batch.push_header(b"n", Some(n));
+                if n.ends_with(b"3") {
+                    out.batch.push_header(b"three", None);
+                }
+            }
+            Ok(())
+        });
+        let check = NativeOperator::new("check", |input, out| {
+            for r in input.iter() {
+                match r.value.starts_with(b"bad") {
+                    true => out.reject(r.index, "bad"),
+                    false => out.forward(r),
+                }
+            }
+            Ok(())
+        });
+        let job = Job::builder("t")
+            .source(SourceConfig::File { path: input })
+            .operator(tag)
+            .operator(check)
+            .sink(crate::config::SinkConfig::Jsonl {
+                path: dir.path().join("out.jsonl"),
+            })
+            .dead_letter(dir.path().join("dead.jsonl"))
+            .workers(2)
+            .partitions(3)
+            .max_records(7)
+            .build()
+            .unwrap();
+        job.run_to_end().await.unwrap();
+        let read = |name: &str| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(dir.path().join(name))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let (out, dead) = (read("out.jsonl"), read("dead.jsonl"));
+        assert_eq!((out.len(), dead.len()), (32, 8));
+        for line in out.iter().chain(&dead) {
+            let n = line["key"].as_str().unwrap();
+            let mut want = vec![serde_json::json!({"key": "n", "value": n})];
+            if n.ends_with('3') {
+                want.push(serde_json::json!({"key": "three", "value": null}));
+            }
+            assert_eq!(line["headers"], serde_json::Value::Array(want), "{line}");
+        }
+        assert!(dead.iter().all(|l| l["reason"] == "bad"));
+    }
+
     #[test]
     fn stages_split_before_keyed_operators() {
         let ops: Vec<Arc<dyn OperatorFactory>> = vec![
