@@ -21,7 +21,10 @@ pub struct Batch {
     /// Event time of each record, milliseconds since the Unix epoch.
     pub timestamps: Vec<i64>,
     /// End of each record's headers among the header entries; empty when no
-    /// record has headers (then every `header_*` buffer is empty too).
+    /// record has headers (then every `header_*` buffer is empty too). The
+    /// `header_*` fields are the lists of the contract's `record-headers`
+    /// (`ends`, `keys`, ...), which crosses the boundary only when some
+    /// record has headers.
     pub header_ends: Vec<u32>,
     /// Key bytes of all header entries, concatenated (UTF-8 text).
     pub header_keys: Vec<u8>,
@@ -486,36 +489,36 @@ impl Batch {
         if self.header_ends.is_empty() {
             if entries != 0 || !self.header_value_ends.is_empty() {
                 return Err(format!(
-                    "header-ends is empty but there are {} header entries",
+                    "headers.ends is empty but there are {} header entries",
                     entries.max(self.header_value_ends.len())
                 ));
             }
         } else if self.header_ends.len() != n {
             return Err(format!(
-                "header-ends has {} entries for {n} records",
+                "headers.ends has {} entries for {n} records",
                 self.header_ends.len()
             ));
         }
         if self.header_value_ends.len() != entries {
             return Err(format!(
-                "header-value-ends has {} entries for {entries} header entries",
+                "headers.value-ends has {} entries for {entries} header entries",
                 self.header_value_ends.len()
             ));
         }
         if !self.header_value_present.is_empty() && self.header_value_present.len() != entries {
             return Err(format!(
-                "header-value-present has {} entries for {entries} header entries",
+                "headers.value-present has {} entries for {entries} header entries",
                 self.header_value_present.len()
             ));
         }
-        check_ends("header-ends", &self.header_ends, entries)?;
+        check_ends("headers.ends", &self.header_ends, entries)?;
         check_ends(
-            "header-key-ends",
+            "headers.key-ends",
             &self.header_key_ends,
             self.header_keys.len(),
         )?;
         check_ends(
-            "header-value-ends",
+            "headers.value-ends",
             &self.header_value_ends,
             self.header_values.len(),
         )?;
@@ -801,14 +804,14 @@ mod tests {
     fn validate_catches_broken_headers() {
         let mut b = with_headers();
         b.header_ends[1] = 9;
-        assert!(b.validate().unwrap_err().contains("header-ends"));
+        assert!(b.validate().unwrap_err().contains("headers.ends"));
 
         let mut b = with_headers();
         b.header_ends.pop();
         assert!(
             b.validate()
                 .unwrap_err()
-                .contains("header-ends has 3 entries for 4 records")
+                .contains("headers.ends has 3 entries for 4 records")
         );
 
         let mut b = with_headers();
@@ -827,7 +830,11 @@ mod tests {
         b.header_keys = b"k".to_vec();
         b.header_key_ends = vec![1];
         b.header_value_ends = vec![0];
-        assert!(b.validate().unwrap_err().contains("header-ends is empty"));
+        assert!(
+            b.validate()
+                .unwrap_err()
+                .contains("headers.ends is empty but there are 1 header entries")
+        );
     }
 
     #[test]

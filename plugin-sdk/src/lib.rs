@@ -472,6 +472,7 @@ pub mod __private {
         let op = slot
             .as_mut()
             .ok_or_else(|| t::Error::Failed("process called before init".into()))?;
+        let headers = input.headers;
         let input = Batch {
             keys: input.keys,
             key_ends: input.key_ends,
@@ -479,14 +480,38 @@ pub mod __private {
             values: input.values,
             value_ends: input.value_ends,
             timestamps: input.timestamps,
-            header_ends: input.header_ends,
-            header_keys: input.header_keys,
-            header_key_ends: input.header_key_ends,
-            header_values: input.header_values,
-            header_value_ends: input.header_value_ends,
-            header_value_present: input.header_value_present,
+            ..Batch::default()
+        };
+        let input = match headers {
+            None => input,
+            Some(h) => Batch {
+                header_ends: h.ends,
+                header_keys: h.keys,
+                header_key_ends: h.key_ends,
+                header_values: h.values,
+                header_value_ends: h.value_ends,
+                header_value_present: h.value_present,
+                ..input
+            },
         };
         let out = run(op, input).map_err(to_wit)?;
+        // No headers in the output: nothing but the option's tag crosses.
+        // Any header data at all goes across, for the host to validate.
+        let any_headers = !(out.header_ends.is_empty()
+            && out.header_keys.is_empty()
+            && out.header_key_ends.is_empty()
+            && out.header_values.is_empty()
+            && out.header_value_ends.is_empty()
+            && out.header_value_present.is_empty());
+        let headers =
+            any_headers.then_some(crate::bindings::sluice::operator::types::RecordHeaders {
+                ends: out.header_ends,
+                keys: out.header_keys,
+                key_ends: out.header_key_ends,
+                values: out.header_values,
+                value_ends: out.header_value_ends,
+                value_present: out.header_value_present,
+            });
         Ok(t::Batch {
             keys: out.keys,
             key_ends: out.key_ends,
@@ -494,12 +519,7 @@ pub mod __private {
             values: out.values,
             value_ends: out.value_ends,
             timestamps: out.timestamps,
-            header_ends: out.header_ends,
-            header_keys: out.header_keys,
-            header_key_ends: out.header_key_ends,
-            header_values: out.header_values,
-            header_value_ends: out.header_value_ends,
-            header_value_present: out.header_value_present,
+            headers,
         })
     }
 

@@ -959,12 +959,15 @@ impl Operator for WasmOperator {
             values: std::mem::take(&mut input.values),
             value_ends: std::mem::take(&mut input.value_ends),
             timestamps: std::mem::take(&mut input.timestamps),
-            header_ends: std::mem::take(&mut input.header_ends),
-            header_keys: std::mem::take(&mut input.header_keys),
-            header_key_ends: std::mem::take(&mut input.header_key_ends),
-            header_values: std::mem::take(&mut input.header_values),
-            header_value_ends: std::mem::take(&mut input.header_value_ends),
-            header_value_present: std::mem::take(&mut input.header_value_present),
+            // Without headers only the option's tag crosses the boundary.
+            headers: input.has_headers().then(|| wit_types::RecordHeaders {
+                ends: std::mem::take(&mut input.header_ends),
+                keys: std::mem::take(&mut input.header_keys),
+                key_ends: std::mem::take(&mut input.header_key_ends),
+                values: std::mem::take(&mut input.header_values),
+                value_ends: std::mem::take(&mut input.header_value_ends),
+                value_present: std::mem::take(&mut input.header_value_present),
+            }),
         };
         let result = self.session.call(size, |bindings, store| {
             bindings
@@ -978,27 +981,33 @@ impl Operator for WasmOperator {
         input.values = arg.values;
         input.value_ends = arg.value_ends;
         input.timestamps = arg.timestamps;
-        input.header_ends = arg.header_ends;
-        input.header_keys = arg.header_keys;
-        input.header_key_ends = arg.header_key_ends;
-        input.header_values = arg.header_values;
-        input.header_value_ends = arg.header_value_ends;
-        input.header_value_present = arg.header_value_present;
+        if let Some(h) = arg.headers {
+            input.header_ends = h.ends;
+            input.header_keys = h.keys;
+            input.header_key_ends = h.key_ends;
+            input.header_values = h.values;
+            input.header_value_ends = h.value_ends;
+            input.header_value_present = h.value_present;
+        }
         let out = result?;
-        let out = Batch {
+        let mut out_batch = Batch {
             keys: out.keys,
             key_ends: out.key_ends,
             key_present: out.key_present,
             values: out.values,
             value_ends: out.value_ends,
             timestamps: out.timestamps,
-            header_ends: out.header_ends,
-            header_keys: out.header_keys,
-            header_key_ends: out.header_key_ends,
-            header_values: out.header_values,
-            header_value_ends: out.header_value_ends,
-            header_value_present: out.header_value_present,
+            ..Batch::default()
         };
+        if let Some(h) = out.headers {
+            out_batch.header_ends = h.ends;
+            out_batch.header_keys = h.keys;
+            out_batch.header_key_ends = h.key_ends;
+            out_batch.header_values = h.values;
+            out_batch.header_value_ends = h.value_ends;
+            out_batch.header_value_present = h.value_present;
+        }
+        let out = out_batch;
         out.validate().map_err(|m| {
             OperatorError::Host(format!("the operator returned a malformed batch: {m}"))
         })?;
