@@ -339,6 +339,33 @@ pub enum Level {
     Error,
 }
 
+/// The `transformer` exports of an [`Operator`]: the instance's operator
+/// slot and the `Guest` implementation; [`export_operator!`] and
+/// [`export_stateful_operator!`] expand to it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_transformer {
+    ($op:ty) => {
+        use $crate::bindings::exports::sluice::operator::transformer as __t;
+        struct __SluiceExport;
+        ::std::thread_local! {
+            static __STATE: ::core::cell::RefCell<::core::option::Option<$op>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+        impl __t::Guest for __SluiceExport {
+            fn init(
+                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::core::result::Result<(), __t::Error> {
+                __STATE.with(|s| $crate::__private::init::<$op>(s, config))
+            }
+            fn process(input: __t::Batch) -> ::core::result::Result<__t::Batch, __t::Error> {
+                __STATE.with(|s| $crate::__private::process::<$op>(s, input))
+            }
+        }
+        $crate::bindings::__export_transform_world!(__SluiceExport with_types_in $crate::bindings);
+    };
+}
+
 /// Exports an [`Operator`] as the component's `transformer` interface.
 ///
 /// Use it once per plugin crate, at the crate root. On non-Wasm targets it
@@ -349,23 +376,7 @@ macro_rules! export_operator {
     ($op:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            use $crate::bindings::exports::sluice::operator::transformer as __t;
-            struct __SluiceExport;
-            ::std::thread_local! {
-                static __STATE: ::core::cell::RefCell<::core::option::Option<$op>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
-            }
-            impl __t::Guest for __SluiceExport {
-                fn init(
-                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-                ) -> ::core::result::Result<(), __t::Error> {
-                    __STATE.with(|s| $crate::__private::init::<$op>(s, config))
-                }
-                fn process(input: __t::Batch) -> ::core::result::Result<__t::Batch, __t::Error> {
-                    __STATE.with(|s| $crate::__private::process::<$op>(s, input))
-                }
-            }
-            $crate::bindings::__export_transform_world!(__SluiceExport with_types_in $crate::bindings);
+            $crate::__export_transformer!($op);
         };
     };
 }
@@ -381,23 +392,8 @@ macro_rules! export_stateful_operator {
     ($op:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
+            $crate::__export_transformer!($op);
             use $crate::stateful_bindings::exports::sluice::operator::stateful as __s;
-            use $crate::bindings::exports::sluice::operator::transformer as __t;
-            struct __SluiceExport;
-            ::std::thread_local! {
-                static __STATE: ::core::cell::RefCell<::core::option::Option<$op>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
-            }
-            impl __t::Guest for __SluiceExport {
-                fn init(
-                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-                ) -> ::core::result::Result<(), __t::Error> {
-                    __STATE.with(|s| $crate::__private::init::<$op>(s, config))
-                }
-                fn process(input: __t::Batch) -> ::core::result::Result<__t::Batch, __t::Error> {
-                    __STATE.with(|s| $crate::__private::process::<$op>(s, input))
-                }
-            }
             impl __s::Guest for __SluiceExport {
                 fn snapshot() -> ::core::result::Result<::std::vec::Vec<u8>, __s::Error> {
                     __STATE.with(|s| $crate::__private::snapshot::<$op>(s))
@@ -406,7 +402,6 @@ macro_rules! export_stateful_operator {
                     __STATE.with(|s| $crate::__private::restore::<$op>(s, &state))
                 }
             }
-            $crate::bindings::__export_transform_world!(__SluiceExport with_types_in $crate::bindings);
             $crate::stateful_bindings::__export_stateful_transform_world!(__SluiceExport with_types_in $crate::stateful_bindings);
         };
     };
