@@ -328,7 +328,7 @@ pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
         }
         let app = api::router(server.clone());
         axum::serve(listener, app)
-            .with_graceful_shutdown(wait_for_signal())
+            .with_graceful_shutdown(crate::cli::wait_for_signal())
             .await?;
         eprintln!("stopping: letting every job finish its batch and flush its sinks");
         server.stop_all(SHUTDOWN_GRACE).await;
@@ -340,23 +340,4 @@ pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
 
 fn settings_admin_missing(server: &Server) -> bool {
     server.settings.admin.is_none()
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
