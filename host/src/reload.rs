@@ -194,6 +194,8 @@ struct Registry {
     limits: Mutex<Limits>,
     stats: Mutex<Arc<JobStats>>,
     cells: Vec<Arc<VersionCell>>,
+    /// The job has ended: no version can be tried any more.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Reloader {
@@ -204,6 +206,7 @@ impl Reloader {
                 limits: Mutex::new(Limits::default()),
                 stats: Mutex::new(Arc::new(JobStats::default())),
                 cells,
+                ended: Default::default(),
             }),
         }
     }
@@ -287,6 +290,11 @@ impl Reloader {
         }
         let (tx, rx) = oneshot::channel();
         let mut state = cell.lock();
+        // Checked under the cell's lock, which `close` takes after setting it.
+        if self.inner.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(state);
+            return Err(refuse("the job has ended".into()));
+        }
         if let Some(c) = &state.candidate {
             return Err(DeployError::Busy {
                 operator: operator.to_string(),
@@ -342,6 +350,9 @@ impl Reloader {
 
     /// Refuses every waiting candidate: the job has ended.
     pub(crate) fn close(&self, reason: &str) {
+        self.inner
+            .ended
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for cell in &self.inner.cells {
             let Some(mut c) = cell.lock().candidate.take() else {
                 continue;

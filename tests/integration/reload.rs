@@ -395,8 +395,13 @@ async fn a_job_that_ends_refuses_the_version_it_did_not_try() {
     }
     running.await.unwrap().unwrap();
     assert_eq!(reloader.current_version("counter"), Some(1));
+    // A version deployed after the end is refused at once.
+    match reloader.deploy("counter", &b) {
+        Err(DeployError::Refused { reason, .. }) => assert!(reason.contains("ended"), "{reason}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|d| d.version)),
+    }
     let events = stats.snapshot().versions;
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2);
     assert!(!events[0].adopted && events[0].detail.contains("job ended"));
     drop(listener);
 }
