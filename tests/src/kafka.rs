@@ -89,29 +89,11 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 
 /// Produces `(key, value)` records to `topic` and waits for them.
 pub fn produce(topic: &str, records: &[(Option<String>, String)]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("partitioner", "murmur2_random")
-        .create()
-        .expect("producer");
-    for (k, v) in records {
-        let mut r = BaseRecord::to(topic).payload(v.as_bytes());
-        if let Some(k) = k {
-            r = r.key(k.as_bytes());
-        }
-        loop {
-            match producer.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(20));
-                    r = back;
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("records acknowledged");
+    let headed: Vec<HeadedRecord> = records
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), Headers::new()))
+        .collect();
+    produce_with_headers(topic, &headed);
 }
 
 /// A record's headers as a client sees them: key, and value (`None`: null).
@@ -136,7 +118,10 @@ pub fn produce_with_headers(topic: &str, records: &[HeadedRecord]) {
                 value: hv.as_deref(),
             });
         }
-        let mut r = BaseRecord::to(topic).payload(v.as_bytes()).headers(owned);
+        let mut r = BaseRecord::to(topic).payload(v.as_bytes());
+        if !headers.is_empty() {
+            r = r.headers(owned);
+        }
         if let Some(k) = k {
             r = r.key(k.as_bytes());
         }
@@ -199,18 +184,10 @@ fn reader(topic: &str) -> BaseConsumer {
 /// Reads `topic` from the start until `want` records arrived or `timeout`
 /// passed; returns `(key, value)` pairs.
 pub fn consume(topic: &str, want: usize, timeout: Duration) -> Vec<(Option<String>, String)> {
-    let consumer = reader(topic);
-    let mut out = Vec::new();
-    let started = Instant::now();
-    while out.len() < want && started.elapsed() < timeout {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push((
-                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            ));
-        }
-    }
-    out
+    consume_with_headers(topic, want, timeout)
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect()
 }
 
 /// The group's committed offsets summed over `topic`'s partitions.
