@@ -952,62 +952,15 @@ impl Operator for WasmOperator {
         // afterwards: lowering copies them into guest memory once, and the
         // host never clones a batch.
         let size = sandbox::boundary_bytes(input);
-        let arg = wit::Batch {
-            keys: std::mem::take(&mut input.keys),
-            key_ends: std::mem::take(&mut input.key_ends),
-            key_present: std::mem::take(&mut input.key_present),
-            values: std::mem::take(&mut input.values),
-            value_ends: std::mem::take(&mut input.value_ends),
-            timestamps: std::mem::take(&mut input.timestamps),
-            // Without headers only the option's tag crosses the boundary.
-            headers: input.has_headers().then(|| wit_types::RecordHeaders {
-                ends: std::mem::take(&mut input.header_ends),
-                keys: std::mem::take(&mut input.header_keys),
-                key_ends: std::mem::take(&mut input.header_key_ends),
-                values: std::mem::take(&mut input.header_values),
-                value_ends: std::mem::take(&mut input.header_value_ends),
-                value_present: std::mem::take(&mut input.header_value_present),
-            }),
-        };
+        let arg = batch_to_wit(input);
         let result = self.session.call(size, |bindings, store| {
             bindings
                 .transform
                 .sluice_operator_transformer()
                 .call_process(store, &arg)
         });
-        input.keys = arg.keys;
-        input.key_ends = arg.key_ends;
-        input.key_present = arg.key_present;
-        input.values = arg.values;
-        input.value_ends = arg.value_ends;
-        input.timestamps = arg.timestamps;
-        if let Some(h) = arg.headers {
-            input.header_ends = h.ends;
-            input.header_keys = h.keys;
-            input.header_key_ends = h.key_ends;
-            input.header_values = h.values;
-            input.header_value_ends = h.value_ends;
-            input.header_value_present = h.value_present;
-        }
-        let out = result?;
-        let mut out_batch = Batch {
-            keys: out.keys,
-            key_ends: out.key_ends,
-            key_present: out.key_present,
-            values: out.values,
-            value_ends: out.value_ends,
-            timestamps: out.timestamps,
-            ..Batch::default()
-        };
-        if let Some(h) = out.headers {
-            out_batch.header_ends = h.ends;
-            out_batch.header_keys = h.keys;
-            out_batch.header_key_ends = h.key_ends;
-            out_batch.header_values = h.values;
-            out_batch.header_value_ends = h.value_ends;
-            out_batch.header_value_present = h.value_present;
-        }
-        let out = out_batch;
+        *input = batch_from_wit(arg);
+        let out = batch_from_wit(result?);
         out.validate().map_err(|m| {
             OperatorError::Host(format!("the operator returned a malformed batch: {m}"))
         })?;
@@ -1052,6 +1005,50 @@ impl Operator for WasmOperator {
                 ))),
             })
     }
+}
+
+/// Moves `batch`'s buffers into the contract's record, leaving it empty.
+/// Without headers only the option's tag crosses the boundary.
+fn batch_to_wit(batch: &mut Batch) -> wit::Batch {
+    let headers = batch.has_headers().then(|| wit_types::RecordHeaders {
+        ends: std::mem::take(&mut batch.header_ends),
+        keys: std::mem::take(&mut batch.header_keys),
+        key_ends: std::mem::take(&mut batch.header_key_ends),
+        values: std::mem::take(&mut batch.header_values),
+        value_ends: std::mem::take(&mut batch.header_value_ends),
+        value_present: std::mem::take(&mut batch.header_value_present),
+    });
+    wit::Batch {
+        keys: std::mem::take(&mut batch.keys),
+        key_ends: std::mem::take(&mut batch.key_ends),
+        key_present: std::mem::take(&mut batch.key_present),
+        values: std::mem::take(&mut batch.values),
+        value_ends: std::mem::take(&mut batch.value_ends),
+        timestamps: std::mem::take(&mut batch.timestamps),
+        headers,
+    }
+}
+
+/// The contract's record as a [`Batch`], moving its buffers.
+fn batch_from_wit(w: wit::Batch) -> Batch {
+    let mut batch = Batch {
+        keys: w.keys,
+        key_ends: w.key_ends,
+        key_present: w.key_present,
+        values: w.values,
+        value_ends: w.value_ends,
+        timestamps: w.timestamps,
+        ..Batch::default()
+    };
+    if let Some(h) = w.headers {
+        batch.header_ends = h.ends;
+        batch.header_keys = h.keys;
+        batch.header_key_ends = h.key_ends;
+        batch.header_values = h.values;
+        batch.header_value_ends = h.value_ends;
+        batch.header_value_present = h.value_present;
+    }
+    batch
 }
 
 fn from_wit(e: wit_types::Error) -> OperatorError {
