@@ -20,19 +20,12 @@
 
 #![warn(missing_docs)]
 
-pub mod aggregate;
-pub mod batch;
 pub mod cli;
-pub mod config;
-pub mod devkit;
-pub mod join;
-pub mod limits;
-pub mod operator;
-pub mod partition;
-pub mod pipeline;
-pub mod reload;
-pub mod runtime;
+pub mod exec;
+pub mod model;
+pub mod operators;
 pub mod serve;
 pub mod sink;
 pub mod source;
-pub mod window;
+pub mod spec;
+pub mod wasm;

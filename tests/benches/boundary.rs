@@ -10,10 +10,10 @@
 //! Run: `cargo bench -p sluice-tests --bench boundary`
 //! (set `SLUICE_BENCH_RECORDS` to change the records per measurement).
 
-use sluice::batch::Batch;
-use sluice::operator::Operator;
-use sluice::runtime::{LogTags, Runtime, WasmOperator};
+use sluice::model::batch::Batch;
+use sluice::operators::Operator;
 use sluice::source::Generator;
+use sluice::wasm::{LogTags, Runtime, WasmOperator};
 use sluice_sdk::testing::Harness;
 use sluice_tests::guests;
 use std::hint::black_box;

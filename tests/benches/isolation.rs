@@ -9,12 +9,12 @@
 //! Run: `cargo bench -p sluice-tests --bench isolation`
 //! (set `SLUICE_BENCH_RECORDS` to change the good job's records per run).
 
-use sluice::batch::Batch;
-use sluice::config::{SinkConfig, SourceConfig};
-use sluice::limits::{Limits, OnBreach, SkipCount};
-use sluice::pipeline::Job;
-use sluice::runtime::{Plugin, Runtime};
+use sluice::exec::Job;
+use sluice::model::batch::Batch;
 use sluice::source::Generator;
+use sluice::spec::limits::{Limits, OnBreach, SkipCount};
+use sluice::spec::{SinkConfig, SourceConfig};
+use sluice::wasm::{Plugin, Runtime};
 use sluice_tests::guests;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use sluice::pipeline::Job;
+use sluice::exec::Job;
 use sluice_tests::{guests, kafka};
 use std::time::{Duration, Instant};
 

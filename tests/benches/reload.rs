@@ -11,12 +11,12 @@
 //! Run: `cargo bench -p sluice-tests --bench reload`
 //! (`SLUICE_BENCH_SECONDS` sets the length of each run, default 10).
 
-use sluice::batch::Batch;
-use sluice::config::SourceConfig;
-use sluice::pipeline::Job;
-use sluice::reload::Outcome;
-use sluice::runtime::{Plugin, Runtime};
+use sluice::exec::Job;
+use sluice::model::batch::Batch;
 use sluice::sink::Sink;
+use sluice::spec::SourceConfig;
+use sluice::wasm::reload::Outcome;
+use sluice::wasm::{Plugin, Runtime};
 use sluice_tests::guests;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,8 @@
 //! Bad input gets a clear error and nothing is lost.
 
 use crate::{lit, read_jsonl, run_job};
-use sluice::operator::OperatorError;
-use sluice::pipeline::{Job, JobError};
+use sluice::exec::{Job, JobError};
+use sluice::operators::OperatorError;
 use sluice_tests::guests;
 
 fn file_job(input: &str, ops: &str, out: &str, extra: &str) -> String {
@@ -366,7 +366,7 @@ async fn trap_recreates_instance_and_processing_continues() {
 #[tokio::test]
 async fn builder_rejects_jobs_without_sinks() {
     let err = Job::builder("x")
-        .source(sluice::config::SourceConfig::Stdin {})
+        .source(sluice::spec::SourceConfig::Stdin {})
         .build()
         .err()
         .unwrap();

@@ -4,10 +4,10 @@
 //! and a hostile job does not hurt a good job running beside it.
 
 use crate::{lit, read_jsonl};
-use sluice::limits::{Limit, Limits, OnBreach};
-use sluice::operator::OperatorError;
-use sluice::pipeline::{Job, JobError, Summary};
-use sluice::runtime::Runtime;
+use sluice::exec::{Job, JobError, Summary};
+use sluice::operators::OperatorError;
+use sluice::spec::limits::{Limit, Limits, OnBreach};
+use sluice::wasm::Runtime;
 use sluice_tests::guests;
 use std::path::Path;
 use std::process::Command;
@@ -397,8 +397,8 @@ async fn limits_are_checked_before_the_job_starts() {
         "{msg}"
     );
     let err = Job::builder("x")
-        .source(sluice::config::SourceConfig::Stdin {})
-        .sink(sluice::config::SinkConfig::Discard {})
+        .source(sluice::spec::SourceConfig::Stdin {})
+        .sink(sluice::spec::SinkConfig::Discard {})
         .limits(Limits {
             memory: 1 << 10,
             ..Limits::default()
@@ -411,8 +411,8 @@ async fn limits_are_checked_before_the_job_starts() {
         "invalid job: limits.memory: 1 KiB is out of range (accepted: 1 MiB to 4 GiB)"
     );
     let err = Job::builder("x")
-        .source(sluice::config::SourceConfig::Stdin {})
-        .sink(sluice::config::SinkConfig::Discard {})
+        .source(sluice::spec::SourceConfig::Stdin {})
+        .sink(sluice::spec::SinkConfig::Discard {})
         .limits(Limits {
             on_breach: OnBreach::DeadLetter,
             ..Limits::default()

@@ -4,11 +4,11 @@
 //! Wasm key-by operators scoped to each stream, and its errors.
 
 use crate::{lit, parse_lines, read_jsonl, run_job};
-use sluice::config::SourceConfig;
-use sluice::join::{JoinConfig, JoinFactory};
-use sluice::pipeline::Job;
+use sluice::exec::Job;
+use sluice::model::time::{Window, WindowKind};
+use sluice::operators::join::{JoinConfig, JoinFactory};
 use sluice::sink::CollectSink;
-use sluice::window::{Window, WindowKind};
+use sluice::spec::SourceConfig;
 use sluice_tests::guests;
 
 /// (key, window start, window end, left value, right value)

@@ -1,6 +1,6 @@
 //! Kafka sources and sinks against a real broker (`scripts/kafka.sh`).
 
-use sluice::pipeline::{Job, JobError, Summary};
+use sluice::exec::{Job, JobError, Summary};
 use sluice_tests::{guests, kafka};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -14,8 +14,8 @@ mod serve;
 mod sources;
 mod windows;
 
-use sluice::operator::NativeOperator;
-use sluice::pipeline::{Job, JobError, Summary};
+use sluice::exec::{Job, JobError, Summary};
+use sluice::operators::NativeOperator;
 use std::path::Path;
 
 /// Runs the job file text `toml` from `dir` to the end of its input.

@@ -1,8 +1,8 @@
 //! Each example plugin, run inside the host as a Wasm component.
 
-use sluice::batch::Batch;
-use sluice::operator::{Operator, OperatorError};
-use sluice::runtime::{LogTags, WasmOperator};
+use sluice::model::batch::Batch;
+use sluice::operators::{Operator, OperatorError};
+use sluice::wasm::{LogTags, WasmOperator};
 use sluice_tests::guests;
 
 fn instance(path: &str, config: &[(&str, &str)]) -> Result<WasmOperator, OperatorError> {

@@ -5,7 +5,7 @@
 //! component of the wrong world and records without keys are refused clearly.
 
 use crate::{lit, read_jsonl, run_job};
-use sluice::pipeline::JobError;
+use sluice::exec::JobError;
 use sluice_tests::guests;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,13 +4,13 @@
 //! repeated, that each batch is one version's, that versions follow each
 //! other in order and that the running count goes on across versions.
 
-use sluice::batch::Batch;
-use sluice::config::SourceConfig;
-use sluice::pipeline::Job;
-use sluice::reload::{DeployError, Outcome};
-use sluice::runtime::{Plugin, Runtime};
+use sluice::exec::Job;
+use sluice::model::batch::Batch;
 use sluice::sink::Sink;
 use sluice::source::Generator;
+use sluice::spec::SourceConfig;
+use sluice::wasm::reload::{DeployError, Outcome};
+use sluice::wasm::{Plugin, Runtime};
 use sluice_tests::guests;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

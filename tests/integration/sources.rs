@@ -1,8 +1,8 @@
 //! Unbounded sources: a watched directory, a TCP socket, a rate-limited generator.
 
-use sluice::config::{SinkConfig, SourceConfig};
-use sluice::pipeline::Job;
+use sluice::exec::Job;
 use sluice::sink::CollectSink;
+use sluice::spec::{SinkConfig, SourceConfig};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 

@@ -4,12 +4,12 @@
 
 use crate::parse_lines;
 use proptest::prelude::*;
-use sluice::aggregate::{AggregateConfig, AggregateFactory};
-use sluice::config::SourceConfig;
-use sluice::operator::NativeOperator;
-use sluice::pipeline::{Job, Summary};
+use sluice::exec::{Job, Summary};
+use sluice::model::time::{Window, WindowKind};
+use sluice::operators::NativeOperator;
+use sluice::operators::aggregate::{AggregateConfig, AggregateFactory};
 use sluice::sink::CollectSink;
-use sluice::window::{Window, WindowKind};
+use sluice::spec::SourceConfig;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ pub mod guests {
 use std::path::Path;
 
 /// A runtime whose compiled-component cache lives in `dir`.
-pub fn runtime_in(dir: &Path) -> sluice::runtime::Runtime {
-    sluice::runtime::Runtime::with_cache_dir(Some(dir.join("cache"))).expect("wasm engine")
+pub fn runtime_in(dir: &Path) -> sluice::wasm::Runtime {
+    sluice::wasm::Runtime::with_cache_dir(Some(dir.join("cache"))).expect("wasm engine")
 }
 
 /// Writes a job file into `dir` and returns its path.

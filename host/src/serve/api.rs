@@ -25,8 +25,8 @@ use super::job::{JobEntry, Recipe, supervise};
 use super::spec::{self, Places};
 use super::tenant::{Tenant, TenantConfig, check_name, hash_token, same_hash};
 use super::{Server, lock, write_lock};
-use crate::limits::{format_duration, format_size};
-use crate::pipeline::Job;
+use crate::exec::Job;
+use crate::spec::limits::{format_duration, format_size};
 use axum::Json;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -612,7 +612,7 @@ async fn deploy_operator(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    use crate::reload::{DeployError, Outcome};
+    use crate::wasm::reload::{DeployError, Outcome};
     let job = owned_job(&server, &tenant, &id)?;
     let bytes = read_body(&headers, body, server.settings.max_plugin_size, "a plugin").await?;
     let reloader = job.reloader().ok_or_else(|| {

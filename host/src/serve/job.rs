@@ -4,10 +4,10 @@
 
 use super::log::SharedRing;
 use super::tenant::Breaker;
-use crate::config::JobConfig;
-use crate::pipeline::{Job, JobError, JobStats, StatsSnapshot};
-use crate::reload::Reloader;
-use crate::runtime::Runtime;
+use crate::exec::{Job, JobError, JobStats, StatsSnapshot};
+use crate::spec::JobConfig;
+use crate::wasm::Runtime;
+use crate::wasm::reload::Reloader;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -369,7 +369,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
             let why = format!(
                 "paused after {} failure(s) within {}: {reason}",
                 failures.len(),
-                crate::limits::format_duration(breaker.window)
+                crate::spec::limits::format_duration(breaker.window)
             );
             entry.log(tracing::Level::ERROR, &why);
             entry.set(Status::Paused { reason: why });
@@ -392,8 +392,8 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                 "run failed ({} of {} allowed within {}); restarting in {}: {reason}",
                 failures.len(),
                 breaker.failures,
-                crate::limits::format_duration(breaker.window),
-                crate::limits::format_duration(backoff)
+                crate::spec::limits::format_duration(breaker.window),
+                crate::spec::limits::format_duration(backoff)
             ),
         );
         entry.set(Status::Restarting {

@@ -27,7 +27,7 @@ pub mod tenant;
 
 pub use log::LogCapture;
 
-use crate::runtime::{LoadError, Runtime};
+use crate::wasm::{LoadError, Runtime};
 use job::JobEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

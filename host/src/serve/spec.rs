@@ -15,10 +15,10 @@
 //!   it is (one per job) and serves it at `/v1/jobs/{id}/dead-letters`.
 
 use super::tenant::{Tenant, check_name};
-use crate::config::{
+use crate::spec::limits::{format_duration, format_size};
+use crate::spec::{
     ConfigError, DeadLetterConfig, JobConfig, LimitsConfig, SinkConfig, SourceConfig, line_of,
 };
-use crate::limits::{format_duration, format_size};
 use std::path::{Component, Path, PathBuf};
 use toml::Spanned;
 
@@ -99,7 +99,7 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
             None if field == "workers" => {
                 *v = Some(Spanned::new(
                     whole.clone(),
-                    cap.min(crate::pipeline::default_workers()),
+                    cap.min(crate::exec::default_workers()),
                 ))
             }
             None => {}
@@ -380,7 +380,7 @@ fn check_kafka(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::Limits;
+    use crate::spec::limits::Limits;
     use std::time::Duration;
 
     fn tenant() -> Tenant {

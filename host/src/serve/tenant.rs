@@ -3,8 +3,8 @@
 //! each bearer token, and a request's token is hashed and compared with
 //! every tenant's hash in constant time.
 
-use crate::config::parse_duration;
-use crate::limits::{self, Limits};
+use crate::spec::limits::{self, Limits};
+use crate::spec::parse_duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -5,9 +5,9 @@
 //! key, value, timestamp and headers.
 
 use super::Sink;
-use crate::batch::{Batch, Headers, Record};
-use crate::config::{Delivery, KafkaSinkConfig};
+use crate::model::batch::{Batch, Headers, Record};
 use crate::source::kafka::Offsets;
+use crate::spec::{Delivery, KafkaSinkConfig};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;

@@ -6,8 +6,8 @@
 
 pub mod kafka;
 
-use crate::batch::{Batch, Header};
-use crate::config::SinkConfig;
+use crate::model::batch::{Batch, Header};
+use crate::spec::SinkConfig;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The generator source: deterministic synthetic records at a chosen rate.
 
-use crate::batch::Batch;
+use crate::model::batch::Batch;
 use crate::source::lines::now_ms;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};

@@ -7,11 +7,11 @@
 //! kept. With `partition_by = "key"` and as many Sluice
 //! partitions as Kafka partitions, a record keyed by a Kafka producer's
 //! default partitioner lands in the Sluice partition of the same number:
-//! both use murmur2 of the key ([`crate::partition::for_key`]).
+//! both use murmur2 of the key ([`crate::model::partition::for_key`]).
 
 use super::{CHUNK_RECORDS, Chunk};
-use crate::batch::Batch;
-use crate::config::{KafkaSourceConfig, KafkaStart, parse_duration};
+use crate::model::batch::Batch;
+use crate::spec::{KafkaSourceConfig, KafkaStart, parse_duration};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;

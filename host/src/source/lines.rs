@@ -1,6 +1,6 @@
 //! Line splitting shared by the file, stdin, directory and socket sources.
 
-use crate::batch::Batch;
+use crate::model::batch::Batch;
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;

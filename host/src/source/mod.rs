@@ -12,8 +12,8 @@ pub(crate) mod lines;
 
 pub use generator::Generator;
 
-use crate::batch::Batch;
-use crate::config::{SourceConfig, parse_duration};
+use crate::model::batch::Batch;
+use crate::spec::{SourceConfig, parse_duration};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

@@ -17,11 +17,11 @@
 //! State is held per partition; the exchange before the join puts all
 //! records of a key, from both streams, in one partition.
 
-use crate::batch::{Batch, Headers};
-use crate::operator::{
+use crate::model::batch::{Batch, Headers};
+use crate::model::time::{SettingError, TimeDomain, Window, WindowKind, WindowSettings};
+use crate::operators::{
     BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
 };
-use crate::window::{SettingError, TimeDomain, Window, WindowKind, WindowSettings};
 use std::collections::BTreeMap;
 
 /// Settings the operator accepts.
@@ -172,7 +172,7 @@ pub struct Join {
 
 impl Join {
     fn watermark(&self, max_event_time: Option<i64>) -> i64 {
-        crate::window::watermark(max_event_time, self.cfg.settings.watermark_delay)
+        crate::model::time::watermark(max_event_time, self.cfg.settings.watermark_delay)
     }
 
     /// The watermark below which windows are closed for good, as of the

@@ -1,7 +1,7 @@
 //! `sluice plugin build [path]`: compile an operator crate into a component
 //! and check it against the contract.
 
-use crate::runtime::{LoadError, PluginInfo, Runtime};
+use crate::wasm::{LoadError, PluginInfo, Runtime};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

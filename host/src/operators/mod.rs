@@ -1,11 +1,14 @@
 //! The host-side operator: what the pipeline calls once per partition batch.
 //!
-//! Wasm components ([`crate::runtime::WasmOperator`]) and native operators
+//! Wasm components ([`crate::wasm::WasmOperator`]) and native operators
 //! ([`NativeOperator`], the built-in [`Count`]) implement the same trait, so
 //! the pipeline is tested and benchmarked without Wasm as well.
 
-use crate::batch::{Batch, Headers, Output};
-use crate::limits::{Limit, Limits};
+pub mod aggregate;
+pub mod join;
+
+use crate::model::batch::{Batch, Headers, Output};
+use crate::spec::limits::{Limit, Limits};
 use std::sync::Arc;
 
 /// Why an operator call failed. A plugin's own error, a trap and a host

@@ -24,7 +24,7 @@
 //! [[sinks]]
 //! kind = "stdout"
 //!
-//! [limits]                    # what each Wasm instance may use; see [`crate::limits`]
+//! [limits]                    # what each Wasm instance may use; see [`crate::spec::limits`]
 //! memory = "64MiB"
 //! cpu_per_batch = "2s"
 //! output_ratio = 10
@@ -34,7 +34,7 @@
 //! Parsing is strict: an unknown field, a wrong type or an unusable value is
 //! an error naming the file, line, field and what is accepted.
 
-use crate::limits::{self, Limit, Limits, OnBreach};
+use crate::spec::limits::{self, Limit, Limits, OnBreach};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -180,7 +180,7 @@ pub enum PartitionBy {
     /// gets the first run rotates from batch to batch.
     #[default]
     RoundRobin,
-    /// By [`crate::partition::for_key`]; records without a key go round-robin.
+    /// By [`crate::model::partition::for_key`]; records without a key go round-robin.
     Key,
 }
 
@@ -364,11 +364,11 @@ pub struct OperatorConfig {
     pub plugin: Option<PathBuf>,
     /// A built-in operator: `count` (records per key in each micro-batch),
     /// `aggregate` (keyed count/sum/min/max/avg, optionally windowed; see
-    /// [`crate::aggregate`]) or `join` (a windowed join of two streams; see
-    /// [`crate::join`]).
+    /// [`crate::operators::aggregate`]) or `join` (a windowed join of two streams; see
+    /// [`crate::operators::join`]).
     pub builtin: Option<String>,
     /// Path of a `reduce` component (a keyed reducer whose accumulators the
-    /// host keeps; see [`crate::runtime::WasmReducer`]), relative to the job
+    /// host keeps; see [`crate::wasm::WasmReducer`]), relative to the job
     /// file.
     pub reducer: Option<PathBuf>,
     /// Which results a `reducer` emits after each micro-batch: `update` (the
@@ -568,9 +568,11 @@ impl JobConfig {
                     ));
                 }
                 (None, Some(b)) if b == "aggregate" => {
-                    let agg = crate::aggregate::AggregateConfig::parse(&o.config_pairs()).map_err(
-                        |(key, m)| invalid(op.span(), &format!("{field}.config.{key}"), m),
-                    )?;
+                    let agg =
+                        crate::operators::aggregate::AggregateConfig::parse(&o.config_pairs())
+                            .map_err(|(key, m)| {
+                                invalid(op.span(), &format!("{field}.config.{key}"), m)
+                            })?;
                     if agg.late_to_dead_letter && self.dead_letter.is_none() {
                         return Err(invalid(
                             op.span(),
@@ -645,9 +647,9 @@ impl JobConfig {
             }
             let join = o.builtin.as_deref() == Some("join");
             if join {
-                let j = crate::join::JoinConfig::parse(&o.config_pairs()).map_err(|(key, m)| {
-                    invalid(op.span(), &format!("operators[{i}].config.{key}"), m)
-                })?;
+                let j = crate::operators::join::JoinConfig::parse(&o.config_pairs()).map_err(
+                    |(key, m)| invalid(op.span(), &format!("operators[{i}].config.{key}"), m),
+                )?;
                 if o.input.is_some() {
                     return Err(invalid(
                         op.span(),
@@ -770,7 +772,7 @@ impl OperatorConfig {
                         .into(),
                 ));
             }
-            mode.parse::<crate::runtime::ReduceMode>()
+            mode.parse::<crate::wasm::ReduceMode>()
                 .map_err(|m| (field, m))?;
         }
         Ok(())

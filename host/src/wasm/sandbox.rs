@@ -10,9 +10,9 @@
 //! boundary: a batch's keys and values plus 17 bytes per record (offsets,
 //! key presence, timestamp), so that many empty records count too.
 
-use crate::batch::Batch;
-use crate::limits::{self, Limit, Limits};
-use crate::operator::OperatorError;
+use crate::model::batch::Batch;
+use crate::operators::OperatorError;
+use crate::spec::limits::{self, Limit, Limits};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;

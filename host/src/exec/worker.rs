@@ -8,10 +8,10 @@
 //! those are set aside, and the others are processed as usual. The search
 //! is bounded by [`MAX_ISOLATION_CALLS`] and [`MAX_ISOLATION_FAILURES`].
 
-use crate::batch::{self, Batch};
-use crate::limits::{OnBreach, SkipCount};
-use crate::operator::{BatchContext, Operator, OperatorError};
-use crate::pipeline::{JobError, Split, split_for_exchange};
+use crate::exec::{JobError, Split, split_for_exchange};
+use crate::model::batch::{self, Batch};
+use crate::operators::{BatchContext, Operator, OperatorError};
+use crate::spec::limits::{OnBreach, SkipCount};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -59,7 +59,7 @@ pub struct DeadLetter {
     /// The record's timestamp.
     pub timestamp: i64,
     /// The record's headers.
-    pub headers: Vec<crate::operator::OwnedHeader>,
+    pub headers: Vec<crate::operators::OwnedHeader>,
 }
 
 /// Which streams an operator reads and which its output belongs to, as
@@ -174,7 +174,7 @@ impl Place<'_> {
             key: rec.key.map(<[u8]>::to_vec),
             value: rec.value.to_vec(),
             timestamp: rec.timestamp,
-            headers: crate::operator::owned_headers(rec.headers),
+            headers: crate::operators::owned_headers(rec.headers),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Live figures of a running job, readable from any thread while it runs.
 
-use crate::limits::SkipCount;
+use crate::spec::limits::SkipCount;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,7 +9,7 @@ pub const MAX_VERSION_EVENTS: usize = 1000;
 
 /// A running job's counters. The pipeline updates them as batches go by;
 /// [`JobStats::snapshot`] reads them at any time (see
-/// [`crate::pipeline::Job::stats`]).
+/// [`crate::exec::Job::stats`]).
 #[derive(Debug, Default)]
 pub struct JobStats {
     records_in: AtomicU64,

@@ -4,7 +4,7 @@
 //! the Unix epoch (a 30 s window starts at a multiple of 30 s), so every
 //! worker and every run assigns a timestamp to the same windows.
 
-use crate::config::parse_duration;
+use crate::spec::parse_duration;
 use std::time::Duration;
 
 /// A window kind.

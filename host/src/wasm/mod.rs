@@ -13,14 +13,15 @@
 
 mod log;
 mod reducer;
+pub mod reload;
 mod sandbox;
 
 pub use log::{GuestLog, LogTags};
 pub use reducer::{REDUCE_MODES, ReduceMode, WasmReducer, WasmReducerFactory};
 
-use crate::batch::Batch;
-use crate::limits::{self, Limits};
-use crate::operator::{Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::model::batch::Batch;
+use crate::operators::{Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::spec::limits::{self, Limits};
 use sandbox::{MemoryLimiter, Ticker};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

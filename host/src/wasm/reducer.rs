@@ -9,9 +9,9 @@
 
 use super::reduce_bindings::exports::sluice::operator::reducer as wit;
 use super::{LogTags, Plugin, Session, reduce_bindings};
-use crate::batch::Batch;
-use crate::limits::Limits;
-use crate::operator::{BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::model::batch::Batch;
+use crate::operators::{BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::spec::limits::Limits;
 use sluice_sdk::{Accumulators, Groups};
 use std::str::FromStr;
 

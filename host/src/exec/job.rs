@@ -5,10 +5,10 @@
 //! Jobs come from a job file ([`Job::from_file`]) or from code:
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), sluice::pipeline::JobError> {
-//! use sluice::config::{SinkConfig, SourceConfig};
-//! use sluice::operator::{Count, NativeOperator};
-//! use sluice::pipeline::Job;
+//! # async fn demo() -> Result<(), sluice::exec::JobError> {
+//! use sluice::spec::{SinkConfig, SourceConfig};
+//! use sluice::operators::{Count, NativeOperator};
+//! use sluice::exec::Job;
 //!
 //! let summary = Job::builder("wordcount")
 //!     .source(SourceConfig::File { path: "book.txt".into() })
@@ -31,28 +31,23 @@
 //! # Ok(()) }
 //! ```
 
-mod stats;
-mod worker;
-
-pub use stats::{JobStats, StatsSnapshot, VersionEvent};
-pub use worker::{DeadLetter, preview};
-
-use crate::batch::{self, Batch};
-use crate::config::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
-use crate::limits::{Limits, OnBreach, SkipCount};
-use crate::operator::{BatchContext, Combiner, Count, OnStream, OperatorError, OperatorFactory};
-use crate::partition;
-use crate::reload::Reloader;
-use crate::runtime::{LoadError, Runtime};
+use super::JobStats;
+use super::worker::{DeadLetter, Route, StageOutput, Task, WorkerOp, WorkerOps};
+use crate::model::batch::{self, Batch};
+use crate::model::partition;
+use crate::operators::{BatchContext, Combiner, Count, OnStream, OperatorError, OperatorFactory};
 use crate::sink::{self, Sink};
 use crate::source::kafka::{Offsets, Positions};
 use crate::source::{self, Chunk, SourceError};
+use crate::spec::limits::{Limits, OnBreach, SkipCount};
+use crate::spec::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
+use crate::wasm::reload::Reloader;
+use crate::wasm::{LoadError, Runtime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use worker::{Route, StageOutput, Task, WorkerOp, WorkerOps};
 
 /// Why a job could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +219,7 @@ pub struct Job {
 pub struct JobBuilder {
     job: Job,
     /// The version cells of the swappable operators.
-    cells: Vec<Arc<crate::reload::VersionCell>>,
+    cells: Vec<Arc<crate::wasm::reload::VersionCell>>,
     sink_configs: Vec<SinkConfig>,
     base: PathBuf,
 }
@@ -252,7 +247,7 @@ impl JobBuilder {
         self
     }
     /// Adds a source feeding the stream `name`, which operators select with
-    /// [`crate::operator::OnStream`] and joins by name.
+    /// [`crate::operators::OnStream`] and joins by name.
     pub fn named_source(mut self, name: impl Into<String>, source: SourceConfig) -> Self {
         self.job.sources.push((Some(name.into()), source));
         self
@@ -272,10 +267,10 @@ impl JobBuilder {
     pub fn plugin_operator(
         mut self,
         name: impl Into<String>,
-        plugin: &crate::runtime::Plugin,
+        plugin: &crate::wasm::Plugin,
         config: Vec<(String, String)>,
     ) -> Self {
-        let (factory, cell) = crate::reload::swappable(plugin, name.into(), config);
+        let (factory, cell) = crate::wasm::reload::swappable(plugin, name.into(), config);
         self.cells.push(cell);
         self.job.operators.push(factory);
         self
@@ -469,18 +464,18 @@ impl Job {
             let name = op.display_name();
             let factory: Arc<dyn OperatorFactory> = if let Some(plugin) = &op.plugin {
                 let loaded = runtime
-                    .load_world(&base.join(plugin), crate::runtime::World::Transform)
+                    .load_world(&base.join(plugin), crate::wasm::World::Transform)
                     .map_err(|error| JobError::Load {
                         operator: name.clone(),
                         error,
                     })?;
                 let (factory, cell) =
-                    crate::reload::swappable(&loaded, name.clone(), op.config_pairs());
+                    crate::wasm::reload::swappable(&loaded, name.clone(), op.config_pairs());
                 b.cells.push(cell);
                 factory
             } else if let Some(reducer) = &op.reducer {
                 let loaded = runtime
-                    .load_world(&base.join(reducer), crate::runtime::World::Reduce)
+                    .load_world(&base.join(reducer), crate::wasm::World::Reduce)
                     .map_err(|error| JobError::Load {
                         operator: name.clone(),
                         error,
@@ -493,25 +488,28 @@ impl Job {
                     .map_err(|m| {
                         JobError::Invalid(format!("operator `{name}`: field `mode`: {m}"))
                     })?;
-                Arc::new(crate::runtime::WasmReducerFactory::new(
+                Arc::new(crate::wasm::WasmReducerFactory::new(
                     name.clone(),
                     loaded,
                     op.config_pairs(),
                     mode,
                 ))
             } else if op.builtin.as_deref() == Some("aggregate") {
-                let cfg = crate::aggregate::AggregateConfig::parse(&op.config_pairs()).map_err(
+                let cfg = crate::operators::aggregate::AggregateConfig::parse(&op.config_pairs())
+                    .map_err(|(key, m)| {
+                    JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
+                })?;
+                Arc::new(crate::operators::aggregate::AggregateFactory::new(
+                    name.clone(),
+                    cfg,
+                ))
+            } else if op.builtin.as_deref() == Some("join") {
+                let cfg = crate::operators::join::JoinConfig::parse(&op.config_pairs()).map_err(
                     |(key, m)| {
                         JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
                     },
                 )?;
-                Arc::new(crate::aggregate::AggregateFactory::new(name.clone(), cfg))
-            } else if op.builtin.as_deref() == Some("join") {
-                let cfg =
-                    crate::join::JoinConfig::parse(&op.config_pairs()).map_err(|(key, m)| {
-                        JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
-                    })?;
-                Arc::new(crate::join::JoinFactory::new(name.clone(), cfg))
+                Arc::new(crate::operators::join::JoinFactory::new(name.clone(), cfg))
             } else {
                 Arc::new(Count::new(name.clone()))
             };
@@ -541,7 +539,7 @@ impl Job {
     }
 
     /// The handle that swaps new versions of the job's `plugin` operators
-    /// into it while it runs (see [`crate::reload`]).
+    /// into it while it runs (see [`crate::wasm::reload`]).
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
     }
@@ -1178,10 +1176,12 @@ fn write_dead_letters(
             d.key.as_deref(),
             &d.value,
             d.timestamp,
-            d.headers.iter().map(|(key, value)| crate::batch::Header {
-                key,
-                value: value.as_deref(),
-            }),
+            d.headers
+                .iter()
+                .map(|(key, value)| crate::model::batch::Header {
+                    key,
+                    value: value.as_deref(),
+                }),
             &[
                 ("operator", &d.operator.as_str().into()),
                 ("reason", &d.reason.as_str().into()),
@@ -1696,7 +1696,7 @@ pub(crate) fn split_for_exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::NativeOperator;
+    use crate::operators::NativeOperator;
     use crate::sink::CollectSink;
     use proptest::prelude::*;
 
@@ -1800,7 +1800,7 @@ mod tests {
             .source(SourceConfig::File { path: input })
             .operator(tag)
             .operator(check)
-            .sink(crate::config::SinkConfig::Jsonl {
+            .sink(crate::spec::SinkConfig::Jsonl {
                 path: dir.path().join("out.jsonl"),
             })
             .dead_letter(dir.path().join("dead.jsonl"))

@@ -7,13 +7,13 @@
 //! and a partition always runs on the same worker, so no state is shared
 //! between threads.
 
-use crate::batch::{Batch, Headers};
-use crate::operator::{
+use crate::model::batch::{Batch, Headers};
+use crate::model::time::{Sessions, Window, WindowKind, WindowSettings};
+pub use crate::model::time::{SettingError, TimeDomain};
+use crate::operators::{
     BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
     RejectedRecord, SideOutput, partial_count,
 };
-use crate::window::{Sessions, Window, WindowKind, WindowSettings};
-pub use crate::window::{SettingError, TimeDomain};
 use std::collections::{HashMap, HashSet};
 
 /// Aggregate functions.
@@ -307,7 +307,7 @@ fn function_name(f: Function) -> &'static str {
 
 impl Aggregate {
     fn watermark(&self, max_event_time: Option<i64>) -> i64 {
-        crate::window::watermark(max_event_time, self.cfg.watermark_delay)
+        crate::model::time::watermark(max_event_time, self.cfg.watermark_delay)
     }
 
     fn emit_window(&self, out: &mut Batch, key: &Key, w: Window, acc: &Acc) {
@@ -429,10 +429,7 @@ impl Aggregate {
                 Some(x) => values.push(x),
                 None => rejected.push(RejectedRecord {
                     index: r.index,
-                    reason: format!(
-                        "value {} is not a number",
-                        crate::pipeline::preview(r.value)
-                    ),
+                    reason: format!("value {} is not a number", crate::exec::preview(r.value)),
                 }),
             }
         }

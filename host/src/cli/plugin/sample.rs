@@ -1,10 +1,10 @@
 //! `sluice plugin test`: run a component over sample records and show what
 //! it does with them.
 
-use crate::batch::{self, Batch};
-use crate::operator::{Operator, OperatorError};
-use crate::pipeline::preview;
-use crate::runtime::{LogTags, Plugin};
+use crate::exec::preview;
+use crate::model::batch::{self, Batch};
+use crate::operators::{Operator, OperatorError};
+use crate::wasm::{LogTags, Plugin};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -23,10 +23,10 @@
 //! Decisions are logged, counted in [`JobStats`] ([`VersionEvent`]) and
 //! reported to the deployer ([`Deployment::outcome`]).
 
-use crate::limits::Limits;
-use crate::operator::{BatchContext, Operator, OperatorError, OperatorFactory};
-use crate::pipeline::{JobStats, VersionEvent};
-use crate::runtime::{Plugin, Runtime, World};
+use crate::exec::{JobStats, VersionEvent};
+use crate::operators::{BatchContext, Operator, OperatorError, OperatorFactory};
+use crate::spec::limits::Limits;
+use crate::wasm::{Plugin, Runtime, World};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -183,7 +183,7 @@ impl Deployment {
 }
 
 /// The swappable operators of one job; cheap to clone. Get it with
-/// [`crate::pipeline::Job::reloader`] before running the job.
+/// [`crate::exec::Job::reloader`] before running the job.
 #[derive(Clone)]
 pub struct Reloader {
     inner: Arc<Registry>,
@@ -597,16 +597,16 @@ impl Operator for Swappable {
 
     fn process(
         &mut self,
-        input: &mut crate::batch::Batch,
-    ) -> Result<crate::batch::Batch, OperatorError> {
+        input: &mut crate::model::batch::Batch,
+    ) -> Result<crate::model::batch::Batch, OperatorError> {
         self.process_with(input, &BatchContext::default())
     }
 
     fn process_with(
         &mut self,
-        input: &mut crate::batch::Batch,
+        input: &mut crate::model::batch::Batch,
         ctx: &BatchContext,
-    ) -> Result<crate::batch::Batch, OperatorError> {
+    ) -> Result<crate::model::batch::Batch, OperatorError> {
         if let Some(e) = &self.lost {
             return Err(OperatorError::Host(e.clone()));
         }
@@ -625,11 +625,14 @@ impl Operator for Swappable {
         Ok(out)
     }
 
-    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<crate::batch::Batch, OperatorError> {
+    fn finish_batch(
+        &mut self,
+        ctx: &BatchContext,
+    ) -> Result<crate::model::batch::Batch, OperatorError> {
         self.active.finish_batch(ctx)
     }
 
-    fn side_output(&mut self) -> crate::operator::SideOutput {
+    fn side_output(&mut self) -> crate::operators::SideOutput {
         self.active.side_output()
     }
 
@@ -668,7 +671,7 @@ pub async fn watch(
     }
     let digest = |bytes: &[u8]| -> String {
         use sha2::Digest;
-        crate::runtime::hex(&sha2::Sha256::digest(bytes))
+        crate::wasm::hex(&sha2::Sha256::digest(bytes))
     };
     let mut watched: Vec<Watched> = files
         .into_iter()

@@ -1,13 +1,15 @@
 //! The `sluice` command line: argument parsing, signals, exit codes and
 //! error printing. The binary's `main` only calls [`main`].
 
-use crate::batch::Batch;
-use crate::config::JobConfig;
-use crate::devkit::{self, sample, sample::SampleFormat, scaffold, scaffold::SdkSource};
-use crate::pipeline::Job;
-use crate::runtime::{self, PluginInfo, Runtime};
+pub mod plugin;
+
+use crate::exec::Job;
+use crate::model::batch::Batch;
+use crate::spec::JobConfig;
+use crate::wasm::{self, PluginInfo, Runtime};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use plugin::{sample, sample::SampleFormat, scaffold, scaffold::SdkSource};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -242,7 +244,7 @@ fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> 
             command: PluginCommand::Build { path },
         } => {
             let runtime = Runtime::new()?;
-            let built = devkit::build::build(&path, &runtime)?;
+            let built = plugin::build::build(&path, &runtime)?;
             println!(
                 "built {} ({:.1} KB): implements world `{}` of {}",
                 built.path.display(),
@@ -370,7 +372,7 @@ fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> 
             .limits()
             .map(|l| l.cpu_per_batch.is_some())
             .unwrap_or(true);
-        let runtime = Runtime::with_options(runtime::default_cache_dir(), deadlines)?;
+        let runtime = Runtime::with_options(wasm::default_cache_dir(), deadlines)?;
         let base = path.parent().map(PathBuf::from).unwrap_or_default();
         let plugins: Vec<(String, PathBuf)> = cfg
             .operators
@@ -398,7 +400,7 @@ fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> 
             if plugins.is_empty() {
                 eprintln!("--watch: the job has no `plugin` operator to watch");
             }
-            tokio::spawn(crate::reload::watch(
+            tokio::spawn(crate::wasm::reload::watch(
                 job.reloader(),
                 runtime.clone(),
                 plugins,

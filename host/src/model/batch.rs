@@ -82,7 +82,7 @@ fn append_headers(to: &mut Batch, n_to: usize, from: &Batch) {
         .extend(from.header_value_ends.iter().map(|e| e + vbase));
 }
 
-/// Splits `input` into `n` batches by [`crate::partition::for_key`] of each
+/// Splits `input` into `n` batches by [`crate::model::partition::for_key`] of each
 /// record's key, keeping record order. A record without a key goes by its
 /// value, or to batch 0 with `unkeyed_together`.
 ///
@@ -111,7 +111,7 @@ pub fn split_by_key(input: &Batch, n: usize, unkeyed_together: bool) -> Vec<Batc
         let t = if !present && unkeyed_together {
             0
         } else {
-            crate::partition::for_key(k, n as u32) as usize
+            crate::model::partition::for_key(k, n as u32) as usize
         };
         target.push(t as u32);
         records[t] += 1;

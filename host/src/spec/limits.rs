@@ -4,8 +4,8 @@
 //! A job's [`Limits`] apply to every Wasm instance of the job (one per
 //! operator and partition): its linear memory, how long one `process` or
 //! `reduce` call may run, and how much output a call may return for its
-//! input. The runtime enforces them ([`crate::runtime`]); a breach is an
-//! [`crate::operator::OperatorError::Limit`], and the job's [`OnBreach`]
+//! input. The runtime enforces them ([`crate::wasm`]); a breach is an
+//! [`crate::operators::OperatorError::Limit`], and the job's [`OnBreach`]
 //! policy decides whether the job stops or the records concerned are set
 //! aside. In a job file they are the `[limits]` table:
 //!

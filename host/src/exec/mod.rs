@@ -1,0 +1,8 @@
+//! Runs jobs.
+mod job;
+mod stats;
+mod worker;
+
+pub use job::*;
+pub use stats::{JobStats, StatsSnapshot, VersionEvent};
+pub use worker::{DeadLetter, preview};

@@ -1,0 +1,4 @@
+//! The vocabulary of the data path.
+pub mod batch;
+pub mod partition;
+pub mod time;

@@ -1,0 +1,5 @@
+//! The job file.
+mod job;
+pub mod limits;
+
+pub use job::*;
