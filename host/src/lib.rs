@@ -25,6 +25,7 @@ pub mod exec;
 pub mod model;
 pub mod operators;
 pub mod serve;
+pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod spec;

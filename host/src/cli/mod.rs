@@ -386,10 +386,10 @@ fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> 
         let bounded = job.is_bounded();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::signal::wait_for_signal().await;
             eprintln!("stopping: finishing the current batch and flushing sinks (press Ctrl-C again to abort)");
             let _ = stop_tx.send(true);
-            wait_for_signal().await;
+            crate::signal::wait_for_signal().await;
             eprintln!("aborted");
             std::process::exit(130);
         });
@@ -496,26 +496,6 @@ fn path_segment(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

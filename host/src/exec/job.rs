@@ -668,7 +668,7 @@ impl Job {
                     Ok(Err(e)) => { result = Err(e.into()); break; }
                     Err(e) => { result = Err(JobError::Invalid(format!("source task failed: {e}"))); break; }
                 },
-                _ = source::stopped(&mut stop_rx) => {
+                _ = crate::signal::stopped(&mut stop_rx) => {
                     batches.interrupted = true;
                     // Sources stop at the signal and hand over what they had
                     // read; take all of it. A source stuck in a blocking read

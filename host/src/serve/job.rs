@@ -5,6 +5,7 @@
 use super::log::SharedRing;
 use super::tenant::Breaker;
 use crate::exec::{Job, JobError, JobStats, StatsSnapshot};
+use crate::signal::stopped;
 use crate::spec::JobConfig;
 use crate::wasm::Runtime;
 use crate::wasm::reload::Reloader;
@@ -409,11 +410,6 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
         }
         backoff = (backoff * 2).min(breaker.max_backoff);
     }
-}
-
-/// Resolves when `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 enum BuildError {

@@ -328,7 +328,7 @@ pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
         }
         let app = api::router(server.clone());
         axum::serve(listener, app)
-            .with_graceful_shutdown(crate::cli::wait_for_signal())
+            .with_graceful_shutdown(crate::signal::wait_for_signal())
             .await?;
         eprintln!("stopping: letting every job finish its batch and flush its sinks");
         server.stop_all(SHUTDOWN_GRACE).await;

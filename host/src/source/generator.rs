@@ -77,7 +77,7 @@ impl Generator {
             if due <= next {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-                    _ = crate::source::stopped(stop) => return,
+                    _ = crate::signal::stopped(stop) => return,
                 }
                 continue;
             }

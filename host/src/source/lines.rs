@@ -116,7 +116,7 @@ pub(crate) async fn read_socket(
         );
         let stream = tokio::select! {
             r = connect => r,
-            _ = crate::source::stopped(stop) => return,
+            _ = crate::signal::stopped(stop) => return,
         };
         match stream {
             Ok(Ok(mut stream)) => {
@@ -127,7 +127,7 @@ pub(crate) async fn read_socket(
                 loop {
                     let read = tokio::select! {
                         r = stream.read(&mut buf) => r,
-                        _ = crate::source::stopped(stop) => {
+                        _ = crate::signal::stopped(stop) => {
                             if let Some(chunk) = splitter.take_if(1) {
                                 let _ = tx.send(chunk).await;
                             }
@@ -174,7 +174,7 @@ pub(crate) async fn read_socket(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = crate::source::stopped(stop) => return,
+            _ = crate::signal::stopped(stop) => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }

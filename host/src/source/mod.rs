@@ -222,11 +222,6 @@ async fn run_records(
     }
 }
 
-/// Resolves when `stop` turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 /// Whether a directory entry is ready to read: writers publish files by
 /// renaming them from a hidden or `.tmp` name.
 fn is_published(name: &str) -> bool {
@@ -280,7 +275,7 @@ async fn watch_directory(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = stopped(&mut stop) => return Ok(()),
+            _ = crate::signal::stopped(&mut stop) => return Ok(()),
         }
     }
 }

@@ -695,7 +695,7 @@ pub async fn watch(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = crate::source::stopped(&mut stop) => return,
+            _ = crate::signal::stopped(&mut stop) => return,
         }
         for w in &mut watched {
             let bytes = std::fs::read(&w.path).ok();
