@@ -1381,7 +1381,7 @@ impl Coordinator {
         if had_records {
             self.summary.batches += 1;
         }
-        let processing_time = crate::source::lines::now_ms();
+        let processing_time = crate::model::time::now_ms();
         // One flow per stream; with a stateful stage even an empty stream
         // flows, so that every stateful operator sees the batch boundary.
         let mut flows: Vec<Flow> = streams

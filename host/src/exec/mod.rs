@@ -5,4 +5,4 @@ mod worker;
 
 pub use job::*;
 pub use stats::{JobStats, StatsSnapshot, VersionEvent};
-pub use worker::{DeadLetter, preview};
+pub use worker::DeadLetter;

@@ -9,7 +9,7 @@
 //! is bounded by [`MAX_ISOLATION_CALLS`] and [`MAX_ISOLATION_FAILURES`].
 
 use crate::exec::{JobError, Split, split_for_exchange};
-use crate::model::batch::{self, Batch};
+use crate::model::batch::{self, Batch, preview};
 use crate::operators::{BatchContext, Operator, OperatorError};
 use crate::spec::limits::{OnBreach, SkipCount};
 use std::sync::Arc;
@@ -477,15 +477,4 @@ fn halves(input: &Batch) -> Vec<Batch> {
         batch::slice(input, mid..input.len()),
         batch::slice(input, 0..mid),
     ]
-}
-
-/// The start of a record's value, quoted, for error messages.
-pub fn preview(value: &[u8]) -> String {
-    const MAX: usize = 80;
-    let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned();
-    if value.len() > MAX {
-        format!("{text:?}...")
-    } else {
-        format!("{text:?}")
-    }
 }

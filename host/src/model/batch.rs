@@ -236,6 +236,17 @@ pub fn payload_bytes(b: &Batch) -> usize {
     b.keys.len() + b.values.len() + b.header_keys.len() + b.header_values.len()
 }
 
+/// The start of a record's value, quoted, for error messages.
+pub fn preview(value: &[u8]) -> String {
+    const MAX: usize = 80;
+    let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned();
+    if value.len() > MAX {
+        format!("{text:?}...")
+    } else {
+        format!("{text:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

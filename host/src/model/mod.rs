@@ -2,3 +2,4 @@
 pub mod batch;
 pub mod partition;
 pub mod time;
+pub mod units;

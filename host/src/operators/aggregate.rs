@@ -8,8 +8,10 @@
 //! between threads.
 
 use crate::model::batch::{Batch, Headers};
-use crate::model::time::{Sessions, Window, WindowKind, WindowSettings};
-pub use crate::model::time::{SettingError, TimeDomain};
+pub use crate::model::time::TimeDomain;
+use crate::model::time::{Sessions, Window, WindowKind};
+pub use crate::operators::window::SettingError;
+use crate::operators::window::WindowSettings;
 use crate::operators::{
     BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
     RejectedRecord, SideOutput, partial_count,
@@ -429,7 +431,10 @@ impl Aggregate {
                 Some(x) => values.push(x),
                 None => rejected.push(RejectedRecord {
                     index: r.index,
-                    reason: format!("value {} is not a number", crate::exec::preview(r.value)),
+                    reason: format!(
+                        "value {} is not a number",
+                        crate::model::batch::preview(r.value)
+                    ),
                 }),
             }
         }

@@ -18,7 +18,8 @@
 //! records of a key, from both streams, in one partition.
 
 use crate::model::batch::{Batch, Headers};
-use crate::model::time::{SettingError, TimeDomain, Window, WindowKind, WindowSettings};
+use crate::model::time::{TimeDomain, Window, WindowKind};
+use crate::operators::window::{SettingError, WindowSettings};
 use crate::operators::{
     BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
 };

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod join;
+pub mod window;
 
 use crate::model::batch::{Batch, Headers, Output};
 use crate::spec::limits::{Limit, Limits};

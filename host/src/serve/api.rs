@@ -26,7 +26,7 @@ use super::spec::{self, Places};
 use super::tenant::{Tenant, TenantConfig, check_name, hash_token, same_hash};
 use super::{Server, lock, write_lock};
 use crate::exec::Job;
-use crate::spec::limits::{format_duration, format_size};
+use crate::model::units::{format_duration, format_size};
 use axum::Json;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequestParts, Path, Query, State};

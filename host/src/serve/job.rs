@@ -370,7 +370,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
             let why = format!(
                 "paused after {} failure(s) within {}: {reason}",
                 failures.len(),
-                crate::spec::limits::format_duration(breaker.window)
+                crate::model::units::format_duration(breaker.window)
             );
             entry.log(tracing::Level::ERROR, &why);
             entry.set(Status::Paused { reason: why });
@@ -393,8 +393,8 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                 "run failed ({} of {} allowed within {}); restarting in {}: {reason}",
                 failures.len(),
                 breaker.failures,
-                crate::spec::limits::format_duration(breaker.window),
-                crate::spec::limits::format_duration(backoff)
+                crate::model::units::format_duration(breaker.window),
+                crate::model::units::format_duration(backoff)
             ),
         );
         entry.set(Status::Restarting {

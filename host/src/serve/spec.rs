@@ -15,7 +15,7 @@
 //!   it is (one per job) and serves it at `/v1/jobs/{id}/dead-letters`.
 
 use super::tenant::{Tenant, check_name};
-use crate::spec::limits::{format_duration, format_size};
+use crate::model::units::{format_duration, format_size};
 use crate::spec::{
     ConfigError, DeadLetterConfig, JobConfig, LimitsConfig, SinkConfig, SourceConfig, line_of,
 };

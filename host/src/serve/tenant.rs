@@ -3,8 +3,8 @@
 //! each bearer token, and a request's token is hashed and compared with
 //! every tenant's hash in constant time.
 
-use crate::spec::limits::{self, Limits};
-use crate::spec::parse_duration;
+use crate::model::units::parse_duration;
+use crate::spec::limits::Limits;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -204,7 +204,7 @@ impl TenantsFile {
             .transpose()?;
         let size = |field: &str, value: &Option<String>, default: u64| match value {
             None => Ok(default),
-            Some(v) => match limits::parse_size(v) {
+            Some(v) => match crate::model::units::parse_size(v) {
                 Ok(0) => Err(invalid(field, "must be more than 0 bytes".into())),
                 Ok(n) => Ok(n),
                 Err(m) => Err(invalid(field, m)),
@@ -294,7 +294,8 @@ impl TenantConfig {
         };
         let l = &self.limits;
         if let Some(m) = &l.memory {
-            limits.memory = limits::parse_size(m).map_err(|m| ("limits.memory".into(), m))?;
+            limits.memory =
+                crate::model::units::parse_size(m).map_err(|m| ("limits.memory".into(), m))?;
         }
         if let Some(c) = &l.cpu_per_batch {
             limits.cpu_per_batch =

@@ -1,7 +1,7 @@
 //! The generator source: deterministic synthetic records at a chosen rate.
 
 use crate::model::batch::Batch;
-use crate::source::lines::now_ms;
+use crate::model::time::now_ms;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 

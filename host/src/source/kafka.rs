@@ -11,7 +11,8 @@
 
 use super::{CHUNK_RECORDS, Chunk};
 use crate::model::batch::Batch;
-use crate::spec::{KafkaSourceConfig, KafkaStart, parse_duration};
+use crate::model::units::parse_duration;
+use crate::spec::{KafkaSourceConfig, KafkaStart};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -155,7 +156,7 @@ pub fn run(
                 let ts = m
                     .timestamp()
                     .to_millis()
-                    .unwrap_or_else(super::lines::now_ms);
+                    .unwrap_or_else(crate::model::time::now_ms);
                 chunk.push(m.key(), m.payload().unwrap_or_default(), ts);
                 if let Some(headers) = m.headers() {
                     for h in headers.iter() {

@@ -1,21 +1,14 @@
 //! Line splitting shared by the file, stdin, directory and socket sources.
 
 use crate::model::batch::Batch;
+use crate::model::time::now_ms;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 /// Bytes of line data after which a chunk is sent whatever its line count.
 pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
-
-/// Milliseconds since the Unix epoch, the ingestion timestamp of line records.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Accumulates bytes and cuts them into line records.
 #[derive(Default)]

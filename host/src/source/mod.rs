@@ -13,7 +13,8 @@ pub(crate) mod lines;
 pub use generator::Generator;
 
 use crate::model::batch::Batch;
-use crate::spec::{SourceConfig, parse_duration};
+use crate::model::units::parse_duration;
+use crate::spec::SourceConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

@@ -34,7 +34,8 @@
 //! Parsing is strict: an unknown field, a wrong type or an unusable value is
 //! an error naming the file, line, field and what is accepted.
 
-use crate::spec::limits::{self, Limit, Limits, OnBreach};
+use crate::model::units::{parse_duration, parse_size};
+use crate::spec::limits::{Limit, Limits, OnBreach};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -142,7 +143,7 @@ impl LimitsConfig {
         };
         let mut out = Limits::default();
         if let Some(m) = &self.memory {
-            out.memory = limits::parse_size(m.get_ref())
+            out.memory = parse_size(m.get_ref())
                 .map_err(|msg| error(Limit::Memory.name(), m.span(), msg))?;
         }
         if let Some(c) = &self.cpu_per_batch {
@@ -802,33 +803,6 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"1h"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (accepted: a number with ms, s, m or h, like \"500ms\" or \"2s\")"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "{s:?} has unknown unit {other:?} (accepted: ms, s, m, h)"
-            ));
-        }
-    };
-    if !(0.001..1e9).contains(&secs) {
-        return Err(format!("{s:?} is out of range (accepted: 1ms or more)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 impl fmt::Display for PartitionBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -1052,16 +1026,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("job.toml:1: field `workers`"), "{err}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("0.0000000001s").is_err());
-        assert!(parse_duration("s").is_err());
     }
 
     #[test]

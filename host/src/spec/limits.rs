@@ -17,6 +17,7 @@
 //! on_breach = "dead-letter" # "fail" (default), "skip" or "dead-letter"
 //! ```
 
+use crate::model::units::format_size;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -211,92 +212,9 @@ impl fmt::Display for Limit {
     }
 }
 
-/// Parses a size: a number with `B`, `KiB`, `MiB` or `GiB` (any case, a
-/// space allowed), like `"64MiB"` or `"1.5 GiB"`; a bare number is bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let text = s.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let accepted = "accepted: a number with B, KiB, MiB or GiB, like \"64MiB\"";
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size ({accepted})"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!("{s:?} has unknown unit {other:?} ({accepted})"));
-        }
-    };
-    let bytes = value * scale as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("{s:?} is too large"));
-    }
-    Ok(bytes as u64)
-}
-
-/// A size for people: `64 MiB`, `1 GiB`, `1.5 MiB`, `100 bytes`.
-pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (scale, unit) in UNITS {
-        if bytes >= scale {
-            return if bytes.is_multiple_of(scale) {
-                format!("{} {unit}", bytes / scale)
-            } else {
-                format!("{:.1} {unit}", bytes as f64 / scale as f64)
-            };
-        }
-    }
-    format!("{bytes} bytes")
-}
-
-/// A duration as a job file writes it: `200ms`, `2s`, `1.5s`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if d != Duration::from_millis(ms as u64) {
-        format!("{d:?}")
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{}s", d.as_secs_f64())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_in_binary_units() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1.5gib"), Ok(3 << 29));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        let err = parse_size("64MB").unwrap_err();
-        assert!(
-            err.contains("unknown unit \"mb\"") && err.contains("KiB, MiB or GiB"),
-            "{err}"
-        );
-        assert!(parse_size("lots").unwrap_err().contains("not a size"));
-    }
-
-    #[test]
-    fn sizes_and_durations_print_as_written() {
-        assert_eq!(format_size(64 << 20), "64 MiB");
-        assert_eq!(format_size(1 << 30), "1 GiB");
-        assert_eq!(format_size(3 << 19), "1.5 MiB");
-        assert_eq!(format_size(100), "100 bytes");
-        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
-        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-    }
 
     #[test]
     fn validation_names_the_setting() {

@@ -202,17 +202,17 @@ pub(super) fn classify(
     ) {
         (true, Some(deadline), _, _) => OperatorError::Limit {
             limit: Limit::CpuPerBatch,
-            value: limits::format_duration(deadline),
+            value: crate::model::units::format_duration(deadline),
             detail: format!(
                 "the call was still running at its deadline and was interrupted{context}"
             ),
         },
         (_, _, Some(asked), _) => OperatorError::Limit {
             limit: Limit::Memory,
-            value: limits::format_size(limits.memory),
+            value: crate::model::units::format_size(limits.memory),
             detail: format!(
                 "the instance asked for {} of linear memory{context}",
-                limits::format_size(asked as u64)
+                crate::model::units::format_size(asked as u64)
             ),
         },
         (_, _, _, Some(ratio)) if out_of_fuel => {
@@ -234,7 +234,10 @@ pub(super) fn check_output(
             limits,
             ratio,
             input,
-            &format!("returned {}, more than", limits::format_size(output as u64)),
+            &format!(
+                "returned {}, more than",
+                crate::model::units::format_size(output as u64)
+            ),
         )),
         _ => Ok(()),
     }
@@ -250,9 +253,9 @@ fn output_breach(limits: &Limits, ratio: f64, input: usize, did: &str) -> Operat
         detail: format!(
             "the call {did} the {} it may pass to the host for {} of input \
              ({ratio} × input + {})",
-            limits::format_size(allowed),
-            limits::format_size(input as u64),
-            limits::format_size(limits::OUTPUT_ALLOWANCE)
+            crate::model::units::format_size(allowed),
+            crate::model::units::format_size(input as u64),
+            crate::model::units::format_size(limits::OUTPUT_ALLOWANCE)
         ),
     }
 }

@@ -1,7 +1,7 @@
 //! `sluice plugin test`: run a component over sample records and show what
 //! it does with them.
 
-use crate::exec::preview;
+use crate::model::batch::preview;
 use crate::model::batch::{self, Batch};
 use crate::operators::{Operator, OperatorError};
 use crate::wasm::{LogTags, Plugin};
