@@ -10,9 +10,10 @@
 //! (set `SLUICE_BENCH_RECORDS` to change the good job's records per run).
 
 use sluice::exec::Job;
+use sluice::exec::SkipCount;
 use sluice::model::batch::Batch;
 use sluice::source::Generator;
-use sluice::spec::limits::{Limits, OnBreach, SkipCount};
+use sluice::spec::limits::{Limits, OnBreach};
 use sluice::spec::{SinkConfig, SourceConfig};
 use sluice::wasm::{Plugin, Runtime};
 use sluice_tests::guests;

@@ -367,7 +367,7 @@ fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> 
     let outcome = rt.block_on(async move {
         // Deadline checks cost speed in every guest loop: compile them in
         // only for a job that asks for a deadline.
-        let cfg = JobConfig::from_file(&path)?;
+        let cfg = JobConfig::from_file(&path, &crate::operators::registry::BUILTINS)?;
         let deadlines = cfg
             .limits()
             .map(|l| l.cpu_per_batch.is_some())

@@ -32,14 +32,16 @@
 //! ```
 
 use super::JobStats;
+use super::SkipCount;
 use super::worker::{DeadLetter, Route, StageOutput, Task, WorkerOp, WorkerOps};
 use crate::model::batch::{self, Batch};
 use crate::model::partition;
-use crate::operators::{BatchContext, Combiner, Count, OnStream, OperatorError, OperatorFactory};
+use crate::operators::registry::BUILTINS;
+use crate::operators::{BatchContext, Combiner, OnStream, OperatorError, OperatorFactory};
 use crate::sink::{self, Sink};
 use crate::source::kafka::{Offsets, Positions};
 use crate::source::{self, Chunk, SourceError};
-use crate::spec::limits::{Limits, OnBreach, SkipCount};
+use crate::spec::limits::{Limits, OnBreach};
 use crate::spec::{ConfigError, JobConfig, PartitionBy, SinkConfig, SourceConfig};
 use crate::wasm::reload::Reloader;
 use crate::wasm::{LoadError, Runtime};
@@ -423,7 +425,7 @@ impl Job {
     /// Reads a job file, loads its plugins (compiled once, cached) and opens
     /// its sinks. Relative paths are relative to the job file.
     pub fn from_file(path: &Path, runtime: &Runtime) -> Result<Job, JobError> {
-        let cfg = JobConfig::from_file(path)?;
+        let cfg = JobConfig::from_file(path, &BUILTINS)?;
         Self::from_config(cfg, path, runtime)
     }
 
@@ -494,24 +496,13 @@ impl Job {
                     op.config_pairs(),
                     mode,
                 ))
-            } else if op.builtin.as_deref() == Some("aggregate") {
-                let cfg = crate::operators::aggregate::AggregateConfig::parse(&op.config_pairs())
-                    .map_err(|(key, m)| {
-                    JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
-                })?;
-                Arc::new(crate::operators::aggregate::AggregateFactory::new(
-                    name.clone(),
-                    cfg,
-                ))
-            } else if op.builtin.as_deref() == Some("join") {
-                let cfg = crate::operators::join::JoinConfig::parse(&op.config_pairs()).map_err(
-                    |(key, m)| {
-                        JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
-                    },
-                )?;
-                Arc::new(crate::operators::join::JoinFactory::new(name.clone(), cfg))
             } else {
-                Arc::new(Count::new(name.clone()))
+                let builtin = op.builtin.as_deref().unwrap_or("count");
+                BUILTINS
+                    .factory(builtin, &name, &op.config_pairs())
+                    .map_err(|(key, m)| {
+                        JobError::Invalid(format!("operator `{name}`: setting `{key}`: {m}"))
+                    })?
             };
             b = b.operator_arc(match &op.input {
                 Some(stream) => Arc::new(OnStream::new(stream, factory)),
@@ -1696,6 +1687,7 @@ pub(crate) fn split_for_exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::Count;
     use crate::operators::NativeOperator;
     use crate::sink::CollectSink;
     use proptest::prelude::*;

@@ -4,5 +4,5 @@ mod stats;
 mod worker;
 
 pub use job::*;
-pub use stats::{JobStats, StatsSnapshot, VersionEvent};
+pub use stats::{JobStats, SkipCount, StatsSnapshot, VersionEvent};
 pub use worker::DeadLetter;

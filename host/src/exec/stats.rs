@@ -1,8 +1,7 @@
 //! Live figures of a running job, readable from any thread while it runs.
 
-use crate::spec::limits::SkipCount;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Version events a job keeps, the latest.
 pub const MAX_VERSION_EVENTS: usize = 1000;
@@ -118,5 +117,22 @@ impl JobStats {
             versions.remove(0);
         }
         versions.push(event);
+    }
+}
+
+/// The number of records a job dropped under `on_breach = "skip"`, shared
+/// by its workers; clones count together.
+#[derive(Debug, Clone, Default)]
+pub struct SkipCount(Arc<AtomicU64>);
+
+impl SkipCount {
+    /// Records dropped so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` more dropped records.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -8,10 +8,11 @@
 //! those are set aside, and the others are processed as usual. The search
 //! is bounded by [`MAX_ISOLATION_CALLS`] and [`MAX_ISOLATION_FAILURES`].
 
+use super::SkipCount;
 use crate::exec::{JobError, Split, split_for_exchange};
 use crate::model::batch::{self, Batch, preview};
 use crate::operators::{BatchContext, Operator, OperatorError};
-use crate::spec::limits::{OnBreach, SkipCount};
+use crate::spec::limits::OnBreach;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 

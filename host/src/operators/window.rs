@@ -3,9 +3,7 @@
 
 use crate::model::time::{TimeDomain, WindowKind, millis};
 use crate::model::units::parse_duration;
-
-/// A setting that cannot be used: (setting name, message).
-pub type SettingError = (String, String);
+pub use crate::spec::SettingError;
 
 /// The windowing settings shared by the windowed built-ins (`aggregate`,
 /// `join`): `window`, `length`, `slide`, `gap`, `time`, `watermark_delay`,

@@ -70,7 +70,7 @@ pub const KAFKA_SETTINGS: &[&str] = &[
 /// its caps. Errors name the field like those of `sluice run`.
 pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, ConfigError> {
     let file = Path::new("job.toml");
-    let mut cfg = JobConfig::from_str(text, file)?;
+    let mut cfg = JobConfig::from_str(text, file, &crate::operators::registry::BUILTINS)?;
     let invalid =
         |span: std::ops::Range<usize>, field: &str, message: String| ConfigError::Invalid {
             path: file.to_owned(),

@@ -34,8 +34,11 @@
 //! Parsing is strict: an unknown field, a wrong type or an unusable value is
 //! an error naming the file, line, field and what is accepted.
 
-use crate::model::units::{parse_duration, parse_size};
-use crate::spec::limits::{Limit, Limits, OnBreach};
+use super::limits::{Limits, LimitsConfig, LimitsError, OnBreach};
+use super::operator::{Builtins, OperatorConfig, Shape};
+use super::sink::{Delivery, SinkConfig};
+use super::source::{SourceConfig, SourceEntry};
+use crate::model::units::parse_duration;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -106,73 +109,6 @@ pub struct JobConfig {
     pub limits: Option<LimitsConfig>,
 }
 
-/// The `[limits]` table; every setting is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Linear memory per instance, e.g. `"64MiB"` (`B`, `KiB`, `MiB`, `GiB`).
-    pub memory: Option<Spanned<String>>,
-    /// Longest one call may run, e.g. `"2s"`.
-    pub cpu_per_batch: Option<Spanned<String>>,
-    /// A call may pass the host at most this many bytes per byte of its
-    /// input, plus 1 MiB.
-    pub output_ratio: Option<Spanned<f64>>,
-    /// What a breach does: `"fail"`, `"skip"` or `"dead-letter"`.
-    pub on_breach: Option<Spanned<String>>,
-}
-
-/// A `[limits]` setting Sluice cannot use.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}`: {message}")]
-pub struct LimitsError {
-    /// Dotted path of the field, `limits.memory`.
-    pub field: String,
-    /// Where its value is in the job file.
-    pub span: std::ops::Range<usize>,
-    /// What is wrong and what would be accepted.
-    pub message: String,
-}
-
-impl LimitsConfig {
-    /// The limits this table sets, the defaults for those it leaves out.
-    pub fn resolve(&self) -> Result<Limits, LimitsError> {
-        let error = |field: &str, span: std::ops::Range<usize>, message: String| LimitsError {
-            field: format!("limits.{field}"),
-            span,
-            message,
-        };
-        let mut out = Limits::default();
-        if let Some(m) = &self.memory {
-            out.memory = parse_size(m.get_ref())
-                .map_err(|msg| error(Limit::Memory.name(), m.span(), msg))?;
-        }
-        if let Some(c) = &self.cpu_per_batch {
-            out.cpu_per_batch = Some(
-                parse_duration(c.get_ref())
-                    .map_err(|msg| error(Limit::CpuPerBatch.name(), c.span(), msg))?,
-            );
-        }
-        if let Some(r) = &self.output_ratio {
-            out.output_ratio = Some(*r.get_ref());
-        }
-        if let Some(p) = &self.on_breach {
-            out.on_breach = p
-                .get_ref()
-                .parse()
-                .map_err(|msg| error("on_breach", p.span(), msg))?;
-        }
-        out.validate().map_err(|(limit, msg)| {
-            let span = match limit {
-                Limit::Memory => self.memory.as_ref().map(Spanned::span),
-                Limit::CpuPerBatch => self.cpu_per_batch.as_ref().map(Spanned::span),
-                Limit::OutputRatio => self.output_ratio.as_ref().map(Spanned::span),
-            };
-            error(limit.name(), span.unwrap_or_default(), msg)
-        })?;
-        Ok(out)
-    }
-}
-
 /// How records are spread over partitions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -195,232 +131,6 @@ pub struct BatchConfig {
     pub max_records: Option<Spanned<usize>>,
 }
 
-/// A `[[sources]]` entry: a source, and the stream it feeds.
-#[derive(Debug, Clone)]
-pub struct SourceEntry {
-    /// The stream the source feeds. Operators pick a stream with `input`, a
-    /// join names its two sides by stream. Unnamed sources feed one unnamed
-    /// stream; sources with the same name feed one stream.
-    pub name: Option<String>,
-    /// The source itself.
-    pub source: SourceConfig,
-}
-
-impl<'de> Deserialize<'de> for SourceEntry {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let name = match table.remove("name") {
-            None => None,
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
-            Some(other) => {
-                return Err(D::Error::custom(format!(
-                    "field `name`: expected a non-empty string, found {other}"
-                )));
-            }
-        };
-        let source = SourceConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| D::Error::custom(e.message()))?;
-        Ok(SourceEntry { name, source })
-    }
-}
-
-/// A source of records.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Lines of a text file (bounded).
-    File {
-        /// The file, relative to the job file.
-        path: PathBuf,
-    },
-    /// Lines of files that appear in a directory (unbounded), like Spark's
-    /// `textFileStream`. Names starting with `.` or ending in `.tmp` are skipped
-    /// until renamed, so writers can publish files atomically.
-    Directory {
-        /// The directory, relative to the job file.
-        path: PathBuf,
-        /// How often to look for new files. Default `"1s"`.
-        poll: Option<String>,
-        /// Also read files present at start. Default `false`.
-        #[serde(default)]
-        existing: bool,
-    },
-    /// Lines from a TCP server, like Spark's `socketTextStream`; reconnects
-    /// with backoff when the connection drops (unbounded).
-    Socket {
-        /// `host:port` to connect to.
-        address: String,
-    },
-    /// Lines of standard input, until end of file.
-    Stdin {},
-    /// Records of Kafka topics, read as a member of a consumer group
-    /// (unbounded). Keys, values and timestamps are kept; offsets are
-    /// committed once every sink has written the batch holding the records
-    /// (at-least-once).
-    Kafka(KafkaSourceConfig),
-    /// Deterministic synthetic records for tests and benchmarks.
-    Generator {
-        /// Total records; unbounded when absent.
-        records: Option<u64>,
-        /// Records per second; as fast as possible when absent.
-        rate: Option<u64>,
-        /// Approximate value size in bytes. Default 100.
-        #[serde(default = "default_value_size")]
-        value_size: usize,
-        /// Number of distinct keys `key-0`...; unkeyed when absent.
-        keys: Option<u64>,
-        /// Seed of the pseudo-random words. Default 1.
-        #[serde(default = "default_seed")]
-        seed: u64,
-    },
-}
-
-/// The `kafka` source's settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSourceConfig {
-    /// Bootstrap brokers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// Topics to read.
-    pub topics: Vec<String>,
-    /// Consumer group; processes of one job in the same group share the
-    /// topics' partitions.
-    pub group: String,
-    /// Where a partition without a committed offset starts: `earliest`
-    /// (default) or `latest`. Committed offsets always win.
-    #[serde(default)]
-    pub start: KafkaStart,
-    /// How long to keep retrying unreachable brokers at start, e.g. `"30s"`
-    /// (default).
-    pub connect_timeout: Option<String>,
-    /// Further librdkafka consumer settings, e.g.
-    /// `{ "session.timeout.ms" = "10000" }`.
-    #[serde(default)]
-    pub config: std::collections::BTreeMap<String, String>,
-}
-
-/// Where a Kafka partition without a committed offset starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KafkaStart {
-    /// The oldest record the broker keeps.
-    #[default]
-    Earliest,
-    /// Records produced from now on.
-    Latest,
-}
-
-/// The `kafka` sink's settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSinkConfig {
-    /// Bootstrap brokers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// The topic records are written to.
-    pub topic: String,
-    /// `at-least-once` (default), or `exactly-once`: each batch's output and
-    /// the Kafka source's offsets commit in one transaction, so consumers
-    /// reading with `isolation.level = read_committed` see every input's
-    /// results once, even across crashes. Needs a job whose only source is
-    /// a `kafka` source.
-    #[serde(default)]
-    pub delivery: Delivery,
-    /// The producer's transactional id in exactly-once mode; default
-    /// `sluice-<topic>`. A restarted run with the same id fences the crashed
-    /// one off and aborts its open transaction; concurrent runs of one job
-    /// (scale-out) need distinct ids.
-    pub transactional_id: Option<String>,
-    /// Further librdkafka producer settings.
-    #[serde(default)]
-    pub config: std::collections::BTreeMap<String, String>,
-}
-
-/// A Kafka sink's delivery guarantee.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Delivery {
-    /// Offsets commit after the output is written: a crash may repeat output.
-    #[default]
-    AtLeastOnce,
-    /// Output and offsets commit in one Kafka transaction.
-    ExactlyOnce,
-}
-
-fn default_value_size() -> usize {
-    100
-}
-fn default_seed() -> u64 {
-    1
-}
-
-/// One step of the operator chain: a Wasm plugin, a Wasm reducer or a built-in.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorConfig {
-    /// Name used in logs and errors. Default: the plugin's or reducer's file
-    /// stem, or the built-in's name.
-    pub name: Option<String>,
-    /// Path of a Wasm component, relative to the job file.
-    pub plugin: Option<PathBuf>,
-    /// A built-in operator: `count` (records per key in each micro-batch),
-    /// `aggregate` (keyed count/sum/min/max/avg, optionally windowed; see
-    /// [`crate::operators::aggregate`]) or `join` (a windowed join of two streams; see
-    /// [`crate::operators::join`]).
-    pub builtin: Option<String>,
-    /// Path of a `reduce` component (a keyed reducer whose accumulators the
-    /// host keeps; see [`crate::wasm::WasmReducer`]), relative to the job
-    /// file.
-    pub reducer: Option<PathBuf>,
-    /// Which results a `reducer` emits after each micro-batch: `update` (the
-    /// keys that changed, the default) or `complete` (every key, sorted).
-    /// Only with `reducer`.
-    pub mode: Option<String>,
-    /// The stream the operator applies to (a source's `name`, or an earlier
-    /// join's); records of other streams pass it untouched. Default: every
-    /// record that reaches it.
-    pub input: Option<String>,
-    /// Settings passed to the plugin's `init`, as strings.
-    #[serde(default)]
-    pub config: toml::Table,
-}
-
-/// A sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// Prints the first `limit` records of each batch, like `DStream.print`.
-    Stdout {
-        /// Records shown per batch. Default 10.
-        #[serde(default = "default_limit")]
-        limit: usize,
-    },
-    /// Appends every record as a JSON object per line.
-    Jsonl {
-        /// The output file, relative to the job file.
-        path: PathBuf,
-    },
-    /// Counts records and drops them (for benchmarks, like Spark's `noop`
-    /// format).
-    Discard {},
-    /// Produces every record to a Kafka topic with an idempotent producer:
-    /// key, value and timestamp kept, the partition chosen from the key by
-    /// Kafka's murmur2 (as Java clients do; records without a key are
-    /// spread at random), flushed at the end of each batch; a record the
-    /// broker refuses fails the job.
-    Kafka(KafkaSinkConfig),
-    /// Writes each batch to its own file in a directory, atomically (written
-    /// under a temporary name, then renamed).
-    Directory {
-        /// The directory, relative to the job file; created if needed.
-        path: PathBuf,
-    },
-}
-
-fn default_limit() -> usize {
-    10
-}
-
 /// The dead-letter file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -429,30 +139,33 @@ pub struct DeadLetterConfig {
     pub path: PathBuf,
 }
 
-/// Built-in operators a job file may name.
-pub const BUILTINS: &[&str] = &["count", "aggregate", "join"];
-
 impl JobConfig {
     /// Reads and parses a job file.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    pub fn from_file(path: &Path, builtins: &dyn Builtins) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
-        Self::from_str(&text, path)
+        Self::from_str(&text, path, builtins)
     }
 
-    /// Parses job-file text; `path` is used in messages.
-    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+    /// Parses job-file text; `path` is used in messages. The settings of
+    /// built-in operators are checked by `builtins`.
+    pub fn from_str(text: &str, path: &Path, builtins: &dyn Builtins) -> Result<Self, ConfigError> {
         let cfg: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        cfg.validate(text, path)?;
+        cfg.validate(text, path, builtins)?;
         Ok(cfg)
     }
 
-    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+    fn validate(
+        &self,
+        text: &str,
+        path: &Path,
+        builtins: &dyn Builtins,
+    ) -> Result<(), ConfigError> {
         let invalid =
             |span: std::ops::Range<usize>, field: &str, message: String| ConfigError::Invalid {
                 path: path.to_owned(),
@@ -548,44 +261,46 @@ impl JobConfig {
                 _ => {}
             }
         }
+        // What each built-in's settings make of it, for the stream checks.
+        let mut shapes = Vec::with_capacity(self.operators.len());
         for (i, op) in self.operators.iter().enumerate() {
             let o = op.get_ref();
             let field = format!("operators[{i}]");
-            o.validate_kind(&field)
+            o.validate_kind(&field, builtins)
                 .map_err(|(field, m)| invalid(op.span(), &field, m))?;
-            match (&o.plugin, &o.builtin) {
-                (None, Some(b)) if !BUILTINS.contains(&b.as_str()) => {
+            let shape = match (&o.plugin, &o.builtin) {
+                (None, Some(b)) if !builtins.names().contains(&b.as_str()) => {
                     return Err(invalid(
                         op.span(),
                         &format!("{field}.builtin"),
-                        format!("unknown built-in {b:?} (accepted: {})", BUILTINS.join(", ")),
+                        format!(
+                            "unknown built-in {b:?} (accepted: {})",
+                            builtins.names().join(", ")
+                        ),
                     ));
                 }
-                (None, Some(b)) if b == "count" && !o.config.is_empty() => {
-                    return Err(invalid(
-                        op.span(),
-                        &format!("{field}.config"),
-                        "`count` takes no settings (use `aggregate` for windows and other functions)".into(),
-                    ));
-                }
-                (None, Some(b)) if b == "aggregate" => {
-                    let agg =
-                        crate::operators::aggregate::AggregateConfig::parse(&o.config_pairs())
-                            .map_err(|(key, m)| {
-                                invalid(op.span(), &format!("{field}.config.{key}"), m)
-                            })?;
-                    if agg.late_to_dead_letter && self.dead_letter.is_none() {
+                (None, Some(b)) => {
+                    let shape = builtins.check(b, &o.config_pairs()).map_err(|(key, m)| {
+                        let setting = match key.as_str() {
+                            "" => format!("{field}.config"),
+                            key => format!("{field}.config.{key}"),
+                        };
+                        invalid(op.span(), &setting, m)
+                    })?;
+                    if shape.late_to_dead_letter && self.dead_letter.is_none() {
                         return Err(invalid(
                             op.span(),
                             &format!("{field}.config.late"),
                             "\"dead-letter\" needs a [dead_letter] path in the job".into(),
                         ));
                     }
+                    shape
                 }
-                _ => {}
-            }
+                _ => Shape::default(),
+            };
+            shapes.push(shape);
         }
-        self.validate_streams(&invalid)?;
+        self.validate_streams(&shapes, &invalid)?;
         if let Some(l) = &self.limits {
             let resolved = l
                 .resolve()
@@ -619,6 +334,7 @@ impl JobConfig {
     /// and `right`) is a source's name or an earlier join's.
     fn validate_streams(
         &self,
+        shapes: &[Shape],
         invalid: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
     ) -> Result<(), ConfigError> {
         let mut streams: Vec<String> = self
@@ -640,33 +356,27 @@ impl JobConfig {
                 )
             }
         };
-        for (i, op) in self.operators.iter().enumerate() {
+        for (i, (op, shape)) in self.operators.iter().zip(shapes).enumerate() {
             let o = op.get_ref();
+            let builtin = o.builtin.as_deref().unwrap_or_default();
             let mut reads = Vec::new();
             if let Some(input) = &o.input {
-                reads.push((format!("operators[{i}].input"), input.clone()));
-            }
-            let join = o.builtin.as_deref() == Some("join");
-            if join {
-                let j = crate::operators::join::JoinConfig::parse(&o.config_pairs()).map_err(
-                    |(key, m)| invalid(op.span(), &format!("operators[{i}].config.{key}"), m),
-                )?;
-                if o.input.is_some() {
+                if !shape.reads.is_empty() {
+                    let settings: Vec<String> =
+                        shape.reads.iter().map(|(k, _)| format!("`{k}`")).collect();
                     return Err(invalid(
                         op.span(),
                         &format!("operators[{i}].input"),
-                        "a join reads the streams named by its `left` and `right` settings".into(),
+                        format!(
+                            "a {builtin} reads the streams named by its {} settings",
+                            settings.join(" and ")
+                        ),
                     ));
                 }
-                if j.settings.late_to_dead_letter && self.dead_letter.is_none() {
-                    return Err(invalid(
-                        op.span(),
-                        &format!("operators[{i}].config.late"),
-                        "\"dead-letter\" needs a [dead_letter] path in the job".into(),
-                    ));
-                }
-                reads.push((format!("operators[{i}].config.left"), j.left));
-                reads.push((format!("operators[{i}].config.right"), j.right));
+                reads.push((format!("operators[{i}].input"), input.clone()));
+            }
+            for (setting, stream) in &shape.reads {
+                reads.push((format!("operators[{i}].config.{setting}"), stream.clone()));
             }
             for (field, stream) in reads {
                 if !streams.contains(&stream) {
@@ -680,14 +390,14 @@ impl JobConfig {
                     ));
                 }
             }
-            if join {
+            if shape.starts_stream {
                 let name = o.display_name();
                 if streams.contains(&name) {
                     return Err(invalid(
                         op.span(),
                         &format!("operators[{i}].name"),
                         format!(
-                            "a join's output is the stream {name:?}, which a source already feeds; give the join another `name`"
+                            "a {builtin}'s output is the stream {name:?}, which a source already feeds; give the {builtin} another `name`"
                         ),
                     ));
                 }
@@ -714,86 +424,6 @@ impl JobConfig {
     }
 }
 
-impl OperatorConfig {
-    /// The name used in logs and errors.
-    pub fn display_name(&self) -> String {
-        if let Some(n) = &self.name {
-            return n.clone();
-        }
-        if let Some(p) = self.plugin.as_ref().or(self.reducer.as_ref()) {
-            return p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| p.display().to_string());
-        }
-        self.builtin.clone().unwrap_or_default()
-    }
-
-    /// Checks that exactly one of `plugin`, `builtin` and `reducer` is set,
-    /// and `mode` only with a valid `reducer`. The error gives the field at
-    /// fault under `field` (`operators[i]`) and what is accepted.
-    fn validate_kind(&self, field: &str) -> Result<(), (String, String)> {
-        let set: Vec<&str> = [
-            ("plugin", self.plugin.is_some()),
-            ("builtin", self.builtin.is_some()),
-            ("reducer", self.reducer.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, is_set)| is_set.then_some(name))
-        .collect();
-        match set.as_slice() {
-            [_] => {}
-            [] => {
-                return Err((
-                    field.to_string(),
-                    format!(
-                        "set `plugin` (a transform component), `reducer` (a reduce component) \
-                         or `builtin` (one of: {})",
-                        BUILTINS.join(", ")
-                    ),
-                ));
-            }
-            several => {
-                return Err((
-                    format!("{field}.{}", several[1]),
-                    format!(
-                        "set only one of `plugin`, `builtin` and `reducer` (this operator sets `{}`)",
-                        several.join("` and `")
-                    ),
-                ));
-            }
-        }
-        if let Some(mode) = &self.mode {
-            let field = format!("{field}.mode");
-            if self.reducer.is_none() {
-                return Err((
-                    field,
-                    "`mode` applies only to a `reducer` (the built-in `aggregate` takes \
-                     `mode` in its `config`)"
-                        .into(),
-                ));
-            }
-            mode.parse::<crate::wasm::ReduceMode>()
-                .map_err(|m| (field, m))?;
-        }
-        Ok(())
-    }
-
-    /// The settings as the key/value strings `init` receives.
-    pub fn config_pairs(&self) -> Vec<(String, String)> {
-        self.config
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect()
-    }
-}
-
 /// 1-based line number of byte `offset` in `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
@@ -815,9 +445,26 @@ impl fmt::Display for PartitionBy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::SettingError;
+
+    /// No built-ins: these tests are of the job file's own checks (the
+    /// built-ins' settings are tested with the operators' registry).
+    struct NoBuiltins;
+
+    impl Builtins for NoBuiltins {
+        fn names(&self) -> &[&'static str] {
+            &[]
+        }
+        fn check(&self, name: &str, _: &[(String, String)]) -> Result<Shape, SettingError> {
+            Err((
+                String::new(),
+                format!("no built-in {name:?} in these tests"),
+            ))
+        }
+    }
 
     fn parse(text: &str) -> Result<JobConfig, ConfigError> {
-        JobConfig::from_str(text, Path::new("job.toml"))
+        JobConfig::from_str(text, Path::new("job.toml"), &NoBuiltins)
     }
 
     const MINIMAL: &str = "[[sources]]\nkind = \"stdin\"\n[[sinks]]\nkind = \"stdout\"\n";
@@ -862,55 +509,6 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("ms, s, m, h"), "{err}");
-    }
-
-    #[test]
-    fn operator_needs_plugin_or_builtin() {
-        let err = parse(&format!("{MINIMAL}[[operators]]\nname = \"x\"\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("operators[0]") && err.contains("builtin"),
-            "{err}"
-        );
-        let err = parse(&format!("{MINIMAL}[[operators]]\nbuiltin = \"sum\"\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("unknown built-in \"sum\"") && err.contains("count"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn aggregate_settings_are_checked_with_field_names() {
-        let job = |cfg: &str| {
-            parse(&format!(
-                "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ {cfg} }}\n"
-            ))
-        };
-        assert!(job("function = \"sum\", window = \"tumbling\", length = \"10s\"").is_ok());
-        let err = job("function = \"median\"").unwrap_err().to_string();
-        assert!(err.contains("job.toml:5: field `operators[0].config.function`: unknown aggregate \"median\" (accepted: count, sum, min, max, avg)"), "{err}");
-        let err = job("function = \"count\", window = \"hopping\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("config.window`: unknown window kind \"hopping\" (accepted: tumbling, sliding, session)"), "{err}");
-        let err =
-            job("function = \"count\", window = \"sliding\", length = \"10s\", slide = \"30s\"")
-                .unwrap_err()
-                .to_string();
-        assert!(
-            err.contains("config.slide`: 30s is larger than the window length 10s"),
-            "{err}"
-        );
-        let err = job("function = \"count\", late = \"dead-letter\"")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("config.late`") && err.contains("[dead_letter]"),
-            "{err}"
-        );
     }
 
     #[test]

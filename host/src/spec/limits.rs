@@ -17,11 +17,11 @@
 //! on_breach = "dead-letter" # "fail" (default), "skip" or "dead-letter"
 //! ```
 
-use crate::model::units::format_size;
+use crate::model::units::{format_size, parse_duration, parse_size};
+use serde::Deserialize;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use toml::Spanned;
 
 /// Default linear memory per instance: 1 GiB.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
@@ -167,23 +167,6 @@ impl fmt::Display for OnBreach {
     }
 }
 
-/// The number of records a job dropped under `on_breach = "skip"`, shared
-/// by its workers; clones count together.
-#[derive(Debug, Clone, Default)]
-pub struct SkipCount(Arc<AtomicU64>);
-
-impl SkipCount {
-    /// Records dropped so far.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    /// Counts `n` more dropped records.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
 /// One of the limits, named as in the job file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -209,6 +192,73 @@ impl Limit {
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The `[limits]` table; every setting is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory per instance, e.g. `"64MiB"` (`B`, `KiB`, `MiB`, `GiB`).
+    pub memory: Option<Spanned<String>>,
+    /// Longest one call may run, e.g. `"2s"`.
+    pub cpu_per_batch: Option<Spanned<String>>,
+    /// A call may pass the host at most this many bytes per byte of its
+    /// input, plus 1 MiB.
+    pub output_ratio: Option<Spanned<f64>>,
+    /// What a breach does: `"fail"`, `"skip"` or `"dead-letter"`.
+    pub on_breach: Option<Spanned<String>>,
+}
+
+/// A `[limits]` setting Sluice cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct LimitsError {
+    /// Dotted path of the field, `limits.memory`.
+    pub field: String,
+    /// Where its value is in the job file.
+    pub span: std::ops::Range<usize>,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl LimitsConfig {
+    /// The limits this table sets, the defaults for those it leaves out.
+    pub fn resolve(&self) -> Result<Limits, LimitsError> {
+        let error = |field: &str, span: std::ops::Range<usize>, message: String| LimitsError {
+            field: format!("limits.{field}"),
+            span,
+            message,
+        };
+        let mut out = Limits::default();
+        if let Some(m) = &self.memory {
+            out.memory = parse_size(m.get_ref())
+                .map_err(|msg| error(Limit::Memory.name(), m.span(), msg))?;
+        }
+        if let Some(c) = &self.cpu_per_batch {
+            out.cpu_per_batch = Some(
+                parse_duration(c.get_ref())
+                    .map_err(|msg| error(Limit::CpuPerBatch.name(), c.span(), msg))?,
+            );
+        }
+        if let Some(r) = &self.output_ratio {
+            out.output_ratio = Some(*r.get_ref());
+        }
+        if let Some(p) = &self.on_breach {
+            out.on_breach = p
+                .get_ref()
+                .parse()
+                .map_err(|msg| error("on_breach", p.span(), msg))?;
+        }
+        out.validate().map_err(|(limit, msg)| {
+            let span = match limit {
+                Limit::Memory => self.memory.as_ref().map(Spanned::span),
+                Limit::CpuPerBatch => self.cpu_per_batch.as_ref().map(Spanned::span),
+                Limit::OutputRatio => self.output_ratio.as_ref().map(Spanned::span),
+            };
+            error(limit.name(), span.unwrap_or_default(), msg)
+        })?;
+        Ok(out)
     }
 }
 

@@ -17,10 +17,11 @@ pub mod reload;
 mod sandbox;
 
 pub use log::{GuestLog, LogTags};
-pub use reducer::{REDUCE_MODES, ReduceMode, WasmReducer, WasmReducerFactory};
+pub use reducer::{WasmReducer, WasmReducerFactory};
 
 use crate::model::batch::Batch;
 use crate::operators::{Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::spec::ReduceMode;
 use crate::spec::limits::{self, Limits};
 use sandbox::{MemoryLimiter, Ticker};
 use sha2::{Digest, Sha256};

@@ -11,39 +11,9 @@ use super::reduce_bindings::exports::sluice::operator::reducer as wit;
 use super::{LogTags, Plugin, Session, reduce_bindings};
 use crate::model::batch::Batch;
 use crate::operators::{BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::spec::ReduceMode;
 use crate::spec::limits::Limits;
 use sluice_sdk::{Accumulators, Groups};
-use std::str::FromStr;
-
-/// The values the job file's `mode` accepts for a reducer.
-pub const REDUCE_MODES: &[&str] = &["update", "complete"];
-
-/// Which results a reducer emits after each micro-batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ReduceMode {
-    /// `(key, accumulator)` of every key that got new values in the batch,
-    /// in the order the keys first appear in it.
-    #[default]
-    Update,
-    /// `(key, accumulator)` of every key seen so far, sorted by key, after
-    /// every micro-batch that brought records (to any partition).
-    Complete,
-}
-
-impl FromStr for ReduceMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "update" => Ok(ReduceMode::Update),
-            "complete" => Ok(ReduceMode::Complete),
-            other => Err(format!(
-                "unknown mode {other:?} (accepted: {})",
-                REDUCE_MODES.join(", ")
-            )),
-        }
-    }
-}
 
 /// Makes one [`WasmReducer`] per partition.
 pub struct WasmReducerFactory {
@@ -506,13 +476,5 @@ mod tests {
                 .to_string()
                 .contains("data has 3 bytes")
         );
-    }
-
-    #[test]
-    fn modes_parse_and_name_the_accepted_ones() {
-        assert_eq!("update".parse(), Ok(ReduceMode::Update));
-        assert_eq!("complete".parse(), Ok(ReduceMode::Complete));
-        let err = "final".parse::<ReduceMode>().unwrap_err();
-        assert!(err.contains("accepted: update, complete"), "{err}");
     }
 }

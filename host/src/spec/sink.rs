@@ -1,0 +1,76 @@
+//! The `[[sinks]]` entries of a job file.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// A sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Prints the first `limit` records of each batch, like `DStream.print`.
+    Stdout {
+        /// Records shown per batch. Default 10.
+        #[serde(default = "default_limit")]
+        limit: usize,
+    },
+    /// Appends every record as a JSON object per line.
+    Jsonl {
+        /// The output file, relative to the job file.
+        path: PathBuf,
+    },
+    /// Counts records and drops them (for benchmarks, like Spark's `noop`
+    /// format).
+    Discard {},
+    /// Produces every record to a Kafka topic with an idempotent producer:
+    /// key, value and timestamp kept, the partition chosen from the key by
+    /// Kafka's murmur2 (as Java clients do; records without a key are
+    /// spread at random), flushed at the end of each batch; a record the
+    /// broker refuses fails the job.
+    Kafka(KafkaSinkConfig),
+    /// Writes each batch to its own file in a directory, atomically (written
+    /// under a temporary name, then renamed).
+    Directory {
+        /// The directory, relative to the job file; created if needed.
+        path: PathBuf,
+    },
+}
+
+fn default_limit() -> usize {
+    10
+}
+
+/// The `kafka` sink's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topic records are written to.
+    pub topic: String,
+    /// `at-least-once` (default), or `exactly-once`: each batch's output and
+    /// the Kafka source's offsets commit in one transaction, so consumers
+    /// reading with `isolation.level = read_committed` see every input's
+    /// results once, even across crashes. Needs a job whose only source is
+    /// a `kafka` source.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// The producer's transactional id in exactly-once mode; default
+    /// `sluice-<topic>`. A restarted run with the same id fences the crashed
+    /// one off and aborts its open transaction; concurrent runs of one job
+    /// (scale-out) need distinct ids.
+    pub transactional_id: Option<String>,
+    /// Further librdkafka producer settings.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// A Kafka sink's delivery guarantee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Offsets commit after the output is written: a crash may repeat output.
+    #[default]
+    AtLeastOnce,
+    /// Output and offsets commit in one Kafka transaction.
+    ExactlyOnce,
+}
