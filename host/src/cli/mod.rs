@@ -2,6 +2,7 @@
 //! error printing. The binary's `main` only calls [`main`].
 
 pub mod plugin;
+mod watch;
 
 use crate::exec::Job;
 use crate::model::batch::Batch;
@@ -400,7 +401,7 @@ fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> 
             if plugins.is_empty() {
                 eprintln!("--watch: the job has no `plugin` operator to watch");
             }
-            tokio::spawn(crate::wasm::reload::watch(
+            tokio::spawn(watch::watch(
                 job.reloader(),
                 runtime.clone(),
                 plugins,

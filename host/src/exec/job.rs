@@ -272,7 +272,7 @@ impl JobBuilder {
         plugin: &crate::wasm::Plugin,
         config: Vec<(String, String)>,
     ) -> Self {
-        let (factory, cell) = crate::wasm::reload::swappable(plugin, name.into(), config);
+        let (factory, cell) = crate::wasm::swappable(plugin, name.into(), config);
         self.cells.push(cell);
         self.job.operators.push(factory);
         self
@@ -389,7 +389,7 @@ impl JobBuilder {
         }
         job.stats = Arc::new(JobStats::new(job.skipped.clone()));
         job.reloader = Reloader::new(&job.name, std::mem::take(&mut self.cells));
-        job.reloader.bind(&job.limits, &job.stats);
+        job.reloader.bind(&job.limits, job.stats.clone());
         Ok(self.job)
     }
 }
@@ -472,7 +472,7 @@ impl Job {
                         error,
                     })?;
                 let (factory, cell) =
-                    crate::wasm::reload::swappable(&loaded, name.clone(), op.config_pairs());
+                    crate::wasm::swappable(&loaded, name.clone(), op.config_pairs());
                 b.cells.push(cell);
                 factory
             } else if let Some(reducer) = &op.reducer {

@@ -1,5 +1,6 @@
 //! Live figures of a running job, readable from any thread while it runs.
 
+use crate::wasm::reload::{VersionEvent, VersionLog};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,22 +45,6 @@ pub struct StatsSnapshot {
     /// Operator versions adopted or refused while the job ran, oldest first
     /// (the last [`MAX_VERSION_EVENTS`]).
     pub versions: Vec<VersionEvent>,
-}
-
-/// What became of one new version of an operator (hot reload).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct VersionEvent {
-    /// The operator's name in the job.
-    pub operator: String,
-    /// The version number: 1 is the version the job started with.
-    pub version: u64,
-    /// The first micro-batch the version processed (adopted), or the batch
-    /// it was tried on (refused).
-    pub batch: u64,
-    /// Whether the job adopted the version.
-    pub adopted: bool,
-    /// Why the version was refused, or which version it replaced.
-    pub detail: String,
 }
 
 impl JobStats {
@@ -110,8 +95,10 @@ impl JobStats {
         self.records_out.fetch_add(records, Ordering::Relaxed);
         self.dead_lettered.fetch_add(dead, Ordering::Relaxed);
     }
+}
 
-    pub(crate) fn version_event(&self, event: VersionEvent) {
+impl VersionLog for JobStats {
+    fn record(&self, event: VersionEvent) {
         let mut versions = self.versions();
         if versions.len() == MAX_VERSION_EVENTS {
             versions.remove(0);

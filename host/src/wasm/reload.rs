@@ -6,8 +6,8 @@
 //! `init`) off the hot path and makes it the cell's candidate. Then:
 //!
 //! 1. **Probe.** The coordinator picks the next micro-batch as the probe
-//!    batch. At its start, each partition takes a [`Operator::snapshot`] of
-//!    its running instance and [`Operator::restore`]s it into a fresh
+//!    batch. At its start, each partition takes a [`Operator::snapshot`](crate::operators::Operator::snapshot) of
+//!    its running instance and [`Operator::restore`](crate::operators::Operator::restore)s it into a fresh
 //!    instance of the candidate, which then processes the batch *beside* the
 //!    running version: the running version's output is the one kept, so the
 //!    probe batch is entirely the old version's.
@@ -23,26 +23,46 @@
 //! Decisions are logged, counted in [`JobStats`] ([`VersionEvent`]) and
 //! reported to the deployer ([`Deployment::outcome`]).
 
-use crate::exec::{JobStats, VersionEvent};
-use crate::operators::{BatchContext, Operator, OperatorError, OperatorFactory};
+use crate::operators::OperatorFactory;
 use crate::spec::limits::Limits;
-use crate::wasm::{Plugin, Runtime, World};
-use std::path::PathBuf;
+use crate::wasm::{Plugin, World};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
+
+/// What became of one new version of an operator (hot reload).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VersionEvent {
+    /// The operator's name in the job.
+    pub operator: String,
+    /// The version number: 1 is the version the job started with.
+    pub version: u64,
+    /// The first micro-batch the version processed (adopted), or the batch
+    /// it was tried on (refused).
+    pub batch: u64,
+    /// Whether the job adopted the version.
+    pub adopted: bool,
+    /// Why the version was refused, or which version it replaced.
+    pub detail: String,
+}
+
+/// Where a job keeps the [`VersionEvent`]s of its operators.
+pub trait VersionLog: Send + Sync {
+    /// Records one decision.
+    fn record(&self, event: VersionEvent);
+}
 
 /// One version of an operator.
-struct Version {
-    number: u64,
-    factory: Arc<dyn OperatorFactory>,
+pub(super) struct Version {
+    pub(super) number: u64,
+    pub(super) factory: Arc<dyn OperatorFactory>,
     /// The start of the component's SHA-256, to tell versions apart in logs.
-    label: String,
+    pub(super) label: String,
 }
 
 /// A version waiting to be probed or being probed.
-struct Candidate {
-    version: Arc<Version>,
+pub(super) struct Candidate {
+    pub(super) version: Arc<Version>,
     /// The micro-batch it is probed on, once the coordinator chose one.
     probe: Option<u64>,
     /// Partition calls it ran during the probe.
@@ -53,22 +73,22 @@ struct Candidate {
     submitted: Instant,
 }
 
-struct CellState {
-    current: Arc<Version>,
-    candidate: Option<Candidate>,
-    next_number: u64,
+pub(super) struct CellState {
+    pub(super) current: Arc<Version>,
+    pub(super) candidate: Option<Candidate>,
+    pub(super) next_number: u64,
 }
 
 /// The versions of one operator of a job.
 pub(crate) struct VersionCell {
-    operator: String,
+    pub(super) operator: String,
     /// The operator's settings in the job file; every version starts with them.
-    config: Vec<(String, String)>,
-    state: Mutex<CellState>,
+    pub(super) config: Vec<(String, String)>,
+    pub(super) state: Mutex<CellState>,
 }
 
 impl VersionCell {
-    fn lock(&self) -> MutexGuard<'_, CellState> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, CellState> {
         // A panic while holding the lock leaves the state consistent: every
         // change under it is a single assignment.
         self.state
@@ -78,7 +98,7 @@ impl VersionCell {
 
     /// The version to run at `batch_no`, and the candidate to probe beside
     /// it, if this is its probe batch and it has not failed yet.
-    fn view(&self, batch_no: u64) -> (Arc<Version>, Option<Arc<Version>>) {
+    pub(super) fn view(&self, batch_no: u64) -> (Arc<Version>, Option<Arc<Version>>) {
         let state = self.lock();
         let probing = state
             .candidate
@@ -88,7 +108,7 @@ impl VersionCell {
         (state.current.clone(), probing)
     }
 
-    fn probe_ran(&self, version: u64) {
+    pub(super) fn probe_ran(&self, version: u64) {
         if let Some(c) = self.lock().candidate.as_mut()
             && c.version.number == version
         {
@@ -96,7 +116,7 @@ impl VersionCell {
         }
     }
 
-    fn probe_failed(&self, version: u64, reason: String) {
+    pub(super) fn probe_failed(&self, version: u64, reason: String) {
         if let Some(c) = self.lock().candidate.as_mut()
             && c.version.number == version
             && c.failure.is_none()
@@ -192,7 +212,8 @@ pub struct Reloader {
 struct Registry {
     job: String,
     limits: Mutex<Limits>,
-    stats: Mutex<Arc<JobStats>>,
+    /// Where decisions are recorded besides the log (the job's stats).
+    events: Mutex<Option<Arc<dyn VersionLog>>>,
     cells: Vec<Arc<VersionCell>>,
     /// The job has ended: no version can be tried any more.
     ended: std::sync::atomic::AtomicBool,
@@ -204,7 +225,7 @@ impl Reloader {
             inner: Arc::new(Registry {
                 job: job.to_string(),
                 limits: Mutex::new(Limits::default()),
-                stats: Mutex::new(Arc::new(JobStats::default())),
+                events: Mutex::new(None),
                 cells,
                 ended: Default::default(),
             }),
@@ -212,9 +233,9 @@ impl Reloader {
     }
 
     /// Ties the reloader to the job's limits and counters (at build time).
-    pub(crate) fn bind(&self, limits: &Limits, stats: &Arc<JobStats>) {
+    pub(crate) fn bind(&self, limits: &Limits, events: Arc<dyn VersionLog>) {
         *lock(&self.inner.limits) = limits.clone();
-        *lock(&self.inner.stats) = stats.clone();
+        *lock(&self.inner.events) = Some(events);
     }
 
     /// The operators that can be swapped, by name.
@@ -321,7 +342,9 @@ impl Reloader {
     }
 
     fn record(&self, event: VersionEvent) {
-        lock(&self.inner.stats).version_event(event);
+        if let Some(events) = lock(&self.inner.events).as_ref() {
+            events.record(event);
+        }
     }
 
     /// Called by the coordinator before micro-batch `batch_no` runs: a
@@ -457,290 +480,6 @@ impl Reloader {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Makes a `plugin` operator swappable: the factory of its first version,
-/// behind a version cell.
-pub(crate) fn swappable(
-    plugin: &Plugin,
-    name: String,
-    config: Vec<(String, String)>,
-) -> (Arc<dyn OperatorFactory>, Arc<VersionCell>) {
-    let label = plugin.info().sha256.chars().take(12).collect();
-    let factory = Arc::new(plugin.factory(name.clone(), config.clone()));
-    let cell = Arc::new(VersionCell {
-        operator: name,
-        config,
-        state: Mutex::new(CellState {
-            current: Arc::new(Version {
-                number: 1,
-                factory,
-                label,
-            }),
-            candidate: None,
-            next_number: 2,
-        }),
-    });
-    (Arc::new(SwappableFactory { cell: cell.clone() }), cell)
-}
-
-/// Makes one [`Swappable`] instance per partition.
-struct SwappableFactory {
-    cell: Arc<VersionCell>,
-}
-
-impl OperatorFactory for SwappableFactory {
-    fn name(&self) -> &str {
-        &self.cell.operator
-    }
-
-    fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
-        self.instantiate_limited(job, worker, &Limits::default())
-    }
-
-    fn instantiate_limited(
-        &self,
-        job: &str,
-        worker: usize,
-        limits: &Limits,
-    ) -> Result<Box<dyn Operator>, OperatorError> {
-        let current = self.cell.lock().current.clone();
-        Ok(Box::new(Swappable {
-            cell: self.cell.clone(),
-            job: job.to_string(),
-            worker,
-            limits: limits.clone(),
-            active: current.factory.instantiate_limited(job, worker, limits)?,
-            version: current.number,
-            shadow: None,
-            lost: None,
-        }))
-    }
-}
-
-/// One partition's instance of a swappable operator: the running version,
-/// and during a probe batch the candidate beside it.
-struct Swappable {
-    cell: Arc<VersionCell>,
-    job: String,
-    worker: usize,
-    limits: Limits,
-    active: Box<dyn Operator>,
-    version: u64,
-    shadow: Option<(u64, Box<dyn Operator>)>,
-    /// Why this partition could not move to the adopted version.
-    lost: Option<String>,
-}
-
-impl Swappable {
-    /// A fresh instance of `to` holding the running instance's state.
-    fn handover(&mut self, to: &Version) -> Result<Box<dyn Operator>, String> {
-        let mut next = to
-            .factory
-            .instantiate_limited(&self.job, self.worker, &self.limits)
-            .map_err(|e| format!("it does not start: {e}"))?;
-        let state = self
-            .active
-            .snapshot()
-            .map_err(|e| format!("version {} gave no snapshot: {e}", self.version))?;
-        if let Some(state) = state {
-            next.restore(&state).map_err(|e| {
-                format!(
-                    "it cannot restore the state of version {}: {e}",
-                    self.version
-                )
-            })?;
-        }
-        Ok(next)
-    }
-}
-
-impl Operator for Swappable {
-    fn begin_batch(&mut self, batch_no: u64) {
-        let (current, probing) = self.cell.view(batch_no);
-        if current.number != self.version {
-            match self.shadow.take() {
-                Some((n, op)) if n == current.number => self.active = op,
-                // This partition had no records in the probe batch: it takes
-                // the state over now.
-                _ => match self.handover(&current) {
-                    Ok(op) => self.active = op,
-                    Err(reason) => {
-                        self.lost = Some(format!(
-                            "cannot move to version {} of the operator: {reason}",
-                            current.number
-                        ))
-                    }
-                },
-            }
-            self.version = current.number;
-        }
-        let probe = probing.as_ref().map(|p| p.number);
-        if self.shadow.as_ref().is_some_and(|(n, _)| Some(*n) != probe) {
-            self.shadow = None;
-        }
-        if let Some(p) = probing
-            && self.shadow.is_none()
-        {
-            match self.handover(&p) {
-                Ok(op) => self.shadow = Some((p.number, op)),
-                Err(reason) => self.cell.probe_failed(p.number, reason),
-            }
-        }
-        self.active.begin_batch(batch_no);
-        if let Some((_, shadow)) = &mut self.shadow {
-            shadow.begin_batch(batch_no);
-        }
-    }
-
-    fn process(
-        &mut self,
-        input: &mut crate::model::batch::Batch,
-    ) -> Result<crate::model::batch::Batch, OperatorError> {
-        self.process_with(input, &BatchContext::default())
-    }
-
-    fn process_with(
-        &mut self,
-        input: &mut crate::model::batch::Batch,
-        ctx: &BatchContext,
-    ) -> Result<crate::model::batch::Batch, OperatorError> {
-        if let Some(e) = &self.lost {
-            return Err(OperatorError::Host(e.clone()));
-        }
-        let out = self.active.process_with(input, ctx)?;
-        if let Some((n, shadow)) = &mut self.shadow {
-            let n = *n;
-            match shadow.process_with(input, ctx) {
-                Ok(_) => self.cell.probe_ran(n),
-                Err(e) => {
-                    self.cell
-                        .probe_failed(n, format!("it failed on batch {}: {e}", ctx.batch_no));
-                    self.shadow = None;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn finish_batch(
-        &mut self,
-        ctx: &BatchContext,
-    ) -> Result<crate::model::batch::Batch, OperatorError> {
-        self.active.finish_batch(ctx)
-    }
-
-    fn side_output(&mut self) -> crate::operators::SideOutput {
-        self.active.side_output()
-    }
-
-    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OperatorError> {
-        self.active.snapshot()
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), OperatorError> {
-        self.active.restore(state)
-    }
-
-    /// As the running version: a batch re-run in parts (to find the
-    /// records at fault) reaches the candidate only in the parts the running
-    /// version processed, so it sees every record once too.
-    fn stateless(&self) -> bool {
-        self.active.stateless()
-    }
-}
-
-/// Watches the component files of a job's `plugin` operators and deploys a
-/// file whose content changed (by SHA-256), once it has stayed the same for
-/// one more poll, so a file being written is not read half-way. Runs until
-/// `stop` turns true.
-pub async fn watch(
-    reloader: Reloader,
-    runtime: Runtime,
-    files: Vec<(String, PathBuf)>,
-    poll: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    struct Watched {
-        operator: String,
-        path: PathBuf,
-        deployed: Option<String>,
-        seen: Option<String>,
-    }
-    let digest = |bytes: &[u8]| -> String {
-        use sha2::Digest;
-        crate::wasm::hex(&sha2::Sha256::digest(bytes))
-    };
-    let mut watched: Vec<Watched> = files
-        .into_iter()
-        .map(|(operator, path)| {
-            let hash = std::fs::read(&path).ok().map(|b| digest(&b));
-            Watched {
-                operator,
-                path,
-                deployed: hash.clone(),
-                seen: hash,
-            }
-        })
-        .collect();
-    for w in &watched {
-        tracing::info!(
-            "watching {} (operator `{}`) for new versions",
-            w.path.display(),
-            w.operator
-        );
-    }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = crate::signal::stopped(&mut stop) => return,
-        }
-        for w in &mut watched {
-            let bytes = std::fs::read(&w.path).ok();
-            let now = bytes.as_deref().map(digest);
-            let settled = now.is_some() && now == w.seen;
-            w.seen = now.clone();
-            let (true, Some(bytes)) = (settled && now != w.deployed, bytes) else {
-                continue;
-            };
-            w.deployed = now;
-            // The bytes that were hashed are the bytes loaded.
-            let (rt, path) = (runtime.clone(), w.path.clone());
-            let loaded = tokio::task::spawn_blocking(move || rt.load_bytes(&bytes, &path)).await;
-            let plugin = match loaded {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    tracing::warn!(operator = %w.operator, "new version not deployed: {e}");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(operator = %w.operator, "new version not deployed: {e}");
-                    continue;
-                }
-            };
-            let (r, op) = (reloader.clone(), w.operator.clone());
-            match tokio::task::spawn_blocking(move || r.deploy(&op, &plugin)).await {
-                Ok(Ok(d)) => {
-                    let operator = w.operator.clone();
-                    tokio::spawn(async move {
-                        match d.outcome().await {
-                            Outcome::Adopted { .. } => {}
-                            Outcome::Refused { version, reason } => tracing::warn!(
-                                %operator,
-                                "version {version} refused: {reason}"
-                            ),
-                        }
-                    });
-                }
-                Ok(Err(DeployError::Busy { .. })) => {
-                    // Try again at the next poll.
-                    w.deployed = None;
-                }
-                Ok(Err(e)) => tracing::warn!("{e}"),
-                Err(e) => tracing::warn!(operator = %w.operator, "new version not deployed: {e}"),
-            }
-        }
-    }
 }
