@@ -38,7 +38,7 @@ use crate::model::batch::{self, Batch};
 use crate::model::partition;
 use crate::operators::registry::BUILTINS;
 use crate::operators::{BatchContext, Combiner, OnStream, OperatorError, OperatorFactory};
-use crate::sink::{self, Sink};
+use crate::sink::{self, Ack, Sink};
 use crate::source::kafka::{Offsets, Positions};
 use crate::source::{self, Chunk, SourceError};
 use crate::spec::limits::{Limits, OnBreach};
@@ -1072,6 +1072,28 @@ struct SinkMsg {
     offsets: Option<Offsets>,
 }
 
+/// A batch's Kafka offsets, as its sinks acknowledge it.
+impl Ack for Offsets {
+    fn commit(&self) {
+        Offsets::commit(self);
+    }
+
+    fn consumer_offsets(
+        &self,
+    ) -> Result<
+        (
+            rdkafka::TopicPartitionList,
+            rdkafka::consumer::ConsumerGroupMetadata,
+        ),
+        String,
+    > {
+        let metadata = self
+            .group_metadata()
+            .ok_or("the Kafka source has no consumer group metadata")?;
+        Ok((self.list()?, metadata))
+    }
+}
+
 struct Written {
     records: u64,
     dead: u64,
@@ -1118,7 +1140,11 @@ fn start_sink_thread(
                 for s in &mut sinks {
                     let result = if s.transactional() {
                         committed = true;
-                        s.write_transaction(msg.batch_no, &msg.parts, offsets.as_ref())
+                        s.write_transaction(
+                            msg.batch_no,
+                            &msg.parts,
+                            offsets.as_ref().map(|o| o as &dyn Ack),
+                        )
                     } else if has_output {
                         s.write(msg.batch_no, &msg.parts)
                     } else {

@@ -4,9 +4,8 @@
 //! the Kafka source's offsets after the batch's input. Records keep their
 //! key, value, timestamp and headers.
 
-use super::Sink;
+use super::{Ack, Sink};
 use crate::model::batch::{Batch, Headers, Record};
-use crate::source::kafka::Offsets;
 use crate::spec::{Delivery, KafkaSinkConfig};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -117,7 +116,7 @@ impl KafkaSink {
 
     /// One batch as one transaction: its records and the offsets after its
     /// input commit together, or neither does.
-    fn transaction(&mut self, parts: &[Batch], offsets: Option<&Offsets>) -> std::io::Result<()> {
+    fn transaction(&mut self, parts: &[Batch], input: Option<&dyn Ack>) -> std::io::Result<()> {
         let topic = self.topic.clone();
         let fail = move |what: &str, e: KafkaError| {
             std::io::Error::other(format!("transaction on `{topic}`: {what}: {e}"))
@@ -130,11 +129,8 @@ impl KafkaSink {
                 self.send(r)?;
             }
             self.flush()?;
-            if let Some(o) = offsets {
-                let metadata = o.group_metadata().ok_or_else(|| {
-                    std::io::Error::other("the Kafka source has no consumer group metadata")
-                })?;
-                let list = o.list().map_err(std::io::Error::other)?;
+            if let Some(input) = input {
+                let (list, metadata) = input.consumer_offsets().map_err(std::io::Error::other)?;
                 self.producer
                     .send_offsets_to_transaction(&list, &metadata, TRANSACTION_TIMEOUT)
                     .map_err(|e| fail("cannot add the source offsets", e))?;
@@ -246,11 +242,11 @@ impl Sink for KafkaSink {
         &mut self,
         _batch_no: u64,
         parts: &[Batch],
-        offsets: Option<&Offsets>,
+        input: Option<&dyn Ack>,
     ) -> std::io::Result<()> {
-        if offsets.is_none() && parts.iter().all(Batch::is_empty) {
+        if input.is_none() && parts.iter().all(Batch::is_empty) {
             return Ok(());
         }
-        self.transaction(parts, offsets)
+        self.transaction(parts, input)
     }
 }
