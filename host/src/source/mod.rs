@@ -6,16 +6,20 @@
 //! stdin, a generator with a record count) return when done; unbounded ones
 //! run until the stop signal.
 
+mod directory;
+mod file;
 mod generator;
 pub mod kafka;
-pub(crate) mod lines;
+mod lines;
+mod socket;
+mod stdin;
 
 pub use generator::Generator;
 
 use crate::model::batch::Batch;
 use crate::model::units::parse_duration;
 use crate::spec::SourceConfig;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -162,33 +166,8 @@ async fn run_records(
         message,
     };
     match cfg {
-        SourceConfig::File { path } => {
-            let file = std::fs::File::open(&path).map_err(|e| err(format!("cannot open: {e}")))?;
-            let stop = stop.clone();
-            tokio::task::spawn_blocking(move || lines::read_lines(file, &tx, &stop, CHUNK_RECORDS))
-                .await
-                .map_err(|e| err(e.to_string()))?
-                .map_err(|e| err(format!("read failed: {e}")))
-        }
-        SourceConfig::Stdin {} => {
-            // A plain thread, not the blocking pool: a read from a terminal
-            // cannot be cancelled, and must not keep the runtime from shutting
-            // down once the job has stopped. Every read is sent at once (live
-            // input), so nothing waits in a buffer when the job stops.
-            let stop = stop.clone();
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name("sluice-stdin".into())
-                .spawn(move || {
-                    let result = lines::read_lines(std::io::stdin().lock(), &tx, &stop, 1);
-                    let _ = done_tx.send(result);
-                })
-                .map_err(|e| err(format!("cannot start reader thread: {e}")))?;
-            done_rx
-                .await
-                .map_err(|_| err("reader thread stopped".into()))?
-                .map_err(|e| err(format!("read failed: {e}")))
-        }
+        SourceConfig::File { path } => file::read(path, tx, stop.clone()).await.map_err(err),
+        SourceConfig::Stdin {} => stdin::read(tx, stop.clone()).await.map_err(err),
         SourceConfig::Directory {
             path,
             poll,
@@ -200,12 +179,12 @@ async fn run_records(
                 .transpose()
                 .map_err(err)?
                 .unwrap_or(Duration::from_secs(1));
-            watch_directory(path, poll, existing, tx, stop)
+            directory::watch_directory(path, poll, existing, tx, stop)
                 .await
                 .map_err(err)
         }
         SourceConfig::Socket { address } => {
-            lines::read_socket(&address, &tx, &mut stop).await;
+            socket::read_socket(&address, &tx, &mut stop).await;
             Ok(())
         }
         SourceConfig::Generator {
@@ -220,75 +199,5 @@ async fn run_records(
             Ok(())
         }
         SourceConfig::Kafka(_) => unreachable!("handled by `run`"),
-    }
-}
-
-/// Whether a directory entry is ready to read: writers publish files by
-/// renaming them from a hidden or `.tmp` name.
-fn is_published(name: &str) -> bool {
-    !(name.starts_with('.') || name.ends_with(".tmp") || name.ends_with("._COPYING_"))
-}
-
-async fn watch_directory(
-    dir: PathBuf,
-    poll: Duration,
-    existing: bool,
-    tx: mpsc::Sender<Batch>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let mut seen = std::collections::HashSet::new();
-    let mut first = true;
-    loop {
-        let mut fresh = Vec::new();
-        let mut entries = tokio::fs::read_dir(&dir)
-            .await
-            .map_err(|e| format!("cannot list: {e}"))?;
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| format!("cannot list: {e}"))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let is_file = entry
-                .file_type()
-                .await
-                .map(|t| t.is_file())
-                .unwrap_or(false);
-            if is_file && is_published(&name) && seen.insert(name.clone()) && (existing || !first) {
-                fresh.push(entry.path());
-            }
-        }
-        first = false;
-        fresh.sort();
-        for path in fresh {
-            tracing::info!("reading new file {}", path.display());
-            let tx = tx.clone();
-            let stop2 = stop.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path)?;
-                lines::read_lines(file, &tx, &stop2, CHUNK_RECORDS)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            if let Err(e) = result {
-                tracing::warn!("skipping unreadable file in {}: {e}", dir.display());
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = crate::signal::stopped(&mut stop) => return Ok(()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temporary_names_wait() {
-        assert!(is_published("part-0001.txt"));
-        assert!(!is_published(".part-0001.txt"));
-        assert!(!is_published("part-0001.txt.tmp"));
     }
 }
