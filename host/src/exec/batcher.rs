@@ -1,0 +1,313 @@
+//! The micro-batcher: reads the chunks the sources send and cuts them into
+//! micro-batches, at the record bound, the byte bound, each interval and at
+//! the stop, while the coordinator runs the previous batch.
+
+use super::commit::start_sink_thread;
+use super::coordinator::{BatchRunner, Coordinator, Settings};
+use super::job::{Job, JobError, MAX_BATCH_BYTES, STOP_GRACE, Summary};
+use super::plan::{split_stages, stream_number};
+use super::worker::start_workers;
+use crate::model::batch::{self, Batch};
+use crate::source::kafka::Positions;
+use crate::source::{self, Chunk};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+impl Job {
+    /// Runs until every source has ended or `stop` turns true; then the
+    /// records already read are processed and the sinks flushed.
+    pub async fn run(mut self, stop: watch::Receiver<bool>) -> Result<Summary, JobError> {
+        let started = Instant::now();
+        let sources: Vec<usize> = self
+            .sources
+            .iter()
+            .map(|(n, _)| stream_number(&self.streams, n.as_deref().unwrap_or("")))
+            .collect();
+        let stages = split_stages(&self.operators, &self.streams, &sources);
+        let workers = start_workers(&self, &stages)?;
+
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(64);
+        let mut source_tasks = tokio::task::JoinSet::new();
+        for (s, (_, cfg)) in sources.iter().zip(std::mem::take(&mut self.sources)) {
+            source_tasks.spawn(source::run(cfg, *s, chunk_tx.clone(), stop.clone()));
+        }
+        drop(chunk_tx);
+
+        let (sink_tx, sink_thread) = start_sink_thread(
+            std::mem::take(&mut self.sinks),
+            self.dead_letter.clone(),
+            self.stats.clone(),
+        )?;
+        let stage_count = stages.len();
+        let coordinator = Coordinator {
+            job: Settings {
+                name: self.name.clone(),
+                partitions: self.partitions,
+                partition_by: self.partition_by,
+                progress: self.progress,
+            },
+            stages,
+            workers,
+            summary: Summary {
+                job: self.name.clone(),
+                ..Summary::default()
+            },
+            sink_tx,
+            rr_next: 0,
+            next_batch_no: 0,
+            stage_max_ts: vec![vec![None; self.streams.len()]; stage_count],
+            stage_watermark_base: vec![None; stage_count],
+            last_progress: Instant::now(),
+            started,
+            stats: self.stats.clone(),
+            reloader: self.reloader.clone(),
+            probe_all: false,
+        };
+        // The coordinator runs batches on its own task, so the next batch
+        // is read while the previous one is processed.
+        let mut batches = BatchRunner::start(coordinator, self.streams.len(), self.stats.clone());
+
+        let mut stop_rx = stop.clone();
+        let mut ticker = tokio::time::interval(self.interval.unwrap_or(Duration::from_secs(3600)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let max = self.max_records.unwrap_or(usize::MAX);
+        let mut pending = Pending::new(self.streams.len());
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                chunk = chunk_rx.recv() => match chunk {
+                    Some(Chunk { stream, records: mut chunk, mut offsets }) => {
+                        batches.count_in(&chunk);
+                        // Offsets are 32-bit and guests have 32-bit memories:
+                        // a batch stays well below 4 GiB of payload.
+                        if !pending.is_empty()
+                            && pending.payload_bytes() + batch::payload_bytes(&chunk) > MAX_BATCH_BYTES
+                            && let Err(e) = batches.cut(&mut pending, false).await
+                        {
+                            result = Err(e);
+                            break;
+                        }
+                        loop {
+                            let room = max - pending.len();
+                            if chunk.len() <= room {
+                                pending.push(stream, &chunk);
+                                pending.add_offsets(stream, offsets);
+                                break;
+                            }
+                            // Split the chunk at the record bound.
+                            let (head, tail) = split_at(&chunk, room);
+                            pending.push(stream, &head);
+                            pending.add_offsets(stream, offsets.as_mut().map(|o| o.split_first(room)));
+                            chunk = tail;
+                            if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                        }
+                        if result.is_err() { break; }
+                        if pending.len() >= max
+                            && let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick(), if self.interval.is_some() => {
+                    if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                }
+                Some(joined) = source_tasks.join_next(), if !source_tasks.is_empty() => match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => { result = Err(e.into()); break; }
+                    Err(e) => { result = Err(JobError::Invalid(format!("source task failed: {e}"))); break; }
+                },
+                _ = crate::signal::stopped(&mut stop_rx) => {
+                    batches.interrupted = true;
+                    // Sources stop at the signal and hand over what they had
+                    // read; take all of it. A source stuck in a blocking read
+                    // (stdin) gets a grace period, not a veto.
+                    let grace = tokio::time::sleep(STOP_GRACE);
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            chunk = chunk_rx.recv() => match chunk {
+                                Some(chunk) => {
+                                    batches.count_in(&chunk.records);
+                                    pending.push_chunk(chunk);
+                                }
+                                None => break,
+                            },
+                            _ = &mut grace => break,
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        // Sources also watch the stop signal and may end first, closing the
+        // channel before the branch above sees the signal.
+        if *stop.borrow() {
+            batches.interrupted = true;
+        }
+        if batches.interrupted {
+            // No more input: take what is buffered, and make sources still
+            // sending (or stuck in a read) give up instead of waiting.
+            chunk_rx.close();
+            while let Ok(chunk) = chunk_rx.try_recv() {
+                batches.count_in(&chunk.records);
+                pending.push_chunk(chunk);
+            }
+        }
+        // What is left, still within the record bound per batch.
+        while result.is_ok() && pending.len() > max {
+            let mut head = pending.split_first(max);
+            result = batches.cut(&mut head, false).await;
+        }
+        if result.is_ok() {
+            result = batches.cut(&mut pending, true).await;
+        }
+        if result.is_ok() && !batches.interrupted {
+            while let Some(r) = source_tasks.join_next().await {
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e.into()),
+                    Err(e) => result = Err(JobError::Invalid(format!("source task failed: {e}"))),
+                }
+            }
+        } else {
+            source_tasks.abort_all();
+        }
+        // Waits for the last batch; closes the worker and sink channels.
+        let (mut summary, last) = batches.finish().await;
+        self.reloader
+            .close("the job ended before the version was tried");
+        summary.skipped = self.skipped.get();
+        if result.is_ok() {
+            result = last;
+        }
+        let sink_result = tokio::task::spawn_blocking(move || sink_thread.join())
+            .await
+            .map_err(|e| JobError::Invalid(e.to_string()))?
+            .map_err(|_| JobError::Invalid("sink thread panicked".into()))?;
+        // A failed sink makes the coordinator fail too ("sink thread
+        // stopped"); report the sink's own error, the cause.
+        let written = sink_result?;
+        result?;
+        summary.records_out = written.records;
+        summary.dead_lettered = written.dead;
+        summary.elapsed = started.elapsed();
+        Ok(summary)
+    }
+}
+
+/// Splits `chunk` into its first `n` records and the rest, in bulk.
+pub(super) fn split_at(chunk: &Batch, n: usize) -> (Batch, Batch) {
+    let n = n.min(chunk.len());
+    (
+        batch::slice(chunk, 0..n),
+        batch::slice(chunk, n..chunk.len()),
+    )
+}
+
+/// Records read but not yet cut into a micro-batch, by stream.
+pub(super) struct Pending {
+    pub(super) streams: Vec<Batch>,
+    pub(super) len: usize,
+    /// Where the Kafka records among them came from, by stream, in order.
+    pub(super) offsets: Vec<(usize, Positions)>,
+}
+
+impl Pending {
+    pub(super) fn new(streams: usize) -> Self {
+        Pending {
+            streams: vec![Batch::new(); streams.max(1)],
+            len: 0,
+            offsets: Vec::new(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn payload_bytes(&self) -> usize {
+        self.streams.iter().map(batch::payload_bytes).sum()
+    }
+
+    pub(super) fn push(&mut self, stream: usize, chunk: &Batch) {
+        batch::append(&mut self.streams[stream], chunk);
+        self.len += chunk.len();
+    }
+
+    /// Takes every pending record, by stream.
+    pub(super) fn take(&mut self) -> Vec<Batch> {
+        self.len = 0;
+        let n = self.streams.len();
+        std::mem::replace(&mut self.streams, vec![Batch::new(); n])
+    }
+
+    /// Adds a whole chunk, with its Kafka positions.
+    pub(super) fn push_chunk(&mut self, chunk: Chunk) {
+        self.push(chunk.stream, &chunk.records);
+        self.add_offsets(chunk.stream, chunk.offsets);
+    }
+
+    pub(super) fn add_offsets(&mut self, stream: usize, positions: Option<Positions>) {
+        self.offsets.extend(positions.map(|p| (stream, p)));
+    }
+
+    /// Takes the first `n` records, streams in order, with their Kafka
+    /// positions.
+    pub(super) fn split_first(&mut self, mut n: usize) -> Pending {
+        let mut head = Pending::new(self.streams.len());
+        for (stream, b) in self.streams.iter_mut().enumerate() {
+            if n == 0 {
+                break;
+            }
+            let (h, t) = split_at(b, n);
+            n -= h.len();
+            head.push(stream, &h);
+            self.len -= h.len();
+            *b = t;
+            // The same number of this stream's positions, from the front.
+            let mut want = h.len();
+            for (s, positions) in &mut self.offsets {
+                if *s != stream || want == 0 {
+                    continue;
+                }
+                let part = positions.split_first(want);
+                want -= part.len();
+                head.add_offsets(stream, Some(part));
+            }
+            self.offsets.retain(|(_, p)| !p.is_empty());
+        }
+        head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Splitting a chunk at the record bound keeps every record in order.
+        #[test]
+        fn split_at_keeps_records(n in 0usize..30, at in 0usize..35) {
+            let mut b = Batch::from_values((0..n).map(|i| i.to_string()), 0);
+            if n > 2 {
+                // One record with headers, one of them null.
+                b.push(None, b"headed", 1);
+                b.push_header(b"h", Some(b"v"));
+                b.push_header(b"h", None);
+                b.push(None, b"last", 2);
+            }
+            let (h, t) = split_at(&b, at);
+            prop_assert_eq!(h.validate(), Ok(()));
+            prop_assert_eq!(t.validate(), Ok(()));
+            prop_assert_eq!(h.len(), b.len().min(at));
+            let mut joined = h.clone();
+            batch::append(&mut joined, &t);
+            prop_assert_eq!(joined, b);
+        }
+    }
+}
