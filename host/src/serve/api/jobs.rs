@@ -1,0 +1,387 @@
+//! Jobs: submit, list, status, metrics, logs, dead letters, stop, resume,
+//! and new operator versions.
+
+use super::{ApiError, ApiResult, Caller, created, ok, read_body, write_atomically};
+use super::{DEFAULT_TAIL, MAX_TAIL, TAIL_BYTES};
+use crate::exec::Job;
+use crate::serve::job::{JobEntry, Recipe, supervise};
+use crate::serve::spec::{self, Places};
+use crate::serve::tenant::Tenant;
+use crate::serve::{Server, lock};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub(super) async fn submit_job(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let bytes = read_body(&headers, body, server.settings.max_job_size, "a job file").await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::bad(format!("the job file is not UTF-8: {e}")))?;
+    let id = server.new_job_id();
+    let dir = server.tenant_dir(&tenant.name);
+    let job_dir = dir.join("jobs").join(&id);
+    let places = Places {
+        plugins: dir.join("plugins"),
+        files: dir.join("files"),
+        dead_letter: job_dir.join("dead-letters.jsonl"),
+    };
+    let mut config = spec::vet(text, &tenant, &places).map_err(|e| ApiError::bad(e.to_string()))?;
+    let display_name = config.name.take().unwrap_or_else(|| "job".into());
+    let engine_name = format!("{}/{id}", tenant.name);
+    config.name = Some(engine_name.clone());
+
+    // Reserve the slot before building, so concurrent submissions cannot
+    // pass `max_jobs` together.
+    let ring = server.capture.register(&engine_name);
+    let entry = JobEntry::new(
+        id.clone(),
+        tenant.name.clone(),
+        display_name,
+        engine_name.clone(),
+        places.dead_letter.clone(),
+        ring,
+    );
+    {
+        let mut jobs = lock(&server.jobs);
+        // Removed since the request authenticated: its token is gone.
+        if !server.has_tenant(&tenant.name) {
+            drop(jobs);
+            server.capture.unregister(&engine_name);
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"));
+        }
+        let active = jobs
+            .values()
+            .filter(|j| j.tenant == tenant.name && j.status().is_active())
+            .count();
+        if active >= tenant.max_jobs {
+            drop(jobs);
+            server.capture.unregister(&engine_name);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "tenant `{}` already runs {active} job(s), its max_jobs; stop one first",
+                    tenant.name
+                ),
+            ));
+        }
+        jobs.insert(id.clone(), entry.clone());
+    }
+    let forget = |server: &Server| {
+        lock(&server.jobs).remove(&id);
+        server.capture.unregister(&engine_name);
+    };
+    if let Err(e) = std::fs::create_dir_all(&job_dir)
+        .and_then(|()| std::fs::write(job_dir.join("job.toml"), text))
+    {
+        forget(&server);
+        return Err(ApiError::internal(e));
+    }
+    let recipe = Recipe {
+        config: config.clone(),
+        path: places.files.join("job.toml"),
+        runtime: server.runtime.clone(),
+    };
+    let built = {
+        let path = recipe.path.clone();
+        let runtime = recipe.runtime.clone();
+        tokio::task::spawn_blocking(move || Job::from_config(config, &path, &runtime)).await
+    };
+    let job = match built {
+        Ok(Ok(job)) => job,
+        Ok(Err(e)) => {
+            forget(&server);
+            return Err(ApiError::bad(e.to_string()));
+        }
+        Err(e) => {
+            forget(&server);
+            return Err(ApiError::internal(e));
+        }
+    };
+    tracing::info!(target: "sluice::serve", job = %engine_name, "started");
+    tokio::spawn(supervise(
+        entry.clone(),
+        job,
+        recipe,
+        server.settings.breaker.clone(),
+    ));
+    server.prune(&tenant.name);
+    Ok(created(
+        serde_json::to_value(entry.view()).map_err(ApiError::internal)?,
+    ))
+}
+
+pub(super) async fn list_jobs(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+) -> ApiResult {
+    let jobs: Vec<_> = server
+        .jobs_of(&tenant.name)
+        .iter()
+        .map(|j| j.view())
+        .collect();
+    Ok(ok(json!({ "jobs": jobs })))
+}
+
+pub(super) fn owned_job(server: &Server, tenant: &Tenant, id: &str) -> ApiResult<Arc<JobEntry>> {
+    server.job(&tenant.name, id).ok_or_else(ApiError::no_job)
+}
+
+pub(super) async fn job_status(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(ok(owned_job(&server, &tenant, &id)?.view()))
+}
+
+pub(super) async fn job_metrics(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(ok(owned_job(&server, &tenant, &id)?.metrics()))
+}
+
+#[derive(Deserialize)]
+pub(super) struct TailQuery {
+    lines: Option<usize>,
+}
+
+pub(super) async fn job_logs(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<TailQuery>, QueryRejection>,
+) -> ApiResult {
+    let job = owned_job(&server, &tenant, &id)?;
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let ring = crate::serve::log::lock(&job.logs);
+    Ok(ok(json!({
+        "id": job.id,
+        "lines": ring.tail(query.lines.unwrap_or(DEFAULT_TAIL)),
+        "dropped": ring.dropped(),
+    })))
+}
+
+pub(super) async fn job_dead_letters(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<TailQuery>, QueryRejection>,
+) -> ApiResult {
+    let job = owned_job(&server, &tenant, &id)?;
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let n = query.lines.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
+    let path = job.dead_letter.clone();
+    let records = tokio::task::spawn_blocking(move || tail_lines(&path, n))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let records: Vec<Value> = records
+        .into_iter()
+        .map(|l| serde_json::from_str(&l).unwrap_or(Value::String(l)))
+        .collect();
+    Ok(ok(json!({ "id": job.id, "records": records })))
+}
+
+/// The last `n` complete lines of a file (none if it does not exist), read
+/// from at most its last [`TAIL_BYTES`].
+pub(super) fn tail_lines(path: &std::path::Path, n: usize) -> std::io::Result<Vec<String>> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let size = f.metadata()?.len();
+    let start = size.saturating_sub(TAIL_BYTES);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // A line cut by the start of the window, or still being written.
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    if !text.ends_with('\n') {
+        lines.pop();
+    }
+    let lines: Vec<String> = lines
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let skip = lines.len().saturating_sub(n);
+    Ok(lines.into_iter().skip(skip).collect())
+}
+
+pub(super) async fn stop_job(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let job = owned_job(&server, &tenant, &id)?;
+    job.request_stop();
+    Ok((StatusCode::ACCEPTED, Json(job.view())).into_response())
+}
+
+/// How long `deploy_operator` waits for the job to adopt or refuse a version.
+pub const DEPLOY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub(super) async fn deploy_operator(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path((id, operator)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    use crate::wasm::reload::{DeployError, Outcome};
+    let job = owned_job(&server, &tenant, &id)?;
+    let bytes = read_body(&headers, body, server.settings.max_plugin_size, "a plugin").await?;
+    let reloader = job.reloader().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is not running ({}): a new version goes into a running job",
+                job.metrics().state
+            ),
+        )
+    })?;
+    if !reloader.operators().contains(&operator) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            DeployError::UnknownOperator {
+                operator,
+                known: reloader.operators(),
+            }
+            .to_string(),
+        ));
+    }
+    let runtime = server.runtime.clone();
+    let label = PathBuf::from(format!("{operator}.wasm"));
+    let plugin = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || runtime.load_bytes(&bytes, &label))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::bad(e.to_string()))?
+    };
+    // `deploy` starts the new version once (guest code): not on the async threads.
+    let deployed = {
+        let (reloader, operator, plugin) = (reloader.clone(), operator.clone(), plugin.clone());
+        tokio::task::spawn_blocking(move || reloader.deploy(&operator, &plugin))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let deployment = match deployed {
+        Ok(d) => d,
+        Err(e @ DeployError::Busy { .. }) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, e.to_string()));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.to_string(),
+            ));
+        }
+    };
+    let version = deployment.version;
+    // Stored by content: the name comes from the server, never from the
+    // request, and a file a restart may need is never replaced.
+    let path = server
+        .tenant_dir(&tenant.name)
+        .join("jobs")
+        .join(&id)
+        .join("versions")
+        .join(format!("{}.wasm", plugin.info().sha256));
+    write_atomically(&path, &bytes).map_err(ApiError::internal)?;
+    // The verdict is recorded even when this request is gone (a client
+    // that disconnects, or a decision after `DEPLOY_WAIT`).
+    let (verdict_tx, verdict) = tokio::sync::oneshot::channel();
+    {
+        let (job, operator) = (job.clone(), operator.clone());
+        tokio::spawn(async move {
+            let outcome = deployment.outcome().await;
+            if matches!(outcome, Outcome::Adopted { .. }) {
+                job.adopted(&operator, path);
+            }
+            let _ = verdict_tx.send(outcome);
+        });
+    }
+    drop(reloader);
+    match tokio::time::timeout(DEPLOY_WAIT, verdict).await {
+        Ok(Err(_)) => Err(ApiError::internal("the deployment was lost")),
+        Ok(Ok(Outcome::Adopted {
+            version,
+            batch,
+            after,
+        })) => Ok(ok(json!({
+                "operator": operator,
+                "version": version,
+                "adopted": true,
+                "first_batch": batch,
+                "after_ms": after.as_secs_f64() * 1e3,
+                "sha256": plugin.info().sha256,
+        }))),
+        Ok(Ok(Outcome::Refused { version, reason })) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("operator `{operator}`: version {version} refused: {reason}"),
+        )),
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "operator": operator,
+                "version": version,
+                "adopted": null,
+                "note": format!(
+                    "not decided within {}s (the job has had no batch to try it on yet); its metrics will list the verdict",
+                    DEPLOY_WAIT.as_secs()
+                ),
+            })),
+        )
+            .into_response()),
+    }
+}
+
+pub(super) async fn resume_job(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let job = owned_job(&server, &tenant, &id)?;
+    let jobs = lock(&server.jobs);
+    // The paused job itself counts already.
+    let active = jobs
+        .values()
+        .filter(|j| j.tenant == tenant.name && j.id != id && j.status().is_active())
+        .count();
+    if active >= tenant.max_jobs {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "tenant `{}` already runs {active} job(s), its max_jobs; stop one first",
+                tenant.name
+            ),
+        ));
+    }
+    if !job.resume() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "only a paused job can be resumed",
+        ));
+    }
+    drop(jobs);
+    Ok(ok(job.view()))
+}

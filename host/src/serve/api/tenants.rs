@@ -1,0 +1,136 @@
+//! The admin's routes: tenants listed, added and removed.
+
+use super::{Admin, ApiError, ApiResult, created, ok, read_body};
+use crate::model::units::{format_duration, format_size};
+use crate::serve::tenant::{Tenant, TenantConfig, same_hash};
+use crate::serve::{Server, write_lock};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub(super) fn tenant_view(server: &Server, t: &Tenant) -> Value {
+    let active = server
+        .jobs_of(&t.name)
+        .iter()
+        .filter(|j| j.status().is_active())
+        .count();
+    json!({
+        "name": t.name,
+        "max_jobs": t.max_jobs,
+        "max_workers": t.max_workers,
+        "max_partitions": t.max_partitions,
+        "limits": {
+            "memory": format_size(t.limits.memory),
+            "cpu_per_batch": t.limits.cpu_per_batch.map(format_duration),
+            "output_ratio": t.limits.output_ratio,
+        },
+        "active_jobs": active,
+    })
+}
+
+pub(super) async fn list_tenants(State(server): State<Arc<Server>>, _: Admin) -> ApiResult {
+    let tenants: Vec<Arc<Tenant>> = server
+        .tenants
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
+    let list: Vec<Value> = tenants.iter().map(|t| tenant_view(&server, t)).collect();
+    Ok(ok(json!({ "tenants": list })))
+}
+
+pub(super) async fn add_tenant(
+    State(server): State<Arc<Server>>,
+    _: Admin,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let bytes = read_body(&headers, body, server.settings.max_job_size, "a tenant").await?;
+    let config: TenantConfig =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("not a tenant: {e}")))?;
+    let tenant = config
+        .resolve()
+        .map_err(|(field, m)| ApiError::bad(format!("field `{field}`: {m}")))?;
+    {
+        let tenants = server
+            .tenants
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tenants.contains_key(&tenant.name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("a tenant called {:?} exists", tenant.name),
+            ));
+        }
+        if server.is_removing(&tenant.name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "a tenant called {:?} was removed and its jobs are still stopping; try again shortly",
+                    tenant.name
+                ),
+            ));
+        }
+        let admin_clash = server
+            .settings
+            .admin
+            .is_some_and(|a| same_hash(&a, &tenant.token_sha256));
+        if admin_clash
+            || tenants
+                .values()
+                .any(|t| same_hash(&t.token_sha256, &tenant.token_sha256))
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "field `token_sha256`: that token is taken; give each tenant its own",
+            ));
+        }
+    }
+    let view = tenant_view(&server, &tenant);
+    server.add_tenant(tenant).map_err(ApiError::internal)?;
+    Ok(created(view))
+}
+
+/// How long a removed tenant's jobs get to stop before its data is deleted.
+const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub(super) async fn remove_tenant(
+    State(server): State<Arc<Server>>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let removed = write_lock(&server.tenants).remove(&name);
+    if removed.is_some() {
+        server.removing(&name);
+    }
+    if removed.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no tenant {name:?}"),
+        ));
+    }
+    let jobs = server.jobs_of(&name);
+    let mut stopped = 0;
+    for j in &jobs {
+        if !j.status().is_ended() {
+            j.request_stop();
+            stopped += 1;
+        }
+    }
+    // Once its jobs have ended, nothing of the tenant is left: a tenant
+    // added later under the same name starts empty.
+    let cleanup = server.clone();
+    let tenant = name.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + REMOVAL_GRACE;
+        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        cleanup.forget_tenant(&tenant).await;
+    });
+    Ok(ok(json!({ "name": name, "stopping_jobs": stopped })))
+}
