@@ -1,0 +1,71 @@
+//! `sluice run`: one job in this process, until its inputs end or a signal.
+
+use super::watch;
+use crate::exec::Job;
+use crate::spec::JobConfig;
+use crate::wasm::{self, Runtime};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub(super) fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> {
+    let io_threads = 2;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(io_threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = rt.block_on(async move {
+        // Deadline checks cost speed in every guest loop: compile them in
+        // only for a job that asks for a deadline.
+        let cfg = JobConfig::from_file(&path, &crate::operators::registry::BUILTINS)?;
+        let deadlines = cfg
+            .limits()
+            .map(|l| l.cpu_per_batch.is_some())
+            .unwrap_or(true);
+        let runtime = Runtime::with_options(wasm::default_cache_dir(), deadlines)?;
+        let base = path.parent().map(PathBuf::from).unwrap_or_default();
+        let plugins: Vec<(String, PathBuf)> = cfg
+            .operators
+            .iter()
+            .filter_map(|op| {
+                let op = op.get_ref();
+                Some((op.display_name(), base.join(op.plugin.as_ref()?)))
+            })
+            .collect();
+        let job = Job::from_config(cfg, &path, &runtime)?;
+        let bounded = job.is_bounded();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::signal::wait_for_signal().await;
+            eprintln!("stopping: finishing the current batch and flushing sinks (press Ctrl-C again to abort)");
+            let _ = stop_tx.send(true);
+            crate::signal::wait_for_signal().await;
+            eprintln!("aborted");
+            std::process::exit(130);
+        });
+        if !bounded && !quiet {
+            eprintln!("running `{}` until Ctrl-C or SIGTERM", job.name());
+        }
+        if watch {
+            if plugins.is_empty() {
+                eprintln!("--watch: the job has no `plugin` operator to watch");
+            }
+            tokio::spawn(watch::watch(
+                job.reloader(),
+                runtime.clone(),
+                plugins,
+                std::time::Duration::from_millis(300),
+                stop_rx.clone(),
+            ));
+        }
+        let job = if quiet { job } else { job.with_progress() };
+        let summary = job.run(stop_rx).await?;
+        eprintln!("{summary}");
+        Ok(ExitCode::SUCCESS)
+    });
+    // A source stuck in an uncancellable read (a terminal) must not keep the
+    // process alive once the job has finished.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
+}
