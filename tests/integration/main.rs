@@ -7,6 +7,7 @@ mod guide;
 mod hostile;
 mod joins;
 mod kafka;
+mod layout;
 mod plugins;
 mod reducers;
 mod reload;
