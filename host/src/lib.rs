@@ -5,18 +5,18 @@
 //! operators on a pool of CPU workers — one call into a Wasm component per
 //! partition batch, never per record — and writes the results to sinks.
 //!
-//! - [`config`]: the job file.
-//! - [`pipeline`]: builds and runs jobs (also from code, with [`pipeline::Job::builder`]).
-//! - [`runtime`]: the Wasm side — loading, checking, caching and instantiating components.
-//! - [`reload`]: hot reload — a new operator version swapped into a running job.
-//! - [`limits`]: memory, time and output limits on every Wasm instance of a job.
-//! - [`operator`]: the host-side operator trait, native operators and built-ins.
-//! - [`aggregate`], [`join`], [`window`]: keyed aggregation, windowed joins, windows, watermarks.
+//! The modules follow the data path, each using only the ones listed
+//! before it (`docs/architecture.md` has the map):
+//!
+//! - [`signal`]: the stop flag and the signals that raise it.
+//! - [`model`]: the columnar batch, the one key → partition function, time, units.
+//! - [`spec`]: the job file, its validation and its `[limits]`.
+//! - [`operators`]: the host-side operator traits and the built-ins.
+//! - [`wasm`]: Wasm components as operators and reducers, their sandbox, hot reload.
 //! - [`source`], [`sink`]: where records come from and go to.
-//! - [`partition`]: the one key → partition function.
-//! - [`batch`]: the columnar micro-batch, shared with the guest SDK.
-//! - [`devkit`]: `sluice plugin new / build / test` for operator authors.
+//! - [`exec`]: builds and runs jobs (also from code, with [`exec::Job::builder`]).
 //! - [`serve`]: `sluice serve`, the multi-tenant HTTP server.
+//! - [`cli`]: the `sluice` command line, with `sluice plugin` for operator authors.
 
 #![warn(missing_docs)]
 

@@ -1,5 +1,8 @@
-//! The `sluice` command line: argument parsing, signals, exit codes and
-//! error printing. The binary's `main` only calls [`main`].
+//! The `sluice` command line: argument parsing, logging, exit codes and
+//! error printing, and one file per command — `run` (with `--watch`),
+//! `deploy`, `plugin` (for operator authors); `serve` starts
+//! [`crate::serve`]. The top of the stack: it may use every module. The
+//! binary's `main` only calls [`main`].
 
 mod deploy;
 pub mod plugin;

@@ -1,9 +1,14 @@
-//! Runs jobs: a job's [plan](plan) of stages, the [micro-batcher](batcher)
-//! that cuts the sources' records into batches, the [coordinator] that
-//! partitions each batch and runs it stage by stage on the [worker] threads
-//! (with a hash [exchange] before keyed operators, and the [isolation] of
-//! records that make an operator fail), then [commits](commit) it: sinks,
-//! [dead letters](dead_letter), source offsets, and the job's [stats].
+//! Runs jobs, and is the only module that puts the others together: a job's
+//! plan of stages (`plan.rs`), the micro-batcher that cuts the sources'
+//! records into batches (`batcher.rs`), the coordinator that partitions each
+//! batch and runs it stage by stage on the worker threads (`coordinator.rs`,
+//! `worker.rs`), with a hash exchange before keyed operators (`exchange.rs`)
+//! and the isolation of records that make an operator fail
+//! (`isolation.rs`), then the commit of each batch to the sinks, the
+//! dead-letter file and the sources' offsets (`commit.rs`,
+//! `dead_letter.rs`), and the job's live figures (`stats.rs`). Uses every
+//! module below it: `model`, `spec`, `operators`, `wasm`, `source`, `sink`
+//! and `signal`.
 //!
 //! Jobs come from a job file ([`Job::from_file`]) or from code:
 //!
@@ -51,4 +56,4 @@ pub use job::{
     DEFAULT_INTERVAL, Job, JobBuilder, JobError, MAX_BATCH_BYTES, STOP_GRACE, Summary,
     default_workers,
 };
-pub use stats::{JobStats, SkipCount, StatsSnapshot};
+pub use stats::{JobStats, MAX_VERSION_EVENTS, SkipCount, StatsSnapshot};

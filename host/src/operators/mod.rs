@@ -1,8 +1,10 @@
-//! The host-side operator: what the pipeline calls once per partition batch.
+//! The host-side operator: what a job calls once per partition batch, and
+//! the built-ins a job file names ([`registry`]).
 //!
-//! Wasm components ([`crate::wasm::WasmOperator`]) and native operators
+//! Wasm components (`crate::wasm::WasmOperator`) and native operators
 //! ([`NativeOperator`], the built-in [`Count`]) implement the same trait, so
-//! the pipeline is tested and benchmarked without Wasm as well.
+//! the engine is tested and benchmarked without Wasm as well. Uses only
+//! [`crate::model`] and [`crate::spec`].
 
 pub mod aggregate;
 mod count;

@@ -17,7 +17,7 @@
 //! ```
 //!
 //! `docs/threat-model.md` says what the server protects and what it does
-//! not.
+//! not. Uses every module but [`crate::cli`].
 
 pub mod api;
 pub mod job;

@@ -2,7 +2,9 @@
 //!
 //! Sinks are called from one dedicated thread, batch after batch, with the
 //! batch's partitions in partition order; a batch is complete once every sink
-//! has returned from [`Sink::write`].
+//! has returned from [`Sink::write`]. One file per kind of sink; a sink that
+//! commits a batch's input itself does so through [`Ack`], so sinks know no
+//! source. Uses only [`crate::model`] and [`crate::spec`].
 
 mod collect;
 mod directory;

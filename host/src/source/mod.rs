@@ -4,7 +4,8 @@
 //! pool) and sends [`Batch`] chunks into a bounded channel, so a slow pipeline
 //! slows the sources down instead of dropping data. Bounded sources (a file,
 //! stdin, a generator with a record count) return when done; unbounded ones
-//! run until the stop signal.
+//! run until the stop signal. One file per kind of source; uses only
+//! [`crate::model`], [`crate::spec`] and [`crate::signal`].
 
 mod directory;
 mod file;

@@ -1,4 +1,8 @@
-//! The job file.
+//! The job file: its schema, strict parsing, and validation whose errors
+//! name the file, line and field. Uses only [`crate::model`]. A built-in
+//! operator's settings stay a raw table here; the built-in checks them
+//! itself through [`Builtins`], so this module knows no operator.
+
 mod job;
 pub mod limits;
 mod operator;

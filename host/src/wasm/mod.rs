@@ -1,4 +1,6 @@
-//! The Wasm runtime: the only module that knows about wasmtime.
+//! The Wasm runtime: the only module that knows about wasmtime. It turns
+//! components into [`crate::operators`] and uses only those, [`crate::spec`]
+//! and [`crate::model`].
 //!
 //! A [`Runtime`] holds one engine and linker. [`Runtime::load`] compiles a
 //! component once (or loads it from the on-disk cache, keyed by content hash
@@ -8,8 +10,9 @@
 //! [`Plugin::instantiate_reducer`] one [`WasmReducer`]. WASI is default-deny:
 //! no directories, no environment, no sockets; stdout, stderr and the `log`
 //! import go to the host log. Every instance is held to its job's
-//! [`Limits`]: memory, a deadline per call (epoch interruption, advanced by
-//! one background thread per runtime) and output size.
+//! [`Limits`](crate::spec::limits::Limits): memory, a deadline per call (epoch interruption, advanced by
+//! one background thread per runtime) and output size. A running job's
+//! `plugin` operators can be swapped for new versions ([`reload`]).
 
 mod component;
 mod engine;

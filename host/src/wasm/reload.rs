@@ -20,7 +20,7 @@
 //!    batch is processed by one version, and the versions follow each other
 //!    in order.
 //!
-//! Decisions are logged, counted in [`JobStats`] ([`VersionEvent`]) and
+//! Decisions are logged, recorded as [`VersionEvent`]s in the job's stats and
 //! reported to the deployer ([`Deployment::outcome`]).
 
 use crate::operators::OperatorFactory;
