@@ -6,7 +6,7 @@ use super::JobStats;
 use super::dead_letter::{DeadLetter, write_dead_letters};
 use super::job::JobError;
 use crate::model::batch::Batch;
-use crate::sink::{Ack, JsonlSink, Sink};
+use crate::sink::{Ack, ConsumerOffsets, JsonlSink, Sink};
 use crate::source::kafka::Offsets;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,15 +26,7 @@ impl Ack for Offsets {
         Offsets::commit(self);
     }
 
-    fn consumer_offsets(
-        &self,
-    ) -> Result<
-        (
-            rdkafka::TopicPartitionList,
-            rdkafka::consumer::ConsumerGroupMetadata,
-        ),
-        String,
-    > {
+    fn consumer_offsets(&self) -> Result<ConsumerOffsets, String> {
         let metadata = self
             .group_metadata()
             .ok_or("the Kafka source has no consumer group metadata")?;

@@ -64,8 +64,11 @@ pub trait Ack: Send + Sync {
     /// The positions as a Kafka consumer group's offsets and the group's
     /// metadata, for a producer transaction that commits them with the
     /// output.
-    fn consumer_offsets(&self) -> Result<(TopicPartitionList, ConsumerGroupMetadata), String>;
+    fn consumer_offsets(&self) -> Result<ConsumerOffsets, String>;
 }
+
+/// A Kafka consumer group's offsets to commit, and the group's metadata.
+pub type ConsumerOffsets = (TopicPartitionList, ConsumerGroupMetadata);
 
 /// Opens the sink `cfg`, resolving paths against `base`.
 pub fn open(cfg: &SinkConfig, base: &Path) -> std::io::Result<Box<dyn Sink>> {

@@ -1,4 +1,4 @@
-//! Tools for operator authors: `sluice plugin new`, `build` and `test`.
+//! Tools for operator authors: `sluice plugin new`, `build`, `test` and `check`.
 //!
 //! - [`scaffold`] creates an operator crate that builds and passes its test
 //!   as generated.
