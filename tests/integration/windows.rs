@@ -231,6 +231,54 @@ fn session_windows_match_reference() {
     }
 }
 
+/// A record at either end of time — an event time of `i64::MAX`, which a
+/// JSON field can carry, or `i64::MIN` — once made sliding-window assignment
+/// wrap and spin for ever on a worker, so that not even SIGTERM ended the
+/// job. Now it gets the windows that reach it, cut at the end of the range,
+/// and the job ends.
+#[test]
+fn a_timestamp_near_i64_max_ends_the_job() {
+    let input = [
+        Rec {
+            key: 1,
+            ts: 1_000,
+            value: 1,
+        },
+        Rec {
+            key: 1,
+            ts: i64::MAX,
+            value: 1,
+        },
+        Rec {
+            key: 2,
+            ts: i64::MIN,
+            value: 1,
+        },
+    ];
+    let settings = [
+        ("function", "count".to_string()),
+        ("window", "sliding".to_string()),
+        ("length", "10s".to_string()),
+        ("slide", "5s".to_string()),
+    ];
+    // Windows start at multiples of 5 s: i64::MAX is 807 ms past
+    // 9223372036854775000, i64::MIN 4192 ms past -9223372036854780000.
+    let want: Results = [
+        (("1", -5_000, 5_000), 1),
+        (("1", 0, 10_000), 1),
+        (("1", 9_223_372_036_854_770_000, i64::MAX), 1),
+        (("1", 9_223_372_036_854_775_000, i64::MAX), 1),
+        (("2", i64::MIN, -9_223_372_036_854_775_000), 1),
+        (("2", i64::MIN, -9_223_372_036_854_770_000), 1),
+    ]
+    .into_iter()
+    .map(|((k, s, e), n)| ((k.to_string(), s, e), n))
+    .collect();
+    let (got, summary) = run(&input, &settings, 2, 10);
+    assert_eq!(got, want);
+    assert_eq!(summary.records_in, 3);
+}
+
 /// A record whose every window has closed is counted as late, not added.
 #[test]
 fn late_records_are_counted_and_diverted() {

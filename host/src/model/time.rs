@@ -58,21 +58,30 @@ impl WindowKind {
     pub fn assign(&self, ts: i64, out: &mut Vec<Window>) {
         out.clear();
         match *self {
+            // Bounds are computed in i128, so a timestamp at either end of
+            // the i64 range neither wraps nor loops; a window reaching past
+            // the range is cut at the range's end.
             WindowKind::Tumbling { length } => {
+                let (ts, length) = (i128::from(ts), i128::from(length.max(1)));
                 let start = ts - ts.rem_euclid(length);
                 out.push(Window {
-                    start,
-                    end: start.saturating_add(length),
+                    start: saturate(start),
+                    end: saturate(start + length),
                 });
             }
             WindowKind::Sliding { length, slide } => {
-                let last = ts - ts.rem_euclid(slide);
+                let (t, length, slide) = (
+                    i128::from(ts),
+                    i128::from(length.max(1)),
+                    i128::from(slide.max(1)),
+                );
+                let last = t - t.rem_euclid(slide);
                 let mut start = last - ((length - 1) / slide) * slide;
                 while start <= last {
-                    if ts < start.saturating_add(length) {
+                    if t < start + length {
                         out.push(Window {
-                            start,
-                            end: start.saturating_add(length),
+                            start: saturate(start),
+                            end: saturate(start + length),
                         });
                     }
                     start += slide;
@@ -84,6 +93,11 @@ impl WindowKind {
             }),
         }
     }
+}
+
+/// `x` within the range of `i64`.
+fn saturate(x: i128) -> i64 {
+    i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Which clock places records in windows.
@@ -166,6 +180,28 @@ mod tests {
         );
         WindowKind::Tumbling { length: 10 }.assign(-1, &mut out);
         assert_eq!(out, [Window { start: -10, end: 0 }]);
+    }
+
+    #[test]
+    fn a_timestamp_at_either_end_of_time_neither_wraps_nor_loops() {
+        let mut out = Vec::new();
+        let sliding = WindowKind::Sliding {
+            length: 10_000,
+            slide: 5_000,
+        };
+        for ts in [i64::MAX, i64::MAX - 1, i64::MIN, i64::MIN + 1] {
+            sliding.assign(ts, &mut out);
+            assert!(!out.is_empty() && out.len() <= 2, "{ts}: {out:?}");
+            for w in &out {
+                assert!(
+                    w.start <= ts && (ts < w.end || w.end == i64::MAX),
+                    "{ts}: {w:?}"
+                );
+            }
+            WindowKind::Tumbling { length: 30_000 }.assign(ts, &mut out);
+            assert_eq!(out.len(), 1);
+            assert!(out[0].start <= ts && (ts < out[0].end || out[0].end == i64::MAX));
+        }
     }
 
     #[test]
