@@ -30,6 +30,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Like [`parse_duration`], and also accepts zero (`"0s"`, `"0ms"`, `"0"`),
+/// for settings where none is a sensible amount: a watermark delay, an
+/// allowed lateness.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[number.len()..];
+    if number.trim().parse::<f64>() == Ok(0.0) && matches!(unit, "" | "ms" | "s" | "m" | "h") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// Parses a size: a number with `B`, `KiB`, `MiB` or `GiB` (any case, a
 /// space allowed), like `"64MiB"` or `"1.5 GiB"`; a bare number is bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -90,6 +103,21 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_watermark_delay_is_a_duration() {
+        for zero in ["0s", "0ms", "0", "0.0s", " 0 m"] {
+            assert_eq!(parse_duration_or_zero(zero), Ok(Duration::ZERO), "{zero}");
+        }
+        assert_eq!(
+            parse_duration_or_zero("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert!(parse_duration_or_zero("0 parsecs").is_err());
+        assert!(parse_duration_or_zero("-1s").is_err());
+        // Where zero makes no sense it stays refused.
+        assert!(parse_duration("0s").is_err());
+    }
 
     #[test]
     fn durations() {

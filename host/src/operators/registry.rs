@@ -139,4 +139,46 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_sliding_window_of_100h_by_1ms_is_refused_naming_the_slide() {
+        let err = parse(&format!(
+            "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ function = \"count\", window = \"sliding\", length = \"100h\", slide = \"1ms\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("field `operators[0].config.slide`: 1ms puts every record in 360000000 windows of 100h (accepted: at most 1000"),
+            "{err}"
+        );
+        // At the bound it is accepted.
+        let ok = parse(&format!(
+            "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ function = \"count\", window = \"sliding\", length = \"1000s\", slide = \"1s\" }}\n"
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn a_zero_watermark_delay_and_lateness_are_accepted() {
+        let cfg = parse(&format!(
+            "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ function = \"count\", window = \"tumbling\", length = \"10s\", watermark_delay = \"0s\", allowed_lateness = \"0ms\" }}\n"
+        ));
+        assert!(cfg.is_ok(), "{cfg:?}");
+        let join = JoinConfig::parse(&[
+            ("left".into(), "a".into()),
+            ("right".into(), "b".into()),
+            ("window".into(), "tumbling".into()),
+            ("length".into(), "10s".into()),
+            ("watermark_delay".into(), "0s".into()),
+        ])
+        .unwrap();
+        assert_eq!(join.settings.watermark_delay, 0);
+        // A zero window length stays refused.
+        let err = parse(&format!(
+            "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ function = \"count\", window = \"tumbling\", length = \"0s\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("config.length`"), "{err}");
+    }
 }

@@ -2,8 +2,12 @@
 //! share, parsed from their raw `config` table.
 
 use crate::model::time::{TimeDomain, WindowKind, millis};
-use crate::model::units::parse_duration;
+use crate::model::units::{parse_duration, parse_duration_or_zero};
 pub use crate::spec::SettingError;
+
+/// The most windows a sliding window's settings may put one record in:
+/// each costs state and output per record.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
 
 /// The windowing settings shared by the windowed built-ins (`aggregate`,
 /// `join`): `window`, `length`, `slide`, `gap`, `time`, `watermark_delay`,
@@ -37,6 +41,17 @@ impl WindowSettings {
                         .map_err(|m| (k.to_string(), m))
                 })
                 .transpose()
+        };
+        // Delays may be zero: no out-of-orderness, no lateness.
+        let delay = |k: &str| -> Result<i64, SettingError> {
+            get(k)
+                .map(|v| {
+                    parse_duration_or_zero(v)
+                        .map(millis)
+                        .map_err(|m| (k.to_string(), m))
+                })
+                .transpose()
+                .map(Option::unwrap_or_default)
         };
         let length = dur("length")?;
         let slide = dur("slide")?;
@@ -75,6 +90,19 @@ impl WindowSettings {
                         "slide",
                         format!(
                             "{} is larger than the window length {}: records between windows would be lost",
+                            get("slide").unwrap_or_default(),
+                            get("length").unwrap_or_default()
+                        ),
+                    );
+                }
+                let windows = (length + slide - 1) / slide;
+                if windows > MAX_WINDOWS_PER_RECORD {
+                    return err(
+                        "slide",
+                        format!(
+                            "{} puts every record in {windows} windows of {} (accepted: at most \
+                             {MAX_WINDOWS_PER_RECORD} windows per record; make `slide` longer or \
+                             `length` shorter)",
                             get("slide").unwrap_or_default(),
                             get("length").unwrap_or_default()
                         ),
@@ -127,8 +155,8 @@ impl WindowSettings {
         Ok(WindowSettings {
             window,
             time,
-            watermark_delay: dur("watermark_delay")?.unwrap_or(0),
-            allowed_lateness: dur("allowed_lateness")?.unwrap_or(0),
+            watermark_delay: delay("watermark_delay")?,
+            allowed_lateness: delay("allowed_lateness")?,
             late_to_dead_letter: late,
         })
     }
