@@ -207,7 +207,11 @@ fn no_source_file_is_too_long_to_read() {
             .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].starts_with("mod tests"))
             .unwrap_or(lines.len());
         if code > MAX_LINES {
-            let name = file.strip_prefix(src()).unwrap_or(&file).display().to_string();
+            let name = file
+                .strip_prefix(src())
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             long.push(format!("host/src/{name} has {code} lines"));
         }
     }
