@@ -32,6 +32,25 @@ fn plugin_check_reports_world_and_version() {
     );
 }
 
+/// `sluice plugin check x.wasm | head -1` closes the pipe before `sluice`
+/// writes its second line; that once panicked ("failed printing to stdout:
+/// Broken pipe").
+#[test]
+fn plugin_check_into_a_closed_pipe_does_not_panic() {
+    let mut child = sluice()
+        .args(["plugin", "check", guests::SPLIT_WORDS])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the component is even loaded.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
 #[test]
 fn plugin_check_tells_a_stateful_transformer() {
     let out = sluice()

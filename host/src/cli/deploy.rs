@@ -45,7 +45,7 @@ pub(super) fn deploy(
     let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     match status {
         200 => {
-            println!(
+            say!(
                 "version {} of `{operator}` adopted from batch {} ({:.0} ms after the upload)",
                 body["version"],
                 body["first_batch"],
@@ -54,7 +54,7 @@ pub(super) fn deploy(
             Ok(ExitCode::SUCCESS)
         }
         202 => {
-            println!(
+            say!(
                 "version {} of `{operator}` uploaded, not decided yet: {}",
                 body["version"],
                 body["note"].as_str().unwrap_or_default()

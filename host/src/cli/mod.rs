@@ -4,6 +4,16 @@
 //! [`crate::serve`]. The top of the stack: it may use every module. The
 //! binary's `main` only calls [`main`].
 
+/// `println!` that does not panic when standard output is closed early
+/// (`sluice plugin check x.wasm | head -1`): what the reader no longer
+/// wants is dropped, and the command ends as it would have.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod deploy;
 pub mod plugin;
 mod run;
@@ -143,7 +153,7 @@ fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> 
                 }
             };
             anyhow::ensure!(!token.is_empty(), "the token is empty");
-            println!(
+            say!(
                 "{}",
                 crate::serve::tenant::to_hex(&crate::serve::tenant::hash_token(&token))
             );

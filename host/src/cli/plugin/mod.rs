@@ -88,8 +88,8 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 None => SdkSource::detect(),
             };
             let root = scaffold::create(&dir, &name, &sdk)?;
-            println!("created operator crate {}", root.display());
-            println!(
+            say!("created operator crate {}", root.display());
+            say!(
                 "next: cd {} && cargo test && sluice plugin build",
                 root.display()
             );
@@ -98,7 +98,7 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Build { path } => {
             let runtime = Runtime::new()?;
             let built = build::build(&path, &runtime)?;
-            println!(
+            say!(
                 "built {} ({:.1} KB): implements world `{}` of {}",
                 built.path.display(),
                 built.info.size as f64 / 1024.0,
@@ -138,7 +138,7 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             match runtime.load(&file) {
                 Ok(plugin) => {
                     let info = plugin.info();
-                    println!(
+                    say!(
                         "{}: implements world `{}` of {} ({} bytes, sha256 {})",
                         file.display(),
                         info.world,
@@ -146,7 +146,7 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                         info.size,
                         &info.sha256[..16]
                     );
-                    println!("imports: {}", info.imports.join(", "));
+                    say!("imports: {}", info.imports.join(", "));
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -166,7 +166,7 @@ fn print_report(
     limit: usize,
 ) {
     let show = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
-    println!(
+    say!(
         "operator `{name}` ({}, world `{}`): {} record(s) in, {} out, {} rejected",
         info.contract,
         info.world,
@@ -174,31 +174,31 @@ fn print_report(
         report.output.len(),
         report.rejected.len()
     );
-    println!("output:");
+    say!("output:");
     for r in report.output.iter().take(limit) {
         match r.key {
-            Some(k) => println!(
+            Some(k) => say!(
                 "  [{}] key={} value={} ts={}",
                 r.index,
                 show(k),
                 show(r.value),
                 r.timestamp
             ),
-            None => println!("  [{}] value={} ts={}", r.index, show(r.value), r.timestamp),
+            None => say!("  [{}] value={} ts={}", r.index, show(r.value), r.timestamp),
         }
     }
     if report.output.len() > limit {
-        println!("  ... ({} more)", report.output.len() - limit);
+        say!("  ... ({} more)", report.output.len() - limit);
     }
     if !report.rejected.is_empty() {
-        println!("rejected:");
+        say!("rejected:");
         for (i, reason) in &report.rejected {
             let value = input.get(*i).map(|r| show(r.value)).unwrap_or_default();
-            println!("  record {i} (value {value}): {reason}");
+            say!("  record {i} (value {value}): {reason}");
         }
     }
     let per = report.elapsed.as_secs_f64() * 1e6 / report.records.max(1) as f64;
-    println!(
+    say!(
         "time: {per:.2} µs per record ({:.1} µs for {} record(s) in one batch, including the first call's warm-up)",
         report.elapsed.as_secs_f64() * 1e6,
         report.records
