@@ -222,9 +222,22 @@ fn write_cache(file: &Path, component: &Component) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, file)
+    let tmp = temp_path(file);
+    let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A name to write `file` under before renaming it into place, of this
+/// writer alone: threads of one process compiling the same component at
+/// once must not write into one temporary file, which the first rename
+/// would publish half-written, to be loaded as native code.
+fn temp_path(file: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    file.with_extension(format!("tmp{}-{n}", std::process::id()))
 }
 
 /// The default cache of compiled components: `$SLUICE_CACHE_DIR`, else
@@ -241,4 +254,22 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_writers_of_one_cache_file_never_share_a_temporary_file() {
+        let file = Path::new("/cache/abc-0123.cwasm");
+        let names: Vec<PathBuf> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..4).map(|_| s.spawn(|| temp_path(file))).collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let distinct: std::collections::HashSet<&PathBuf> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        // Each sits beside the file, so the rename stays on one file system.
+        assert!(names.iter().all(|n| n.parent() == file.parent()));
+    }
 }
