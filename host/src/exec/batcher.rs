@@ -4,7 +4,7 @@
 
 use super::commit::start_sink_thread;
 use super::coordinator::{BatchRunner, Coordinator, Settings};
-use super::job::{Job, JobError, MAX_BATCH_BYTES, STOP_GRACE, Summary};
+use super::job::{Job, JobError, STOP_GRACE, Summary};
 use super::plan::{split_stages, stream_number};
 use super::worker::start_workers;
 use crate::model::batch::{self, Batch};
@@ -72,6 +72,7 @@ impl Job {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let max = self.max_records.unwrap_or(usize::MAX);
+        let max_bytes = self.max_bytes;
         let mut pending = Pending::new(self.streams.len());
         let mut result = Ok(());
         loop {
@@ -79,17 +80,14 @@ impl Job {
                 chunk = chunk_rx.recv() => match chunk {
                     Some(Chunk { stream, records: mut chunk, mut offsets }) => {
                         batches.count_in(&chunk);
-                        // Offsets are 32-bit and guests have 32-bit memories:
-                        // a batch stays well below 4 GiB of payload.
-                        if !pending.is_empty()
-                            && pending.payload_bytes() + batch::payload_bytes(&chunk) > MAX_BATCH_BYTES
-                            && let Err(e) = batches.cut(&mut pending, false).await
-                        {
-                            result = Err(e);
-                            break;
-                        }
                         loop {
-                            let room = max - pending.len();
+                            // Within the record bound and the byte bound
+                            // (offsets are 32-bit and guests have 32-bit
+                            // memories); a record larger than the byte
+                            // bound makes a batch of its own.
+                            let left = max_bytes.saturating_sub(pending.held_bytes());
+                            let room = (max - pending.len())
+                                .min(batch::fitting(&chunk, left, pending.is_empty()));
                             if chunk.len() <= room {
                                 pending.push(stream, &chunk);
                                 pending.add_offsets(stream, offsets);
@@ -103,7 +101,7 @@ impl Job {
                             if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
                         }
                         if result.is_err() { break; }
-                        if pending.len() >= max
+                        if (pending.len() >= max || pending.held_bytes() >= max_bytes)
                             && let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
                     }
                     None => break,
@@ -153,9 +151,10 @@ impl Job {
                 pending.push_chunk(chunk);
             }
         }
-        // What is left, still within the record bound per batch.
-        while result.is_ok() && pending.len() > max {
-            let mut head = pending.split_first(max);
+        // What is left (a stop takes everything the sources read), still
+        // within the record and byte bounds per batch.
+        while result.is_ok() && (pending.len() > max || pending.held_bytes() > max_bytes) {
+            let mut head = pending.split_first(max.min(pending.fitting(max_bytes)));
             result = batches.cut(&mut head, false).await;
         }
         if result.is_ok() {
@@ -229,8 +228,24 @@ impl Pending {
         self.len == 0
     }
 
-    pub(super) fn payload_bytes(&self) -> usize {
-        self.streams.iter().map(batch::payload_bytes).sum()
+    /// Bytes the pending records are held in (see [`batch::held_bytes`]).
+    pub(super) fn held_bytes(&self) -> usize {
+        self.streams.iter().map(batch::held_bytes).sum()
+    }
+
+    /// How many records from the front, streams in order, fit in `bytes`;
+    /// at least one, when there is one.
+    pub(super) fn fitting(&self, mut bytes: usize) -> usize {
+        let mut n = 0;
+        for b in &self.streams {
+            let fit = batch::fitting(b, bytes, n == 0);
+            n += fit;
+            if fit < b.len() {
+                break;
+            }
+            bytes = bytes.saturating_sub(batch::held_bytes(b));
+        }
+        n
     }
 
     pub(super) fn push(&mut self, stream: usize, chunk: &Batch) {

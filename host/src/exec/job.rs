@@ -166,6 +166,8 @@ pub struct Job {
     pub(super) partition_by: PartitionBy,
     pub(super) interval: Option<Duration>,
     pub(super) max_records: Option<usize>,
+    /// Bytes after which a micro-batch is cut (see [`held_bytes`](crate::model::batch::held_bytes)).
+    pub(super) max_bytes: usize,
     /// Each source with the stream it feeds (`None`: the unnamed stream).
     pub(super) sources: Vec<(Option<String>, SourceConfig)>,
     pub(super) operators: Vec<Arc<dyn OperatorFactory>>,
@@ -200,8 +202,11 @@ pub fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
-/// Payload bytes after which a micro-batch is cut whatever its record count.
-pub const MAX_BATCH_BYTES: usize = 1 << 30;
+/// Bytes after which a micro-batch is cut whatever its record count, the
+/// default and the largest bound accepted: offsets are 32-bit and guests
+/// have 32-bit memories, so a batch stays well below 4 GiB. Counted as
+/// [`held_bytes`](crate::model::batch::held_bytes) counts them, so empty records count too.
+pub const MAX_BATCH_BYTES: usize = crate::spec::MAX_BATCH_BYTES as usize;
 
 /// How long a stopping job waits for its sources to hand over what they read.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -280,6 +285,12 @@ impl JobBuilder {
         self.job.max_records = Some(n);
         self
     }
+    /// Cut a micro-batch when its records are held in this many bytes
+    /// (default and most: [`MAX_BATCH_BYTES`]).
+    pub fn max_batch_bytes(mut self, n: usize) -> Self {
+        self.job.max_bytes = n;
+        self
+    }
     /// JSON-lines file for rejected records.
     pub fn dead_letter(mut self, path: impl Into<PathBuf>) -> Self {
         self.job.dead_letter = Some(path.into());
@@ -321,6 +332,11 @@ impl JobBuilder {
         }
         if job.max_records == Some(0) {
             return Err(JobError::Invalid("max_records must be at least 1".into()));
+        }
+        if !(1..=MAX_BATCH_BYTES).contains(&job.max_bytes) {
+            return Err(JobError::Invalid(format!(
+                "max_batch_bytes must be from 1 to {MAX_BATCH_BYTES}"
+            )));
         }
         if job.interval.is_none() && job.max_records.is_none() {
             job.interval = Some(DEFAULT_INTERVAL);
@@ -372,6 +388,7 @@ impl Job {
                 partition_by: PartitionBy::RoundRobin,
                 interval: None,
                 max_records: None,
+                max_bytes: MAX_BATCH_BYTES,
                 sources: Vec::new(),
                 operators: Vec::new(),
                 streams: Vec::new(),
@@ -571,5 +588,46 @@ mod tests {
             assert_eq!(line["headers"], serde_json::Value::Array(want), "{line}");
         }
         assert!(dead.iter().all(|l| l["reason"] == "bad"));
+    }
+
+    /// Empty records once weighed nothing against the batch's byte bound,
+    /// so a source of empty lines (or a generator with `value_size = 0`)
+    /// could make a micro-batch of any number of records. Each record now
+    /// counts the 17 bytes that place it.
+    #[tokio::test]
+    async fn empty_records_count_against_the_batch_byte_bound() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let largest = Arc::new(AtomicUsize::new(0));
+        let seen = largest.clone();
+        let watch = NativeOperator::new("watch", move |input, out| {
+            seen.fetch_max(input.len(), Ordering::Relaxed);
+            for r in input.iter() {
+                out.forward(r);
+            }
+            Ok(())
+        });
+        let sink = CollectSink::new();
+        let summary = Job::builder("t")
+            .source(SourceConfig::Generator {
+                records: Some(10_000),
+                rate: None,
+                value_size: 0,
+                keys: None,
+                seed: 1,
+            })
+            .operator(watch)
+            .sink_boxed(Box::new(sink.clone()))
+            .workers(1)
+            .max_batch_bytes(1024)
+            .build()
+            .unwrap()
+            .run_to_end()
+            .await
+            .unwrap();
+        // 1024 bytes hold 60 records of 17 bytes.
+        let most = 1024 / 17;
+        assert_eq!(summary.records_out, 10_000);
+        assert!(largest.load(Ordering::Relaxed) <= most, "{largest:?}");
+        assert!(summary.batches >= 10_000 / most as u64, "{summary}");
     }
 }

@@ -38,6 +38,9 @@ impl Job {
         if let Some(m) = &cfg.batch.max_records {
             b = b.max_records(*m.get_ref());
         }
+        if let Some(bytes) = cfg.max_batch_bytes() {
+            b = b.max_batch_bytes(bytes);
+        }
         for s in &cfg.sources {
             let s = s.get_ref();
             b = match &s.name {

@@ -236,6 +236,55 @@ pub fn payload_bytes(b: &Batch) -> usize {
     b.keys.len() + b.values.len() + b.header_keys.len() + b.header_values.len()
 }
 
+/// Bytes a record of a batch is held in per record whatever its content:
+/// its key and value ends (4 each), key flag (1) and timestamp (8).
+pub const RECORD_OVERHEAD: usize = 17;
+
+/// Bytes a header of a record is held in besides its key and value: its key
+/// and value ends (4 each) and value flag (1).
+pub const HEADER_OVERHEAD: usize = 9;
+
+/// Bytes held by all the batch's buffers: its payload and, per record and
+/// per header, the offsets and flags that place it. Empty records cost
+/// memory too, so this is what bounds a batch.
+pub fn held_bytes(b: &Batch) -> usize {
+    payload_bytes(b)
+        + RECORD_OVERHEAD * b.len()
+        + 4 * b.header_ends.len()
+        + HEADER_OVERHEAD * b.header_key_ends.len()
+}
+
+/// How many records from the front of `b` fit in `bytes`, counted as
+/// [`held_bytes`] counts them; at least one when `at_least_one` (so that a
+/// record larger than the bound still moves on, alone).
+pub fn fitting(b: &Batch, bytes: usize, at_least_one: bool) -> usize {
+    if held_bytes(b) <= bytes {
+        return b.len();
+    }
+    let mut used = 0usize;
+    let mut n = 0;
+    for r in b.iter() {
+        let size = RECORD_OVERHEAD
+            + r.key.map_or(0, <[u8]>::len)
+            + r.value.len()
+            + if b.header_ends.is_empty() { 0 } else { 4 }
+            + r.headers
+                .iter()
+                .map(|h| HEADER_OVERHEAD + h.key.len() + h.value.map_or(0, <[u8]>::len))
+                .sum::<usize>();
+        used += size;
+        if used > bytes {
+            break;
+        }
+        n += 1;
+    }
+    if at_least_one {
+        n.max(1).min(b.len())
+    } else {
+        n
+    }
+}
+
 /// The start of a record's value, quoted, for error messages.
 pub fn preview(value: &[u8]) -> String {
     const MAX: usize = 80;
@@ -250,6 +299,56 @@ pub fn preview(value: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A batch's held bytes are its records' sizes, each its key, value
+        /// and headers plus the offsets placing them; `fitting` takes the
+        /// longest prefix within a bound.
+        #[test]
+        fn records_fit_the_byte_bound_with_their_overhead(
+            records in proptest::collection::vec(
+                (proptest::option::of(0usize..5), 0usize..40, proptest::collection::vec((0usize..4, proptest::option::of(0usize..6)), 0..3)),
+                0..30,
+            ),
+            bytes in 0usize..1500,
+            at_least_one: bool,
+        ) {
+            let mut b = Batch::new();
+            for (key, value, headers) in &records {
+                let key = key.map(|n| vec![b'k'; n]);
+                b.push(key.as_deref(), &vec![b'v'; *value], 0);
+                for (hk, hv) in headers {
+                    let hv = hv.map(|n| vec![b'h'; n]);
+                    b.push_header(&vec![b'n'; *hk], hv.as_deref());
+                }
+            }
+            let headed = records.iter().any(|(_, _, h)| !h.is_empty());
+            let sizes: Vec<usize> = records
+                .iter()
+                .map(|(k, v, h)| {
+                    17 + k.unwrap_or(0)
+                        + v
+                        + if headed { 4 } else { 0 }
+                        + h.iter().map(|(hk, hv)| 9 + hk + hv.unwrap_or(0)).sum::<usize>()
+                })
+                .collect();
+            prop_assert_eq!(held_bytes(&b), sizes.iter().sum::<usize>());
+            let mut want = 0;
+            let mut used = 0;
+            for s in &sizes {
+                used += s;
+                if used > bytes {
+                    break;
+                }
+                want += 1;
+            }
+            if at_least_one && !records.is_empty() {
+                want = want.max(1);
+            }
+            prop_assert_eq!(fitting(&b, bytes, at_least_one), want);
+        }
+    }
 
     #[test]
     fn without_keeps_order_and_keys() {

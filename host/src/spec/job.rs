@@ -38,7 +38,7 @@ use super::limits::{Limits, LimitsConfig, LimitsError, OnBreach};
 use super::operator::{Builtins, OperatorConfig, Shape};
 use super::sink::{Delivery, SinkConfig};
 use super::source::{SourceConfig, SourceEntry};
-use crate::model::units::parse_duration;
+use crate::model::units::{format_size, parse_duration, parse_size};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -129,7 +129,15 @@ pub struct BatchConfig {
     pub interval: Option<Spanned<String>>,
     /// Cut a batch when it holds this many records.
     pub max_records: Option<Spanned<usize>>,
+    /// Cut a batch when its records are held in this many bytes, e.g.
+    /// `"64MiB"` (payload and 17 bytes per record; default and most: 1 GiB).
+    pub max_bytes: Option<Spanned<String>>,
 }
+
+/// The most `batch.max_bytes` may be, and its default: 1 GiB.
+pub const MAX_BATCH_BYTES: u64 = 1 << 30;
+/// The least `batch.max_bytes` may be: 1 KiB.
+pub const MIN_BATCH_BYTES: u64 = 1 << 10;
 
 /// The dead-letter file.
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +203,22 @@ impl JobConfig {
                 "batch.max_records",
                 "must be at least 1".into(),
             ));
+        }
+        if let Some(b) = &self.batch.max_bytes {
+            let bytes =
+                parse_size(b.get_ref()).map_err(|m| invalid(b.span(), "batch.max_bytes", m))?;
+            if !(MIN_BATCH_BYTES..=MAX_BATCH_BYTES).contains(&bytes) {
+                return Err(invalid(
+                    b.span(),
+                    "batch.max_bytes",
+                    format!(
+                        "{} is out of range (accepted: {} to {})",
+                        format_size(bytes),
+                        format_size(MIN_BATCH_BYTES),
+                        format_size(MAX_BATCH_BYTES)
+                    ),
+                ));
+            }
         }
         if self.sources.is_empty() {
             return Err(ConfigError::Syntax {
@@ -415,6 +439,12 @@ impl JobConfig {
             .map_or_else(|| Ok(Limits::default()), LimitsConfig::resolve)
     }
 
+    /// The byte bound of a batch, if set.
+    pub fn max_batch_bytes(&self) -> Option<usize> {
+        let b = self.batch.max_bytes.as_ref()?;
+        parse_size(b.get_ref()).ok().map(|n| n as usize)
+    }
+
     /// The batch interval, if set.
     pub fn interval(&self) -> Option<Duration> {
         self.batch
@@ -616,6 +646,28 @@ mod tests {
             "{MINIMAL}[limits]\non_breach = \"dead-letter\"\n[dead_letter]\npath = \"d.jsonl\"\n"
         ));
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn batch_bytes_parse_as_sizes_within_bounds() {
+        let cfg = parse(&format!("{MINIMAL}[batch]\nmax_bytes = \"64MiB\"\n")).unwrap();
+        assert_eq!(cfg.max_batch_bytes(), Some(64 << 20));
+        let err = parse(&format!("{MINIMAL}[batch]\nmax_bytes = \"2GiB\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "field `batch.max_bytes`: 2 GiB is out of range (accepted: 1 KiB to 1 GiB)"
+            ),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}[batch]\nmax_bytes = \"lots\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `batch.max_bytes`: \"lots\" is not a size"),
+            "{err}"
+        );
     }
 
     #[test]

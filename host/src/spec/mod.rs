@@ -9,7 +9,10 @@ mod operator;
 mod sink;
 mod source;
 
-pub use job::{BatchConfig, ConfigError, DeadLetterConfig, JobConfig, PartitionBy, line_of};
+pub use job::{
+    BatchConfig, ConfigError, DeadLetterConfig, JobConfig, MAX_BATCH_BYTES, MIN_BATCH_BYTES,
+    PartitionBy, line_of,
+};
 pub use limits::{LimitsConfig, LimitsError};
 pub use operator::{Builtins, OperatorConfig, REDUCE_MODES, ReduceMode, SettingError, Shape};
 pub use sink::{Delivery, KafkaSinkConfig, SinkConfig};
