@@ -90,6 +90,43 @@ async fn socket_source_reconnects() {
     assert_eq!(sink.values(), ["first", "second", "third"]);
 }
 
+/// A server that sends bytes and never a newline once made the socket
+/// source hold all of them, until memory ran out. The lines before it go
+/// through; the endless one fails the job, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_sends_a_newline_fails_the_job_naming_max_line_bytes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let sink = CollectSink::new();
+    let job = Job::builder("sock")
+        .source(SourceConfig::Socket { address })
+        .sink_boxed(Box::new(sink.clone()))
+        .interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(job.run(stop_rx));
+    let (mut conn, _) = listener.accept().await.unwrap();
+    conn.write_all(b"fine\n").await.unwrap();
+    wait_for(&sink, 1).await;
+    let block = vec![b'x'; 1 << 20];
+    // 17 MiB without a newline; the source stops reading at 16 MiB.
+    for _ in 0..17 {
+        if conn.write_all(&block).await.is_err() {
+            break;
+        }
+    }
+    let result = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("the job ends")
+        .unwrap();
+    let err = result
+        .expect_err("an endless line fails the job")
+        .to_string();
+    assert!(err.contains("max_line_bytes = 16 MiB"), "{err}");
+    assert_eq!(sink.values(), ["fine"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generator_is_deterministic_and_bounded() {
     let run = || async {

@@ -9,6 +9,22 @@ use tokio::sync::{mpsc, watch};
 /// Bytes of line data after which a chunk is sent whatever its line count.
 pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
 
+/// The longest line a line source takes, `max_line_bytes`: 16 MiB. A line
+/// still without its end past that (a socket that never sends a newline)
+/// fails the source, naming the setting, instead of exhausting memory.
+pub(crate) const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// The error of a line longer than [`MAX_LINE_BYTES`].
+fn line_too_long() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "a line is longer than max_line_bytes = {} (no line break within that many bytes)",
+            crate::model::units::format_size(MAX_LINE_BYTES as u64)
+        ),
+    )
+}
+
 /// Accumulates bytes and cuts them into line records.
 #[derive(Default)]
 pub(crate) struct LineSplitter {
@@ -17,11 +33,15 @@ pub(crate) struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Appends bytes; complete lines become records.
-    pub(crate) fn push(&mut self, data: &[u8], ts: i64) {
+    /// Appends bytes; complete lines become records. A line longer than
+    /// [`MAX_LINE_BYTES`] is an error.
+    pub(crate) fn push(&mut self, data: &[u8], ts: i64) -> std::io::Result<()> {
         let mut rest = data;
         while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(pos);
+            if self.partial.len() + line.len() > MAX_LINE_BYTES {
+                return Err(line_too_long());
+            }
             if self.partial.is_empty() {
                 self.chunk.push(None, trim_cr(line), ts);
             } else {
@@ -31,7 +51,11 @@ impl LineSplitter {
             }
             rest = &tail[1..];
         }
+        if self.partial.len() + rest.len() > MAX_LINE_BYTES {
+            return Err(line_too_long());
+        }
         self.partial.extend_from_slice(rest);
+        Ok(())
     }
 
     /// Takes the complete records so far if there are at least `min`, or
@@ -81,7 +105,7 @@ pub(crate) fn read_lines(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        splitter.push(&buf[..n], now_ms());
+        splitter.push(&buf[..n], now_ms())?;
         if let Some(chunk) = splitter.take_if(min_chunk)
             && tx.blocking_send(chunk).is_err()
         {
@@ -101,13 +125,35 @@ mod tests {
     #[test]
     fn splits_across_pushes_and_strips_cr() {
         let mut s = LineSplitter::default();
-        s.push(b"ab", 1);
-        s.push(b"c\r\nd\n\ne", 2);
+        s.push(b"ab", 1).unwrap();
+        s.push(b"c\r\nd\n\ne", 2).unwrap();
         let b = s.finish(3).unwrap();
         let vals: Vec<_> = b.iter().map(|r| r.value.to_vec()).collect();
         assert_eq!(
             vals,
             [b"abc".to_vec(), b"d".to_vec(), b"".to_vec(), b"e".to_vec()]
         );
+    }
+
+    /// A peer that never sends a newline once grew the partial line until
+    /// memory ran out.
+    #[test]
+    fn a_line_without_end_is_bounded() {
+        let mut s = LineSplitter::default();
+        let block = vec![b'x'; 1 << 20];
+        let mut pushed = 0;
+        let err = loop {
+            match s.push(&block, 0) {
+                Ok(()) => pushed += block.len(),
+                Err(e) => break e,
+            }
+            assert!(pushed <= MAX_LINE_BYTES, "took {pushed} bytes of one line");
+        };
+        assert!(err.to_string().contains("max_line_bytes = 16 MiB"), "{err}");
+        // A line of exactly the bound, then its end, is a record.
+        let mut s = LineSplitter::default();
+        s.push(&vec![b'y'; MAX_LINE_BYTES], 0).unwrap();
+        s.push(b"\n", 0).unwrap();
+        assert_eq!(s.finish(0).unwrap().len(), 1);
     }
 }

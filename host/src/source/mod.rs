@@ -184,10 +184,9 @@ async fn run_records(
                 .await
                 .map_err(err)
         }
-        SourceConfig::Socket { address } => {
-            socket::read_socket(&address, &tx, &mut stop).await;
-            Ok(())
-        }
+        SourceConfig::Socket { address } => socket::read_socket(&address, &tx, &mut stop)
+            .await
+            .map_err(err),
         SourceConfig::Generator {
             records,
             rate,

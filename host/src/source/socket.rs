@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
-/// Reads lines from a TCP server, reconnecting with backoff, until `stop`.
+/// Reads lines from a TCP server, reconnecting with backoff, until `stop`;
+/// fails on a line longer than `max_line_bytes`.
 pub(super) async fn read_socket(
     address: &str,
     tx: &mpsc::Sender<Batch>,
     stop: &mut watch::Receiver<bool>,
-) {
+) -> Result<(), String> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let connect = tokio::time::timeout(
@@ -22,7 +23,7 @@ pub(super) async fn read_socket(
         );
         let stream = tokio::select! {
             r = connect => r,
-            _ = crate::signal::stopped(stop) => return,
+            _ = crate::signal::stopped(stop) => return Ok(()),
         };
         match stream {
             Ok(Ok(mut stream)) => {
@@ -37,7 +38,7 @@ pub(super) async fn read_socket(
                             if let Some(chunk) = splitter.take_if(1) {
                                 let _ = tx.send(chunk).await;
                             }
-                            return;
+                            return Ok(());
                         }
                     };
                     match read {
@@ -52,7 +53,7 @@ pub(super) async fn read_socket(
                             if let Some(chunk) = last
                                 && tx.send(chunk).await.is_err()
                             {
-                                return;
+                                return Ok(());
                             }
                             tracing::warn!(
                                 "socket source: connection to {address} closed; reconnecting"
@@ -60,12 +61,14 @@ pub(super) async fn read_socket(
                             break;
                         }
                         Ok(n) => {
-                            splitter.push(&buf[..n], now_ms());
+                            if let Err(e) = splitter.push(&buf[..n], now_ms()) {
+                                return Err(format!("from {address}: {e}"));
+                            }
                             // Forward what arrived now: a socket is a live stream.
                             if let Some(chunk) = splitter.take_if(1)
                                 && tx.send(chunk).await.is_err()
                             {
-                                return;
+                                return Ok(());
                             }
                         }
                     }
@@ -80,7 +83,7 @@ pub(super) async fn read_socket(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = crate::signal::stopped(stop) => return,
+            _ = crate::signal::stopped(stop) => return Ok(()),
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
