@@ -90,6 +90,32 @@ async fn socket_source_reconnects() {
     assert_eq!(sink.values(), ["first", "second", "third"]);
 }
 
+/// With only `max_records` set there was no clock: records read before the
+/// input paused waited for more input for ever (and with them windows and
+/// Kafka commits). Now a pause of a tick cuts them into a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_max_records_a_pause_in_the_input_still_cuts_a_batch() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let sink = CollectSink::new();
+    let job = Job::builder("sock")
+        .source(SourceConfig::Socket { address })
+        .sink_boxed(Box::new(sink.clone()))
+        .max_records(1000)
+        .build()
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(job.run(stop_rx));
+    let (mut conn, _) = listener.accept().await.unwrap();
+    conn.write_all(b"a\nb\nc\n").await.unwrap();
+    // Far fewer than 1000 records, and nothing more: within the 5 s
+    // wait_for allows, a pause of one tick (1 s) cuts them.
+    wait_for(&sink, 3).await;
+    stop_tx.send(true).unwrap();
+    handle.await.unwrap().unwrap();
+    assert_eq!(sink.values(), ["a", "b", "c"]);
+}
+
 /// A server that sends bytes and never a newline once made the socket
 /// source hold all of them, until memory ran out. The lines before it go
 /// through; the endless one fails the job, naming the setting.

@@ -4,13 +4,13 @@
 
 use super::commit::start_sink_thread;
 use super::coordinator::{BatchRunner, Coordinator, Settings};
-use super::job::{Job, JobError, STOP_GRACE, Summary};
+use super::job::{DEFAULT_INTERVAL, Job, JobError, STOP_GRACE, Summary};
 use super::plan::{split_stages, stream_number};
 use super::worker::start_workers;
 use crate::model::batch::{self, Batch};
 use crate::source::kafka::Positions;
 use crate::source::{self, Chunk};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 impl Job {
@@ -68,7 +68,11 @@ impl Job {
         let mut batches = BatchRunner::start(coordinator, self.streams.len(), self.stats.clone());
 
         let mut stop_rx = stop.clone();
-        let mut ticker = tokio::time::interval(self.interval.unwrap_or(Duration::from_secs(3600)));
+        // Without an interval a batch is cut by size, and also once the
+        // input has paused for a whole tick: records already read do not
+        // wait for more input for ever, nor do windows and commits.
+        let mut ticker = tokio::time::interval(self.interval.unwrap_or(DEFAULT_INTERVAL));
+        let mut idle = true;
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let max = self.max_records.unwrap_or(usize::MAX);
@@ -79,6 +83,7 @@ impl Job {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
                     Some(Chunk { stream, records: mut chunk, mut offsets }) => {
+                        idle = false;
                         batches.count_in(&chunk);
                         loop {
                             // Within the record bound and the byte bound
@@ -106,8 +111,10 @@ impl Job {
                     }
                     None => break,
                 },
-                _ = ticker.tick(), if self.interval.is_some() => {
-                    if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                _ = ticker.tick() => {
+                    if (self.interval.is_some() || idle)
+                        && let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                    idle = true;
                 }
                 Some(joined) = source_tasks.join_next(), if !source_tasks.is_empty() => match joined {
                     Ok(Ok(())) => {}
