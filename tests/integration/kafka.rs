@@ -115,6 +115,61 @@ async fn kafka_to_wasm_to_kafka_commits_after_the_sink_and_resumes() {
     assert_eq!(kafka::committed_total(&group, &input, 4), 1500);
 }
 
+/// With two Kafka sources every commit once went through the first
+/// source's consumer: the second group never committed and read everything
+/// again on restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_kafka_sources_each_group_commits_its_own_offsets() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (first, second, output) = (
+        kafka::unique_topic("in-a"),
+        kafka::unique_topic("in-b"),
+        kafka::unique_topic("out"),
+    );
+    let (group_a, group_b) = (
+        kafka::unique_topic("group-a"),
+        kafka::unique_topic("group-b"),
+    );
+    kafka::create_topic(&first, 2).await;
+    kafka::create_topic(&second, 2).await;
+    kafka::create_topic(&output, 2).await;
+    kafka::produce(&first, &records(0..300));
+    kafka::produce(&second, &records(300..500));
+    let toml = format!(
+        r#"
+workers = 2
+[batch]
+interval = "200ms"
+[[sources]]
+kind = "kafka"
+brokers = "{brokers}"
+topics = ["{first}"]
+group = "{group_a}"
+[[sources]]
+kind = "kafka"
+brokers = "{brokers}"
+topics = ["{second}"]
+group = "{group_b}"
+[[operators]]
+plugin = {plugin:?}
+[[sinks]]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "{output}"
+"#,
+        brokers = kafka::broker(),
+        plugin = guests::UPPERCASE,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, job) = start(dir.path(), &toml);
+    let out = consume(&output, 500).await;
+    stop.send(true).unwrap();
+    job.await.unwrap().unwrap();
+    assert_exactly(&out, 0..500);
+    assert_eq!(kafka::committed_total(&group_a, &first, 2), 300);
+    assert_eq!(kafka::committed_total(&group_b, &second, 2), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_run_loses_nothing() {
     let _broker = kafka::BROKER_USE.write().await;

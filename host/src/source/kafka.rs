@@ -253,32 +253,22 @@ impl Positions {
     }
 }
 
-/// The offsets to commit after a micro-batch: per (topic, partition), the
-/// offset after the batch's last record from it.
+/// The offsets to commit after a micro-batch: per consumer (one per Kafka
+/// source, each of its own group) and (topic, partition), the offset after
+/// the batch's last record from it.
 pub struct Offsets {
+    by_consumer: Vec<ConsumerOffsets>,
+}
+
+/// One consumer's offsets of a micro-batch.
+struct ConsumerOffsets {
     consumer: Arc<BaseConsumer>,
     next: BTreeMap<(String, i32), i64>,
 }
 
-impl Offsets {
-    /// The offsets after all of `positions` (of one consumer), if any.
-    pub fn after<'a>(positions: impl IntoIterator<Item = &'a Positions>) -> Option<Offsets> {
-        let mut merged: Option<Offsets> = None;
-        for p in positions {
-            let m = merged.get_or_insert_with(|| Offsets {
-                consumer: p.consumer.clone(),
-                next: BTreeMap::new(),
-            });
-            for &(i, offset) in &p.records {
-                let e = m.next.entry(p.partitions[i as usize].clone()).or_insert(0);
-                *e = (*e).max(offset + 1);
-            }
-        }
-        merged.filter(|m| !m.next.is_empty())
-    }
-
+impl ConsumerOffsets {
     /// As a partition list for a commit.
-    pub fn list(&self) -> Result<TopicPartitionList, String> {
+    fn list(&self) -> Result<TopicPartitionList, String> {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &self.next {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
@@ -286,23 +276,76 @@ impl Offsets {
         }
         Ok(tpl)
     }
+}
 
-    /// The consumer group's metadata, for a transaction.
-    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
-        self.consumer.group_metadata()
+impl Offsets {
+    /// The offsets after all of `positions`, if any, kept apart by the
+    /// consumer that read them.
+    pub fn after<'a>(positions: impl IntoIterator<Item = &'a Positions>) -> Option<Offsets> {
+        let mut by_consumer: Vec<ConsumerOffsets> = Vec::new();
+        for p in positions {
+            let i = match by_consumer
+                .iter()
+                .position(|c| Arc::ptr_eq(&c.consumer, &p.consumer))
+            {
+                Some(i) => i,
+                None => {
+                    by_consumer.push(ConsumerOffsets {
+                        consumer: p.consumer.clone(),
+                        next: BTreeMap::new(),
+                    });
+                    by_consumer.len() - 1
+                }
+            };
+            let next = &mut by_consumer[i].next;
+            for &(i, offset) in &p.records {
+                let e = next.entry(p.partitions[i as usize].clone()).or_insert(0);
+                *e = (*e).max(offset + 1);
+            }
+        }
+        by_consumer.retain(|c| !c.next.is_empty());
+        (!by_consumer.is_empty()).then_some(Offsets { by_consumer })
     }
 
-    /// Commits through the consumer. A failed commit (a rebalance moved
+    /// The one consumer a transaction commits for (exactly-once takes a job
+    /// with a single Kafka source).
+    fn single(&self) -> Result<&ConsumerOffsets, String> {
+        match self.by_consumer.as_slice() {
+            [one] => Ok(one),
+            several => Err(format!(
+                "the batch holds records of {} Kafka sources; a transaction commits the offsets of one",
+                several.len()
+            )),
+        }
+    }
+
+    /// As a partition list for a commit, of the job's single Kafka source.
+    pub fn list(&self) -> Result<TopicPartitionList, String> {
+        self.single()?.list()
+    }
+
+    /// The consumer group's metadata, for a transaction, of the job's single
+    /// Kafka source.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.single().ok()?.consumer.group_metadata()
+    }
+
+    /// Commits each source's offsets through its own consumer, so that each
+    /// group resumes where it stopped. A failed commit (a rebalance moved
     /// the partition, the broker is restarting) only means the records may
     /// be read again, so it is logged, not fatal.
     pub fn commit(&self) {
-        let result = self.list().and_then(|tpl| {
-            self.consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(|e| e.to_string())
-        });
-        if let Err(e) = result {
-            tracing::warn!("kafka: offsets not committed ({e}); those records may be read again");
+        for c in &self.by_consumer {
+            let result = c.list().and_then(|tpl| {
+                c.consumer
+                    .commit(&tpl, CommitMode::Sync)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = result {
+                tracing::warn!(
+                    "kafka: offsets not committed ({e}); those records may be read again"
+                );
+            }
         }
     }
 }
