@@ -17,7 +17,8 @@
 use super::tenant::{Tenant, check_name};
 use crate::model::units::{format_duration, format_size};
 use crate::spec::{
-    ConfigError, DeadLetterConfig, JobConfig, LimitsConfig, SinkConfig, SourceConfig, line_of,
+    ConfigError, DeadLetterConfig, Delivery, JobConfig, LimitsConfig, SinkConfig, SourceConfig,
+    line_of,
 };
 use std::path::{Component, Path, PathBuf};
 use toml::Spanned;
@@ -136,6 +137,7 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
             SourceConfig::Kafka(k) => {
                 check_brokers(&k.brokers)
                     .map_err(|m| invalid(span.clone(), &field("brokers"), m))?;
+                k.group = tenant_scoped(tenant, &k.group);
                 check_kafka(&k.config).map_err(|(key, m)| {
                     invalid(span.clone(), &field(&format!("config.{key:?}")), m)
                 })?;
@@ -163,6 +165,10 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
             SinkConfig::Kafka(k) => {
                 check_brokers(&k.brokers)
                     .map_err(|m| invalid(span.clone(), &field("brokers"), m))?;
+                if k.delivery == Delivery::ExactlyOnce {
+                    let id = crate::sink::kafka::transactional_id(k);
+                    k.transactional_id = Some(tenant_scoped(tenant, &id));
+                }
                 check_kafka(&k.config).map_err(|(key, m)| {
                     invalid(span.clone(), &field(&format!("config.{key:?}")), m)
                 })?;
@@ -191,6 +197,14 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
     }
     cfg.limits = Some(cap_limits(cfg.limits.take(), tenant, &invalid)?);
     Ok(cfg)
+}
+
+/// A Kafka consumer group or transactional id within the tenant's own
+/// namespace, `<tenant>:<name>`. Tenant names cannot hold `:`, so no
+/// tenant can name another's group (and join it, take its partitions and
+/// commit its offsets) or transactional id (and fence its producer).
+fn tenant_scoped(tenant: &Tenant, name: &str) -> String {
+    format!("{}:{name}", tenant.name)
 }
 
 /// The job's limits within the tenant's caps, the tenant's values for those
@@ -521,6 +535,49 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("not a path"), "{err}");
+    }
+
+    /// A tenant once could name another tenant's consumer group (join it,
+    /// take its partitions, commit its offsets) or transactional id (fence
+    /// its producer).
+    #[test]
+    fn a_tenant_cannot_name_another_tenants_kafka_group_or_transactional_id() {
+        let text = "[[sources]]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"t\"]\n\
+                    group = \"orders\"\n[[sinks]]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\n\
+                    topic = \"out\"\ndelivery = \"exactly-once\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = tenant();
+        other.name = "other".into();
+        let names = |t: &Tenant, text: &str| {
+            let cfg = vet(text, t, &places(dir.path())).unwrap();
+            let SourceConfig::Kafka(source) = &cfg.sources[0].get_ref().source else {
+                panic!("a kafka source");
+            };
+            let SinkConfig::Kafka(sink) = cfg.sinks[0].get_ref() else {
+                panic!("a kafka sink");
+            };
+            (source.group.clone(), sink.transactional_id.clone())
+        };
+        assert_eq!(
+            names(&tenant(), text),
+            ("acme:orders".into(), Some("acme:sluice-out".into()))
+        );
+        assert_eq!(
+            names(&other, text),
+            ("other:orders".into(), Some("other:sluice-out".into()))
+        );
+        // Naming the other tenant's group outright stays in one's own space.
+        let sneaky = text.replace("\"orders\"", "\"acme:orders\"").replace(
+            "exactly-once\"",
+            "exactly-once\"\ntransactional_id = \"acme:sluice-out\"",
+        );
+        assert_eq!(
+            names(&other, &sneaky),
+            (
+                "other:acme:orders".into(),
+                Some("other:acme:sluice-out".into())
+            )
+        );
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub struct KafkaSink {
     exactly_once: bool,
 }
 
+/// The producer's transactional id in exactly-once mode: the sink's
+/// `transactional_id`, by default `sluice-<topic>`.
+pub fn transactional_id(cfg: &KafkaSinkConfig) -> String {
+    cfg.transactional_id
+        .clone()
+        .unwrap_or_else(|| format!("sluice-{}", cfg.topic))
+}
+
 /// The producer's settings: ours, then the job's `config` table on top.
 pub fn client_config(cfg: &KafkaSinkConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -69,11 +77,7 @@ pub fn client_config(cfg: &KafkaSinkConfig) -> ClientConfig {
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000");
     if cfg.delivery == Delivery::ExactlyOnce {
-        let id = cfg
-            .transactional_id
-            .clone()
-            .unwrap_or_else(|| format!("sluice-{}", cfg.topic));
-        c.set("transactional.id", id)
+        c.set("transactional.id", transactional_id(cfg))
             // A crashed run's open transaction blocks read_committed
             // readers until it times out (or a restart fences it off).
             .set("transaction.timeout.ms", "10000")
