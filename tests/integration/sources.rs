@@ -1,6 +1,7 @@
 //! Unbounded sources: a watched directory, a TCP socket, a rate-limited generator.
 
 use sluice::exec::Job;
+use sluice::operators::aggregate::{AggregateConfig, AggregateFactory};
 use sluice::sink::CollectSink;
 use sluice::spec::{SinkConfig, SourceConfig};
 use std::time::Duration;
@@ -114,6 +115,62 @@ async fn with_only_max_records_a_pause_in_the_input_still_cuts_a_batch() {
     stop_tx.send(true).unwrap();
     handle.await.unwrap().unwrap();
     assert_eq!(sink.values(), ["a", "b", "c"]);
+}
+
+/// A stream without records once pinned the watermark of every stage it
+/// entered, so windows of the other streams never closed (and their state
+/// grew) until it had a record. With `idle_timeout` it stops holding the
+/// watermark back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_stops_holding_the_watermark_after_idle_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let quiet = tempfile::tempdir().unwrap();
+    let cfg = AggregateConfig::parse(&[
+        ("function".into(), "count".into()),
+        ("window".into(), "tumbling".into()),
+        ("length".into(), "1s".into()),
+        ("idle_timeout".into(), "500ms".into()),
+    ])
+    .unwrap();
+    let sink = CollectSink::new();
+    let job = Job::builder("idle")
+        .named_source("busy", SourceConfig::Socket { address })
+        .named_source(
+            "quiet",
+            SourceConfig::Directory {
+                path: quiet.path().to_path_buf(),
+                poll: None,
+                existing: false,
+            },
+        )
+        .operator(crate::parse_lines())
+        .operator(AggregateFactory::new("count", cfg))
+        .sink_boxed(Box::new(sink.clone()))
+        .interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(job.run(stop_rx));
+    let (mut conn, _) = listener.accept().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // The second record's event time passes the end of the first's window.
+    let lines = format!("k,{},1\nk,{},1\n", now - 5_000, now);
+    conn.write_all(lines.as_bytes()).await.unwrap();
+    // The first window is emitted while the job runs, the quiet stream
+    // notwithstanding.
+    wait_for(&sink, 1).await;
+    stop_tx.send(true).unwrap();
+    handle.await.unwrap().unwrap();
+    let (key, value, _) = &sink.records()[0];
+    assert_eq!(key.as_deref(), Some(&b"k"[..]));
+    let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+    let start = (now - 5_000) - (now - 5_000).rem_euclid(1_000);
+    assert_eq!(v["window_start"], start);
+    assert_eq!(v["count"], 1);
 }
 
 /// A server that sends bytes and never a newline once made the socket

@@ -279,6 +279,59 @@ fn a_timestamp_near_i64_max_ends_the_job() {
     assert_eq!(summary.records_in, 3);
 }
 
+/// One record with a far-future event time once moved the watermark so far
+/// that every later record was late and dropped. With `max_future` it goes
+/// to the dead-letter file instead, and moves nothing.
+#[test]
+fn a_far_future_timestamp_does_not_make_later_records_late() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ten_years = 10 * 365 * 24 * 3_600_000;
+    let input = [
+        Rec {
+            key: 1,
+            ts: now - 20_000,
+            value: 1,
+        },
+        Rec {
+            key: 1,
+            ts: now + ten_years,
+            value: 1,
+        },
+        Rec {
+            key: 1,
+            ts: now - 15_000,
+            value: 1,
+        },
+        Rec {
+            key: 2,
+            ts: now - 10_000,
+            value: 1,
+        },
+    ];
+    let settings = [
+        ("function", "count".to_string()),
+        ("window", "tumbling".to_string()),
+        ("length", "10s".to_string()),
+        ("max_future", "1h".to_string()),
+    ];
+    // A plain count per key and 10 s window of the believable records.
+    let mut want = Results::new();
+    for r in input.iter().filter(|r| r.ts < now + 3_600_000) {
+        let start = r.ts - r.ts.rem_euclid(10_000);
+        *want
+            .entry((r.key.to_string(), start, start + 10_000))
+            .or_default() += 1;
+    }
+    // One record per batch: the far-future one comes before the others.
+    let (got, summary) = run(&input, &settings, 2, 1);
+    assert_eq!(got, want);
+    assert_eq!(summary.late, 0);
+    assert_eq!(summary.dead_lettered, 1);
+}
+
 /// A record whose every window has closed is counted as late, not added.
 #[test]
 fn late_records_are_counted_and_diverted() {

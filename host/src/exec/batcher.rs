@@ -57,6 +57,8 @@ impl Job {
             next_batch_no: 0,
             stage_max_ts: vec![vec![None; self.streams.len()]; stage_count],
             stage_watermark_base: vec![None; stage_count],
+            stage_last_records: vec![vec![None; self.streams.len()]; stage_count],
+            first_batch_time: None,
             last_progress: Instant::now(),
             started,
             stats: self.stats.clone(),

@@ -166,6 +166,12 @@ pub(super) struct Coordinator {
     /// of its input streams' largest event times (none until every input
     /// stream has had a record), as of the last batch.
     pub(super) stage_watermark_base: Vec<Option<i64>>,
+    /// Per stage and stream, the processing time of the last batch that
+    /// brought it records (for `idle_timeout`).
+    pub(super) stage_last_records: Vec<Vec<Option<i64>>>,
+    /// The processing time of the job's first batch: a stream that has had
+    /// no record is idle from then on.
+    pub(super) first_batch_time: Option<i64>,
     pub(super) last_progress: Instant,
     pub(super) started: Instant,
     pub(super) stats: Arc<JobStats>,
@@ -270,24 +276,50 @@ impl Coordinator {
                 // One watermark for all partitions: per input stream the
                 // largest event time that reached the stage; the slowest
                 // stream holds the watermark back, so a source read faster
-                // than another does not make the other's records late.
+                // than another does not make the other's records late. A
+                // record too far ahead of processing time moves nothing
+                // (its operator sets it aside), and a stream idle for
+                // `idle_timeout` holds nothing back.
+                let rules = self.stages[s].watermark;
+                let first_batch = *self.first_batch_time.get_or_insert(processing_time);
                 for flow in &flows {
                     let batch_max = flow
                         .parts
                         .iter()
-                        .filter_map(|p| p.timestamps.iter().copied().max())
+                        .filter_map(|p| {
+                            p.timestamps
+                                .iter()
+                                .copied()
+                                .filter(|t| !rules.too_far_ahead(*t, processing_time))
+                                .max()
+                        })
                         .max();
                     let seen = &mut self.stage_max_ts[s][flow.stream];
                     *seen = (*seen).max(batch_max);
+                    if flow.parts.iter().any(|p| !p.is_empty()) {
+                        self.stage_last_records[s][flow.stream] = Some(processing_time);
+                    }
                 }
                 let before = self.stage_watermark_base[s];
-                let after = self.stages[s]
-                    .inputs
-                    .iter()
-                    .map(|i| self.stage_max_ts[s][*i])
-                    .collect::<Option<Vec<i64>>>()
-                    .and_then(|m| m.into_iter().min())
-                    .max(before);
+                let idle = |i: usize| {
+                    rules.idle_timeout.is_some_and(|t| {
+                        let last = self.stage_last_records[s][i].unwrap_or(first_batch);
+                        processing_time.saturating_sub(last) >= t
+                    })
+                };
+                let inputs = &self.stages[s].inputs;
+                let held_by: Vec<usize> = inputs.iter().copied().filter(|i| !idle(*i)).collect();
+                let base = if held_by.is_empty() {
+                    // Every stream idle: what has been seen is all there is.
+                    inputs.iter().filter_map(|i| self.stage_max_ts[s][*i]).max()
+                } else {
+                    held_by
+                        .iter()
+                        .map(|i| self.stage_max_ts[s][*i])
+                        .collect::<Option<Vec<i64>>>()
+                        .and_then(|m| m.into_iter().min())
+                };
+                let after = base.max(before);
                 self.stage_watermark_base[s] = after;
                 ctx.max_event_time_before = before;
                 ctx.max_event_time_after = after;

@@ -6,7 +6,7 @@ use super::exchange::{Combine, Exchange};
 use super::job::{Job, JobError};
 use super::worker::Route;
 use crate::operators::registry::BUILTINS;
-use crate::operators::{OnStream, OperatorFactory};
+use crate::operators::{OnStream, OperatorFactory, WatermarkRules};
 use crate::spec::{JobConfig, SourceConfig};
 use crate::wasm::Runtime;
 use std::path::Path;
@@ -170,6 +170,7 @@ pub(super) fn split_stages(
         inputs: flowing.clone(),
         keyed: false,
         stateful: false,
+        watermark: WatermarkRules::default(),
         exchange: Exchange::default(),
     }];
     for op in ops {
@@ -180,6 +181,7 @@ pub(super) fn split_stages(
                 inputs: flowing.clone(),
                 keyed: true,
                 stateful: false,
+                watermark: WatermarkRules::default(),
                 exchange: Exchange::default(),
             });
         }
@@ -208,6 +210,7 @@ pub(super) fn split_stages(
         }
         let stage = stages.last_mut().expect("at least one stage");
         stage.stateful |= op.stateful();
+        stage.watermark = stage.watermark.and(op.watermark_rules());
         stage.ops.push(op.clone());
         stage.routes.push(route);
     }
@@ -226,6 +229,8 @@ pub(super) struct Stage {
     pub(super) keyed: bool,
     /// Some operator keeps state across batches (sees every boundary).
     pub(super) stateful: bool,
+    /// Which records move the stage's watermark, which streams hold it.
+    pub(super) watermark: WatermarkRules,
 }
 
 #[cfg(test)]

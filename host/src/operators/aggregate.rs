@@ -14,7 +14,7 @@ pub use crate::operators::window::SettingError;
 use crate::operators::window::WindowSettings;
 use crate::operators::{
     BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
-    RejectedRecord, SideOutput, partial_count,
+    RejectedRecord, SideOutput, WatermarkRules, partial_count,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +32,8 @@ pub const SETTINGS: &[&str] = &[
     "watermark_delay",
     "allowed_lateness",
     "late",
+    "max_future",
+    "idle_timeout",
 ];
 
 /// What to compute.
@@ -80,6 +82,8 @@ pub struct AggregateConfig {
     pub allowed_lateness: i64,
     /// Send late records to the dead-letter file (else only count them).
     pub late_to_dead_letter: bool,
+    /// `max_future` and `idle_timeout`.
+    pub watermark: WatermarkRules,
 }
 
 impl AggregateConfig {
@@ -126,6 +130,7 @@ impl AggregateConfig {
             watermark_delay,
             allowed_lateness,
             late_to_dead_letter,
+            watermark,
         } = WindowSettings::parse(&get)?;
         let mode = match (get("mode"), window.is_some()) {
             (None, true) => Mode::Final,
@@ -162,6 +167,7 @@ impl AggregateConfig {
             watermark_delay,
             allowed_lateness,
             late_to_dead_letter,
+            watermark,
         })
     }
 }
@@ -189,6 +195,9 @@ impl AggregateFactory {
 impl OperatorFactory for AggregateFactory {
     fn name(&self) -> &str {
         &self.name
+    }
+    fn watermark_rules(&self) -> WatermarkRules {
+        self.config.watermark
     }
     fn keyed(&self) -> bool {
         true
@@ -443,7 +452,24 @@ impl Aggregate {
         }
         let wm_before = self.watermark(ctx.max_event_time_before);
         let lateness = self.cfg.allowed_lateness;
+        let rules = self.cfg.watermark;
         for (r, &x) in input.iter().zip(&values) {
+            // Too far ahead to be believed: into no window (nor the
+            // watermark, which the coordinator keeps by the same rule).
+            if self.cfg.window.is_some()
+                && self.cfg.time == TimeDomain::Event
+                && rules.too_far_ahead(r.timestamp, ctx.processing_time)
+            {
+                self.side.far_future_record(
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    r.headers,
+                    ctx.processing_time,
+                    rules.max_future.unwrap_or_default(),
+                );
+                continue;
+            }
             if self.cfg.window.is_none() {
                 let slot = match r.key {
                     Some(k) => self.totals.entry_ref(k).or_insert((Acc::new(), false)),

@@ -22,6 +22,7 @@ use crate::model::time::{TimeDomain, Window, WindowKind};
 use crate::operators::window::{SettingError, WindowSettings};
 use crate::operators::{
     BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+    WatermarkRules,
 };
 use std::collections::BTreeMap;
 
@@ -37,6 +38,8 @@ pub const SETTINGS: &[&str] = &[
     "watermark_delay",
     "allowed_lateness",
     "late",
+    "max_future",
+    "idle_timeout",
 ];
 
 /// A parsed `join` configuration.
@@ -139,6 +142,9 @@ impl OperatorFactory for JoinFactory {
     fn output_stream(&self) -> Option<String> {
         Some(self.name.clone())
     }
+    fn watermark_rules(&self) -> WatermarkRules {
+        self.config.settings.watermark
+    }
     fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(Box::new(Join {
             cfg: self.config.clone(),
@@ -238,8 +244,22 @@ impl Operator for Join {
         let lateness = self.cfg.settings.allowed_lateness;
         let mut out = Batch::new();
         let mut value = Vec::new();
+        let rules = self.cfg.settings.watermark;
         for r in input.iter() {
             let key = r.key.unwrap_or_default();
+            if self.cfg.settings.time == TimeDomain::Event
+                && rules.too_far_ahead(r.timestamp, ctx.processing_time)
+            {
+                self.side.far_future_record(
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    r.headers,
+                    ctx.processing_time,
+                    rules.max_future.unwrap_or_default(),
+                );
+                continue;
+            }
             let ts = match self.cfg.settings.time {
                 TimeDomain::Event => r.timestamp,
                 TimeDomain::Processing => ctx.processing_time,

@@ -92,6 +92,30 @@ pub struct SideOutput {
 }
 
 impl SideOutput {
+    /// Sets aside a record whose event time is too far ahead of the batch's
+    /// processing time: it goes to the dead-letter file with the reason, and
+    /// into no window.
+    pub fn far_future_record(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: Headers<'_>,
+        processing_time: i64,
+        max_future: i64,
+    ) {
+        self.diverted.push(Diverted {
+            key: key.map(<[u8]>::to_vec),
+            value: value.to_vec(),
+            timestamp,
+            headers: owned_headers(headers),
+            reason: format!(
+                "event time {timestamp} is more than max_future = {}ms ahead of the processing time {processing_time}",
+                max_future
+            ),
+        });
+    }
+
     /// Counts a record that arrived after its windows closed and, with
     /// `divert`, sets it aside for the dead-letter file with `reason`.
     pub fn late_record(
@@ -197,6 +221,41 @@ pub trait Operator: Send {
     }
 }
 
+/// How the coordinator keeps the event-time watermark of a stage for an
+/// operator: which records may move it and which streams may hold it back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatermarkRules {
+    /// A record whose event time is more than this many milliseconds ahead
+    /// of the batch's processing time does not move the watermark (the
+    /// operator sets it aside for the dead-letter file).
+    pub max_future: Option<i64>,
+    /// A stream without records for this many milliseconds of processing
+    /// time stops holding the watermark back.
+    pub idle_timeout: Option<i64>,
+}
+
+impl WatermarkRules {
+    /// The rules of a stage of operators with `self` and `other`: the
+    /// stricter bound of each.
+    pub fn and(self, other: WatermarkRules) -> WatermarkRules {
+        let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        WatermarkRules {
+            max_future: min(self.max_future, other.max_future),
+            idle_timeout: min(self.idle_timeout, other.idle_timeout),
+        }
+    }
+
+    /// Whether a record at event time `ts` is too far ahead of
+    /// `processing_time` to count.
+    pub fn too_far_ahead(&self, ts: i64, processing_time: i64) -> bool {
+        self.max_future
+            .is_some_and(|f| ts > processing_time.saturating_add(f))
+    }
+}
+
 /// Creates one [`Operator`] instance per partition (the pipeline calls
 /// [`OperatorFactory::instantiate`] on the worker thread that runs it).
 pub trait OperatorFactory: Send + Sync {
@@ -235,6 +294,10 @@ pub trait OperatorFactory: Send + Sync {
     /// The stream its output belongs to; `None`: its input's stream.
     fn output_stream(&self) -> Option<String> {
         None
+    }
+    /// How a stateful operator's stage keeps its watermark.
+    fn watermark_rules(&self) -> WatermarkRules {
+        WatermarkRules::default()
     }
     /// A new instance for `worker`.
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError>;
@@ -288,6 +351,9 @@ impl OperatorFactory for OnStream {
     }
     fn unkeyed_together(&self) -> bool {
         self.inner.unkeyed_together()
+    }
+    fn watermark_rules(&self) -> WatermarkRules {
+        self.inner.watermark_rules()
     }
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         self.inner.instantiate(job, worker)

@@ -181,4 +181,32 @@ mod tests {
         .to_string();
         assert!(err.contains("config.length`"), "{err}");
     }
+
+    #[test]
+    fn max_future_and_idle_timeout_apply_to_event_time_windows() {
+        let job = |cfg: &str| {
+            parse(&format!(
+                "{MINIMAL}[[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ function = \"count\", {cfg} }}\n"
+            ))
+        };
+        let cfg = job(
+            "window = \"tumbling\", length = \"10s\", max_future = \"1h\", idle_timeout = \"30s\"",
+        )
+        .unwrap();
+        let pairs = cfg.operators[0].get_ref().config_pairs();
+        let agg = AggregateConfig::parse(&pairs).unwrap();
+        assert_eq!(agg.watermark.max_future, Some(3_600_000));
+        assert_eq!(agg.watermark.idle_timeout, Some(30_000));
+        let err = job("max_future = \"1h\"").unwrap_err().to_string();
+        assert!(
+            err.contains("config.max_future`: applies only to windows in event time"),
+            "{err}"
+        );
+        let err = job(
+            "window = \"tumbling\", length = \"10s\", time = \"processing\", idle_timeout = \"1s\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("config.idle_timeout`"), "{err}");
+    }
 }

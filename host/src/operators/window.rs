@@ -3,6 +3,7 @@
 
 use crate::model::time::{TimeDomain, WindowKind, millis};
 use crate::model::units::{parse_duration, parse_duration_or_zero};
+use crate::operators::WatermarkRules;
 pub use crate::spec::SettingError;
 
 /// The most windows a sliding window's settings may put one record in:
@@ -11,7 +12,7 @@ pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
 
 /// The windowing settings shared by the windowed built-ins (`aggregate`,
 /// `join`): `window`, `length`, `slide`, `gap`, `time`, `watermark_delay`,
-/// `allowed_lateness` and `late`.
+/// `allowed_lateness`, `late`, `max_future` and `idle_timeout`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowSettings {
     /// Windowing, if any.
@@ -26,6 +27,8 @@ pub struct WindowSettings {
     pub allowed_lateness: i64,
     /// Send late records to the dead-letter file (else only count them).
     pub late_to_dead_letter: bool,
+    /// `max_future` and `idle_timeout`, for the coordinator's watermark.
+    pub watermark: WatermarkRules,
 }
 
 impl WindowSettings {
@@ -152,12 +155,24 @@ impl WindowSettings {
                 );
             }
         };
+        let watermark = WatermarkRules {
+            max_future: dur("max_future")?,
+            idle_timeout: dur("idle_timeout")?,
+        };
+        if let Some(k) = ["max_future", "idle_timeout"]
+            .into_iter()
+            .find(|k| get(k).is_some())
+            && (window.is_none() || time == TimeDomain::Processing)
+        {
+            return err(k, "applies only to windows in event time".into());
+        }
         Ok(WindowSettings {
             window,
             time,
             watermark_delay: delay("watermark_delay")?,
             allowed_lateness: delay("allowed_lateness")?,
             late_to_dead_letter: late,
+            watermark,
         })
     }
 }
