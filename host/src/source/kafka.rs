@@ -9,8 +9,9 @@
 //! default partitioner lands in the Sluice partition of the same number:
 //! both use murmur2 of the key ([`crate::model::partition::for_key`]).
 
+use super::lines::{MAX_CHUNK_BYTES, MAX_LINE_BYTES};
 use super::{CHUNK_RECORDS, Chunk};
-use crate::model::batch::Batch;
+use crate::model::batch::{self, Batch};
 use crate::model::units::parse_duration;
 use crate::spec::{KafkaSourceConfig, KafkaStart};
 use rdkafka::config::ClientConfig;
@@ -153,6 +154,25 @@ pub fn run(
         };
         match polled {
             Some(Ok(m)) => {
+                // A record is bounded like a line: a batch's offsets are
+                // 32-bit, and one record must never come near them.
+                let size = m.key().map_or(0, <[u8]>::len)
+                    + m.payload().map_or(0, <[u8]>::len)
+                    + m.headers().map_or(0, |h| {
+                        h.iter()
+                            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                            .sum()
+                    });
+                if size > MAX_LINE_BYTES {
+                    return Err(format!(
+                        "the record at {}/{} offset {} holds {} bytes, more than max_line_bytes = {}",
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        size,
+                        crate::model::units::format_size(MAX_LINE_BYTES as u64)
+                    ));
+                }
                 let ts = m
                     .timestamp()
                     .to_millis()
@@ -164,7 +184,8 @@ pub fn run(
                     }
                 }
                 positions.push(m.topic(), m.partition(), m.offset());
-                if chunk.len() < CHUNK_RECORDS {
+                // A chunk is bounded in bytes as well as in records.
+                if chunk.len() < CHUNK_RECORDS && batch::held_bytes(&chunk) < MAX_CHUNK_BYTES {
                     continue;
                 }
             }

@@ -6,7 +6,7 @@ use crate::model::time::now_ms;
 use std::io::Read;
 use tokio::sync::{mpsc, watch};
 
-/// Bytes of line data after which a chunk is sent whatever its line count.
+/// Bytes after which a source sends its chunk whatever its record count.
 pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// The longest line a line source takes, `max_line_bytes`: 16 MiB. A line
