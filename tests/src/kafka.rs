@@ -32,12 +32,99 @@ pub fn broker() -> String {
                 "scripts/kafka.sh start failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            String::from_utf8(out.stdout)
+            let address = String::from_utf8(out.stdout)
                 .expect("address")
                 .trim()
-                .to_string()
+                .to_string();
+            warm_up(&address);
+            address
         })
         .clone()
+}
+
+/// Admin requests get this long: a broker that has just started on a
+/// 2-core machine running the whole test suite can take tens of seconds
+/// to create its first topics.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Creates and deletes a topic, so that the broker's controller has done
+/// its first work before any test waits on it. A broker that answers
+/// metadata requests may still be too slow to create topics for a while
+/// after it started, above all while the rest of the suite loads the
+/// machine; every Kafka test waits for this (it runs inside [`broker`]).
+fn warm_up(address: &str) {
+    let address = address.to_string();
+    // On a thread of its own: the callers are inside async tests.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let admin = admin_client(&address);
+            let topic = unique_topic("warm-up");
+            let started = Instant::now();
+            create_topics(&admin, &topic, 1).await;
+            let _ = admin
+                .delete_topics(&[topic.as_str()], &admin_options())
+                .await;
+            eprintln!(
+                "kafka: broker at {address} took {:?} to create its first topic",
+                started.elapsed()
+            );
+        });
+    })
+    .join()
+    .expect("warm-up thread");
+}
+
+fn admin_client(address: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client")
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+        .request_timeout(Some(ADMIN_TIMEOUT))
+}
+
+/// Creates `topic`, trying again when the broker is too slow to answer
+/// in time (a topic created by an attempt that timed out counts).
+async fn create_topics(admin: &AdminClient<DefaultClientContext>, topic: &str, partitions: i32) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &admin_options(),
+            )
+            .await;
+        let timed_out = match &result {
+            Err(e) => Some(e.to_string()),
+            Ok(results) => match results.first() {
+                Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)))
+                    if attempt > 1 =>
+                {
+                    return;
+                }
+                Some(Err((_, e @ rdkafka::types::RDKafkaErrorCode::RequestTimedOut)))
+                | Some(Err((_, e @ rdkafka::types::RDKafkaErrorCode::OperationTimedOut))) => {
+                    Some(e.to_string())
+                }
+                Some(Err((t, e))) => panic!("create topic {t}: {e}"),
+                _ => return,
+            },
+        };
+        match timed_out {
+            Some(e) if attempt < 4 => eprintln!("create topic {topic}: {e}; trying again"),
+            Some(e) => panic!("create topic {topic}: {e} after {attempt} attempts"),
+            None => return,
+        }
+    }
 }
 
 /// Tests that use the broker hold this shared; a test that restarts it
@@ -71,20 +158,8 @@ pub fn unique_topic(prefix: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-        )
-        .await
-        .expect("create topic");
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
-    }
+    let admin = admin_client(&broker());
+    create_topics(&admin, topic, partitions).await;
 }
 
 /// Produces `(key, value)` records to `topic` and waits for them.
