@@ -42,10 +42,15 @@ pub fn broker() -> String {
         .clone()
 }
 
-/// Admin requests get this long: a broker that has just started on a
-/// 2-core machine running the whole test suite can take tens of seconds
-/// to create its first topics.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Admin requests get this long per attempt: a broker that has just
+/// started on a 2-core machine running the whole test suite can take tens
+/// of seconds to create its first topics.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Attempts at creating a topic. Each uses a new admin client: a client
+/// that first met the broker while it was still starting was seen to time
+/// out on every later request, while a new one succeeded at once.
+const ADMIN_ATTEMPTS: u32 = 6;
 
 /// Creates and deletes a topic, so that the broker's controller has done
 /// its first work before any test waits on it. A broker that answers
@@ -61,11 +66,10 @@ fn warm_up(address: &str) {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let admin = admin_client(&address);
             let topic = unique_topic("warm-up");
             let started = Instant::now();
-            create_topics(&admin, &topic, 1).await;
-            let _ = admin
+            create_topics(&address, &topic, 1).await;
+            let _ = admin_client(&address)
                 .delete_topics(&[topic.as_str()], &admin_options())
                 .await;
             eprintln!(
@@ -93,11 +97,11 @@ fn admin_options() -> AdminOptions {
 
 /// Creates `topic`, trying again when the broker is too slow to answer
 /// in time (a topic created by an attempt that timed out counts).
-async fn create_topics(admin: &AdminClient<DefaultClientContext>, topic: &str, partitions: i32) {
+async fn create_topics(address: &str, topic: &str, partitions: i32) {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = admin
+        let result = admin_client(address)
             .create_topics(
                 &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
                 &admin_options(),
@@ -120,7 +124,9 @@ async fn create_topics(admin: &AdminClient<DefaultClientContext>, topic: &str, p
             },
         };
         match timed_out {
-            Some(e) if attempt < 4 => eprintln!("create topic {topic}: {e}; trying again"),
+            Some(e) if attempt < ADMIN_ATTEMPTS => {
+                eprintln!("create topic {topic}: {e}; trying again with a new client")
+            }
             Some(e) => panic!("create topic {topic}: {e} after {attempt} attempts"),
             None => return,
         }
@@ -158,8 +164,7 @@ pub fn unique_topic(prefix: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(topic: &str, partitions: i32) {
-    let admin = admin_client(&broker());
-    create_topics(&admin, topic, partitions).await;
+    create_topics(&broker(), topic, partitions).await;
 }
 
 /// Produces `(key, value)` records to `topic` and waits for them.
