@@ -28,8 +28,10 @@ fetch() {
     command -v mvn >/dev/null || { log "mvn not found: install Maven (and Java 17)"; exit 1; }
     log "fetching the broker's jars from Maven Central into $libs ..."
     rm -rf "$libs"
-    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
-        -DoutputDirectory="$libs" -DincludeScope=runtime
+    # Maven writes (colour codes) to stdout even when quiet; stdout carries
+    # only the broker's address.
+    mvn -q -B -Dstyle.color=never -f scripts/kafka/pom.xml dependency:copy-dependencies \
+        -DoutputDirectory="$libs" -DincludeScope=runtime >&2
     touch "$libs/.complete"
 }
 

@@ -32,10 +32,19 @@ pub fn broker() -> String {
                 "scripts/kafka.sh start failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let address = String::from_utf8(out.stdout)
-                .expect("address")
-                .trim()
-                .to_string();
+            // The script prints the address alone on its last line.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let address = stdout.lines().last().unwrap_or_default().trim().to_string();
+            assert!(
+                address.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty()
+                        && port.parse::<u16>().is_ok()
+                        && host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b))
+                }),
+                "scripts/kafka.sh start printed {stdout:?}, not a host:port"
+            );
             warm_up(&address);
             address
         })
