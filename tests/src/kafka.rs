@@ -56,9 +56,8 @@ pub fn broker() -> String {
 /// of seconds to create its first topics.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Attempts at creating a topic. Each uses a new admin client: a client
-/// that first met the broker while it was still starting was seen to time
-/// out on every later request, while a new one succeeded at once.
+/// Attempts at creating a topic, each with a new admin client, so that no
+/// attempt inherits the connection state of one that timed out.
 const ADMIN_ATTEMPTS: u32 = 6;
 
 /// Creates and deletes a topic, so that the broker's controller has done
