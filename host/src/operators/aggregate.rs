@@ -458,16 +458,10 @@ impl Aggregate {
             // watermark, which the coordinator keeps by the same rule).
             if self.cfg.window.is_some()
                 && self.cfg.time == TimeDomain::Event
-                && rules.too_far_ahead(r.timestamp, ctx.processing_time)
+                && self
+                    .side
+                    .set_aside_if_far_ahead(rules, &r, ctx.processing_time)
             {
-                self.side.far_future_record(
-                    r.key,
-                    r.value,
-                    r.timestamp,
-                    r.headers,
-                    ctx.processing_time,
-                    rules.max_future.unwrap_or_default(),
-                );
                 continue;
             }
             if self.cfg.window.is_none() {

@@ -248,16 +248,10 @@ impl Operator for Join {
         for r in input.iter() {
             let key = r.key.unwrap_or_default();
             if self.cfg.settings.time == TimeDomain::Event
-                && rules.too_far_ahead(r.timestamp, ctx.processing_time)
+                && self
+                    .side
+                    .set_aside_if_far_ahead(rules, &r, ctx.processing_time)
             {
-                self.side.far_future_record(
-                    r.key,
-                    r.value,
-                    r.timestamp,
-                    r.headers,
-                    ctx.processing_time,
-                    rules.max_future.unwrap_or_default(),
-                );
                 continue;
             }
             let ts = match self.cfg.settings.time {

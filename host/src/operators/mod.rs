@@ -16,7 +16,7 @@ pub mod window;
 pub use count::{Count, CountCombiner, partial_count};
 pub use native::NativeOperator;
 
-use crate::model::batch::{Batch, Headers};
+use crate::model::batch::{Batch, Headers, Record};
 use crate::spec::limits::{Limit, Limits};
 use std::sync::Arc;
 
@@ -92,27 +92,42 @@ pub struct SideOutput {
 }
 
 impl SideOutput {
-    /// Sets aside a record whose event time is too far ahead of the batch's
-    /// processing time: it goes to the dead-letter file with the reason, and
-    /// into no window.
-    pub fn far_future_record(
+    /// Sets `r` aside when its event time is further ahead of the batch's
+    /// `processing_time` than `rules` allow: it goes to the dead-letter file
+    /// with the reason, and into no window. Returns whether it did.
+    pub fn set_aside_if_far_ahead(
+        &mut self,
+        rules: WatermarkRules,
+        r: &Record<'_>,
+        processing_time: i64,
+    ) -> bool {
+        let Some(max_future) = rules
+            .max_future
+            .filter(|_| rules.too_far_ahead(r.timestamp, processing_time))
+        else {
+            return false;
+        };
+        self.divert(r.key, r.value, r.timestamp, r.headers, format!(
+            "event time {} is more than max_future = {max_future}ms ahead of the processing time {processing_time}",
+            r.timestamp
+        ));
+        true
+    }
+
+    fn divert(
         &mut self,
         key: Option<&[u8]>,
         value: &[u8],
         timestamp: i64,
         headers: Headers<'_>,
-        processing_time: i64,
-        max_future: i64,
+        reason: String,
     ) {
         self.diverted.push(Diverted {
             key: key.map(<[u8]>::to_vec),
             value: value.to_vec(),
             timestamp,
             headers: owned_headers(headers),
-            reason: format!(
-                "event time {timestamp} is more than max_future = {}ms ahead of the processing time {processing_time}",
-                max_future
-            ),
+            reason,
         });
     }
 
@@ -129,13 +144,7 @@ impl SideOutput {
     ) {
         self.late += 1;
         if divert {
-            self.diverted.push(Diverted {
-                key: key.map(<[u8]>::to_vec),
-                value: value.to_vec(),
-                timestamp,
-                headers: owned_headers(headers),
-                reason: reason(),
-            });
+            self.divert(key, value, timestamp, headers, reason());
         }
     }
 }
