@@ -1,6 +1,6 @@
 //! Unbounded sources: a watched directory, a TCP socket, a rate-limited generator.
 
-use sluice::exec::Job;
+use sluice::exec::{Job, JobBuilder, JobError, Summary};
 use sluice::operators::aggregate::{AggregateConfig, AggregateFactory};
 use sluice::sink::CollectSink;
 use sluice::spec::{SinkConfig, SourceConfig};
@@ -18,6 +18,28 @@ async fn wait_for(sink: &CollectSink, n: usize) {
         "timed out waiting for {n} records, have {:?}",
         sink.values()
     );
+}
+
+/// A job reading from a TCP server of the test's own: `build` makes it of
+/// the socket source and a sink it must write to; the job runs in the
+/// background until the returned switch turns true.
+async fn socket_job(
+    build: impl FnOnce(SourceConfig, CollectSink) -> JobBuilder,
+) -> (
+    tokio::net::TcpListener,
+    CollectSink,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<Summary, JobError>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let sink = CollectSink::new();
+    let job = build(SourceConfig::Socket { address }, sink.clone())
+        .build()
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(job.run(stop_rx));
+    (listener, sink, stop_tx, handle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,17 +87,13 @@ async fn directory_source_reads_new_files_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_source_reconnects() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let sink = CollectSink::new();
-    let job = Job::builder("sock")
-        .source(SourceConfig::Socket { address })
-        .sink_boxed(Box::new(sink.clone()))
-        .interval(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(job.run(stop_rx));
+    let (listener, sink, stop_tx, handle) = socket_job(|source, sink| {
+        Job::builder("sock")
+            .source(source)
+            .sink_boxed(Box::new(sink))
+            .interval(Duration::from_millis(50))
+    })
+    .await;
     let (mut conn, _) = listener.accept().await.unwrap();
     conn.write_all(b"first\nsecond\n").await.unwrap();
     wait_for(&sink, 2).await;
@@ -96,17 +114,13 @@ async fn socket_source_reconnects() {
 /// Kafka commits). Now a pause of a tick cuts them into a batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_only_max_records_a_pause_in_the_input_still_cuts_a_batch() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let sink = CollectSink::new();
-    let job = Job::builder("sock")
-        .source(SourceConfig::Socket { address })
-        .sink_boxed(Box::new(sink.clone()))
-        .max_records(1000)
-        .build()
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(job.run(stop_rx));
+    let (listener, sink, stop_tx, handle) = socket_job(|source, sink| {
+        Job::builder("sock")
+            .source(source)
+            .sink_boxed(Box::new(sink))
+            .max_records(1000)
+    })
+    .await;
     let (mut conn, _) = listener.accept().await.unwrap();
     conn.write_all(b"a\nb\nc\n").await.unwrap();
     // Far fewer than 1000 records, and nothing more: within the 5 s
@@ -123,8 +137,6 @@ async fn with_only_max_records_a_pause_in_the_input_still_cuts_a_batch() {
 /// watermark back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_stream_stops_holding_the_watermark_after_idle_timeout() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
     let quiet = tempfile::tempdir().unwrap();
     let cfg = AggregateConfig::parse(&[
         ("function".into(), "count".into()),
@@ -133,25 +145,23 @@ async fn an_idle_stream_stops_holding_the_watermark_after_idle_timeout() {
         ("idle_timeout".into(), "500ms".into()),
     ])
     .unwrap();
-    let sink = CollectSink::new();
-    let job = Job::builder("idle")
-        .named_source("busy", SourceConfig::Socket { address })
-        .named_source(
-            "quiet",
-            SourceConfig::Directory {
-                path: quiet.path().to_path_buf(),
-                poll: None,
-                existing: false,
-            },
-        )
-        .operator(crate::parse_lines())
-        .operator(AggregateFactory::new("count", cfg))
-        .sink_boxed(Box::new(sink.clone()))
-        .interval(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(job.run(stop_rx));
+    let (listener, sink, stop_tx, handle) = socket_job(|source, sink| {
+        Job::builder("idle")
+            .named_source("busy", source)
+            .named_source(
+                "quiet",
+                SourceConfig::Directory {
+                    path: quiet.path().to_path_buf(),
+                    poll: None,
+                    existing: false,
+                },
+            )
+            .operator(crate::parse_lines())
+            .operator(AggregateFactory::new("count", cfg))
+            .sink_boxed(Box::new(sink))
+            .interval(Duration::from_millis(100))
+    })
+    .await;
     let (mut conn, _) = listener.accept().await.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -178,17 +188,13 @@ async fn an_idle_stream_stops_holding_the_watermark_after_idle_timeout() {
 /// through; the endless one fails the job, naming the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_sends_a_newline_fails_the_job_naming_max_line_bytes() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let sink = CollectSink::new();
-    let job = Job::builder("sock")
-        .source(SourceConfig::Socket { address })
-        .sink_boxed(Box::new(sink.clone()))
-        .interval(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(job.run(stop_rx));
+    let (listener, sink, _stop_tx, handle) = socket_job(|source, sink| {
+        Job::builder("sock")
+            .source(source)
+            .sink_boxed(Box::new(sink))
+            .interval(Duration::from_millis(50))
+    })
+    .await;
     let (mut conn, _) = listener.accept().await.unwrap();
     conn.write_all(b"fine\n").await.unwrap();
     wait_for(&sink, 1).await;
