@@ -135,31 +135,12 @@ async fn with_two_kafka_sources_each_group_commits_its_own_offsets() {
     kafka::create_topic(&output, 2).await;
     kafka::produce(&first, &records(0..300));
     kafka::produce(&second, &records(300..500));
-    let toml = format!(
-        r#"
-workers = 2
-[batch]
-interval = "200ms"
-[[sources]]
-kind = "kafka"
-brokers = "{brokers}"
-topics = ["{first}"]
-group = "{group_a}"
-[[sources]]
-kind = "kafka"
-brokers = "{brokers}"
-topics = ["{second}"]
-group = "{group_b}"
-[[operators]]
-plugin = {plugin:?}
-[[sinks]]
-kind = "kafka"
-brokers = "{brokers}"
-topic = "{output}"
-"#,
-        brokers = kafka::broker(),
-        plugin = guests::UPPERCASE,
-    );
+    // The usual job on the first topic, and a second Kafka source.
+    let toml = job_toml(&first, &output, &group_a, "")
+        + &format!(
+            "[[sources]]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"{second}\"]\ngroup = \"{group_b}\"\n",
+            kafka::broker()
+        );
     let dir = tempfile::tempdir().unwrap();
     let (stop, job) = start(dir.path(), &toml);
     let out = consume(&output, 500).await;
