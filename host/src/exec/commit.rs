@@ -27,10 +27,7 @@ impl Ack for Offsets {
     }
 
     fn consumer_offsets(&self) -> Result<ConsumerOffsets, String> {
-        let metadata = self
-            .group_metadata()
-            .ok_or("the Kafka source has no consumer group metadata")?;
-        Ok((self.list()?, metadata))
+        self.for_transaction()
     }
 }
 
@@ -98,8 +95,11 @@ pub(super) fn start_sink_thread(
                 stats.written(records, msg.dead.len() as u64);
                 // Every sink has the batch: its sources may forget it (a
                 // transactional sink already committed the offsets).
-                if !committed && let Some(o) = &offsets {
-                    o.commit();
+                if let Some(o) = &offsets {
+                    if !committed {
+                        o.commit();
+                    }
+                    o.finish();
                 }
             }
             for s in &mut sinks {

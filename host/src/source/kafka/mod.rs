@@ -15,15 +15,18 @@ use crate::model::batch::{self, Batch};
 use crate::model::units::parse_duration;
 use crate::spec::{KafkaSourceConfig, KafkaStart};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+mod ownership;
+mod positions;
+use ownership::{Ownership, SourceContext};
+pub use positions::{Offsets, Positions};
 
 /// How long brokers may stay unreachable at start by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,16 +54,26 @@ pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
 
 /// Creates the consumer, so that a malformed setting is reported before the
 /// job starts.
-pub fn create_consumer(cfg: &KafkaSourceConfig) -> Result<BaseConsumer, String> {
+pub fn create_consumer(cfg: &KafkaSourceConfig) -> Result<(), String> {
+    create_consumer_for(cfg, Arc::default()).map(drop)
+}
+
+fn create_consumer_for(
+    cfg: &KafkaSourceConfig,
+    ownership: Arc<Ownership>,
+) -> Result<SourceConsumer, String> {
     client_config(cfg)
-        .create::<BaseConsumer>()
+        .create_with_context(SourceContext {
+            ownership,
+            drain: ownership::drain_for(cfg.config.get("max.poll.interval.ms").map(String::as_str)),
+        })
         .map_err(|e| format!("invalid Kafka settings: {e}"))
 }
 
 /// Waits until the brokers answer and every topic exists, retrying with
 /// backoff (and saying so) for up to the connect timeout.
 fn await_topics(
-    consumer: &BaseConsumer,
+    consumer: &SourceConsumer,
     cfg: &KafkaSourceConfig,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -106,7 +119,7 @@ enum TopicCheck {
     Unreachable(String),
 }
 
-fn check_topics(consumer: &BaseConsumer, topics: &[String]) -> Result<(), TopicCheck> {
+fn check_topics(consumer: &SourceConsumer, topics: &[String]) -> Result<(), TopicCheck> {
     for topic in topics {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(3))
@@ -132,7 +145,8 @@ pub fn run(
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let consumer = Arc::new(create_consumer(&cfg)?);
+    let ownership = Arc::new(Ownership::default());
+    let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone())?);
     await_topics(&consumer, &cfg, &stop)?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
@@ -143,50 +157,44 @@ pub fn run(
         cfg.brokers,
         cfg.group
     );
-    let mut chunk = Batch::new();
-    let mut positions = Positions::new(consumer.clone());
+    let mut reader = Reader {
+        positions: Positions::new(&consumer, &ownership),
+        consumer,
+        ownership,
+        stream,
+        tx,
+        runtime: tokio::runtime::Handle::current(),
+        chunk: Batch::new(),
+        pending: None,
+        paused: false,
+        generation: 0,
+    };
+    let consumer = reader.consumer.clone();
     loop {
-        let stopping = *stop.borrow();
-        let polled = if stopping {
-            None
+        if *stop.borrow() {
+            return reader.finish();
+        }
+        if !reader.offer() {
+            return Ok(());
+        }
+        let polled = consumer.poll(if reader.pending.is_some() {
+            Duration::ZERO
         } else {
-            consumer.poll(Duration::from_millis(100))
-        };
+            POLL
+        });
+        reader.follow_rebalance();
         match polled {
             Some(Ok(m)) => {
-                // A record is bounded like a line: a batch's offsets are
-                // 32-bit, and one record must never come near them.
-                let size = m.key().map_or(0, <[u8]>::len)
-                    + m.payload().map_or(0, <[u8]>::len)
-                    + m.headers().map_or(0, |h| {
-                        h.iter()
-                            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
-                            .sum()
-                    });
-                if size > MAX_LINE_BYTES {
-                    return Err(format!(
-                        "the record at {}/{} offset {} holds {} bytes, more than max_line_bytes = {}",
-                        m.topic(),
-                        m.partition(),
-                        m.offset(),
-                        size,
-                        crate::model::units::format_size(MAX_LINE_BYTES as u64)
-                    ));
-                }
-                let ts = m
-                    .timestamp()
-                    .to_millis()
-                    .unwrap_or_else(crate::model::time::now_ms);
-                chunk.push(m.key(), m.payload().unwrap_or_default(), ts);
-                if let Some(headers) = m.headers() {
-                    for h in headers.iter() {
-                        chunk.push_header(h.key.as_bytes(), h.value);
-                    }
-                }
-                positions.push(m.topic(), m.partition(), m.offset());
+                reader.push(&m)?;
                 // A chunk is bounded in bytes as well as in records.
-                if chunk.len() < CHUNK_RECORDS && batch::held_bytes(&chunk) < MAX_CHUNK_BYTES {
+                if reader.chunk.len() < CHUNK_RECORDS
+                    && batch::held_bytes(&reader.chunk) < MAX_CHUNK_BYTES
+                {
                     continue;
+                }
+                if reader.pending.is_some() {
+                    // Two chunks held: nothing more until the job takes one.
+                    reader.pause();
                 }
             }
             Some(Err(e)) => {
@@ -199,177 +207,193 @@ pub fn run(
             }
             None => {}
         }
-        if !chunk.is_empty() {
-            let records = std::mem::take(&mut chunk);
-            let offsets = std::mem::replace(&mut positions, Positions::new(consumer.clone()));
-            if tx
-                .blocking_send(Chunk {
-                    stream,
-                    records,
-                    offsets: Some(offsets),
-                })
-                .is_err()
-            {
-                return Ok(());
+        if reader.pending.is_none() {
+            reader.pending = reader.take_chunk();
+        }
+    }
+}
+
+/// How long a poll waits for a record.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The reading side of a Kafka source.
+///
+/// A chunk the job has no room for stays `pending`; meanwhile the consumer
+/// keeps polling with its partitions paused, so that the group keeps the
+/// member (`max.poll.interval.ms`) and rebalances are served however long
+/// the job pushes back.
+struct Reader {
+    // Fields drop in order: the leases of the positions before the
+    // consumer, whose close waits for leased records.
+    /// The chunk being read, and its positions.
+    chunk: Batch,
+    positions: Positions,
+    /// A full chunk waiting for room in the job.
+    pending: Option<(Batch, Positions)>,
+    consumer: Arc<SourceConsumer>,
+    ownership: Arc<Ownership>,
+    stream: usize,
+    tx: mpsc::Sender<Chunk>,
+    runtime: tokio::runtime::Handle,
+    paused: bool,
+    /// The assignment generation the chunks were last checked against.
+    generation: u64,
+}
+
+impl Reader {
+    /// Adds a record to the chunk.
+    fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), String> {
+        // A record is bounded like a line: a batch's offsets are 32-bit,
+        // and one record must never come near them.
+        let size = m.key().map_or(0, <[u8]>::len)
+            + m.payload().map_or(0, <[u8]>::len)
+            + m.headers().map_or(0, |h| {
+                h.iter()
+                    .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                    .sum()
+            });
+        if size > MAX_LINE_BYTES {
+            return Err(format!(
+                "the record at {}/{} offset {} holds {} bytes, more than max_line_bytes = {}",
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                size,
+                crate::model::units::format_size(MAX_LINE_BYTES as u64)
+            ));
+        }
+        let ts = m
+            .timestamp()
+            .to_millis()
+            .unwrap_or_else(crate::model::time::now_ms);
+        self.chunk
+            .push(m.key(), m.payload().unwrap_or_default(), ts);
+        if let Some(headers) = m.headers() {
+            for h in headers.iter() {
+                self.chunk.push_header(h.key.as_bytes(), h.value);
             }
         }
-        if stopping {
-            return Ok(());
-        }
-    }
-}
-
-/// Where each record of a chunk came from, and the consumer that read it.
-pub struct Positions {
-    consumer: Arc<BaseConsumer>,
-    /// The (topic, partition) pairs the records come from.
-    partitions: Vec<(String, i32)>,
-    /// Per record: index into `partitions`, and offset.
-    records: Vec<(u32, i64)>,
-}
-
-impl Positions {
-    fn new(consumer: Arc<BaseConsumer>) -> Self {
-        Positions {
-            consumer,
-            partitions: Vec::new(),
-            records: Vec::new(),
-        }
+        self.positions.push(m.topic(), m.partition(), m.offset());
+        Ok(())
     }
 
-    fn push(&mut self, topic: &str, partition: i32, offset: i64) {
-        let i = match self
-            .partitions
-            .iter()
-            .position(|(t, p)| *p == partition && t == topic)
-        {
-            Some(i) => i,
-            None => {
-                self.partitions.push((topic.to_string(), partition));
-                self.partitions.len() - 1
+    fn take_chunk(&mut self) -> Option<(Batch, Positions)> {
+        if self.chunk.is_empty() {
+            return None;
+        }
+        let fresh = Positions::new(&self.consumer, &self.ownership);
+        Some((
+            std::mem::take(&mut self.chunk),
+            std::mem::replace(&mut self.positions, fresh),
+        ))
+    }
+
+    /// After a rebalance: drops the records of revoked partitions that the
+    /// job does not have yet (their next owner reads them), and pauses any
+    /// partitions newly assigned while the job pushes back.
+    fn follow_rebalance(&mut self) {
+        let generation = self.ownership.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        self.chunk = self.positions.keep_owned(&self.chunk);
+        if let Some((records, positions)) = &mut self.pending {
+            *records = positions.keep_owned(records);
+            if records.is_empty() {
+                self.pending = None;
+            }
+        }
+        if self.paused {
+            self.paused = false;
+            self.pause();
+        }
+    }
+
+    /// Hands the pending chunk to the job if it has room within a poll's
+    /// wait, pausing the partitions while it has none. False once the job
+    /// takes no more chunks.
+    fn offer(&mut self) -> bool {
+        let Some((records, positions)) = self.pending.take() else {
+            return true;
+        };
+        let tx = self.tx.clone();
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return false,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                self.pause();
+                match self
+                    .runtime
+                    .block_on(tokio::time::timeout(POLL, tx.reserve()))
+                {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return false,
+                    Err(_) => {
+                        self.pending = Some((records, positions));
+                        return true;
+                    }
+                }
             }
         };
-        self.records.push((i as u32, offset));
+        self.ownership.handed(positions.next_offsets());
+        permit.send(Chunk {
+            stream: self.stream,
+            records,
+            offsets: Some(positions),
+        });
+        self.resume();
+        true
     }
 
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// Splits off the positions of the first `n` records (a chunk cut
-    /// between two micro-batches).
-    pub fn split_first(&mut self, n: usize) -> Positions {
-        let rest = self.records.split_off(n.min(self.records.len()));
-        Positions {
-            consumer: self.consumer.clone(),
-            partitions: self.partitions.clone(),
-            records: std::mem::replace(&mut self.records, rest),
-        }
-    }
-}
-
-/// The offsets to commit after a micro-batch: per consumer (one per Kafka
-/// source, each of its own group) and (topic, partition), the offset after
-/// the batch's last record from it.
-pub struct Offsets {
-    by_consumer: Vec<ConsumerOffsets>,
-}
-
-/// One consumer's offsets of a micro-batch.
-struct ConsumerOffsets {
-    consumer: Arc<BaseConsumer>,
-    next: BTreeMap<(String, i32), i64>,
-}
-
-impl ConsumerOffsets {
-    /// As a partition list for a commit.
-    fn list(&self) -> Result<TopicPartitionList, String> {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.next {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .map_err(|e| format!("cannot list {topic}/{partition}: {e}"))?;
-        }
-        Ok(tpl)
-    }
-}
-
-impl Offsets {
-    /// The offsets after all of `positions`, if any, kept apart by the
-    /// consumer that read them.
-    pub fn after<'a>(positions: impl IntoIterator<Item = &'a Positions>) -> Option<Offsets> {
-        let mut by_consumer: Vec<ConsumerOffsets> = Vec::new();
-        for p in positions {
-            let i = match by_consumer
-                .iter()
-                .position(|c| Arc::ptr_eq(&c.consumer, &p.consumer))
-            {
-                Some(i) => i,
-                None => {
-                    by_consumer.push(ConsumerOffsets {
-                        consumer: p.consumer.clone(),
-                        next: BTreeMap::new(),
-                    });
-                    by_consumer.len() - 1
-                }
+    /// At stop: hands over what was read, waiting for room.
+    fn finish(mut self) -> Result<(), String> {
+        let chunks = [self.pending.take(), self.take_chunk()];
+        for (records, positions) in chunks.into_iter().flatten() {
+            self.ownership.handed(positions.next_offsets());
+            let chunk = Chunk {
+                stream: self.stream,
+                records,
+                offsets: Some(positions),
             };
-            let next = &mut by_consumer[i].next;
-            for &(i, offset) in &p.records {
-                let e = next.entry(p.partitions[i as usize].clone()).or_insert(0);
-                *e = (*e).max(offset + 1);
+            if self.tx.blocking_send(chunk).is_err() {
+                break;
             }
         }
-        by_consumer.retain(|c| !c.next.is_empty());
-        (!by_consumer.is_empty()).then_some(Offsets { by_consumer })
+        Ok(())
     }
 
-    /// The one consumer a transaction commits for (exactly-once takes a job
-    /// with a single Kafka source).
-    fn single(&self) -> Result<&ConsumerOffsets, String> {
-        match self.by_consumer.as_slice() {
-            [one] => Ok(one),
-            several => Err(format!(
-                "the batch holds records of {} Kafka sources; a transaction commits the offsets of one",
-                several.len()
-            )),
+    fn pause(&mut self) {
+        if self.paused {
+            return;
+        }
+        let paused = self
+            .consumer
+            .assignment()
+            .and_then(|a| self.consumer.pause(&a));
+        match paused {
+            Ok(()) => self.paused = true,
+            Err(e) => tracing::warn!("kafka: cannot pause the partitions: {e}"),
         }
     }
 
-    /// As a partition list for a commit, of the job's single Kafka source.
-    pub fn list(&self) -> Result<TopicPartitionList, String> {
-        self.single()?.list()
-    }
-
-    /// The consumer group's metadata, for a transaction, of the job's single
-    /// Kafka source.
-    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
-        self.single().ok()?.consumer.group_metadata()
-    }
-
-    /// Commits each source's offsets through its own consumer, so that each
-    /// group resumes where it stopped. A failed commit (a rebalance moved
-    /// the partition, the broker is restarting) only means the records may
-    /// be read again, so it is logged, not fatal.
-    pub fn commit(&self) {
-        for c in &self.by_consumer {
-            let result = c.list().and_then(|tpl| {
-                c.consumer
-                    .commit(&tpl, CommitMode::Sync)
-                    .map_err(|e| e.to_string())
-            });
-            if let Err(e) = result {
-                tracing::warn!(
-                    "kafka: offsets not committed ({e}); those records may be read again"
-                );
-            }
+    fn resume(&mut self) {
+        if !self.paused {
+            return;
+        }
+        let resumed = self
+            .consumer
+            .assignment()
+            .and_then(|a| self.consumer.resume(&a));
+        match resumed {
+            Ok(()) => self.paused = false,
+            Err(e) => tracing::warn!("kafka: cannot resume the partitions: {e}"),
         }
     }
 }
+
+/// A source's consumer, with its rebalance callbacks.
+type SourceConsumer = BaseConsumer<SourceContext>;
 
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(
