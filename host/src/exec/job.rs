@@ -357,7 +357,12 @@ impl JobBuilder {
             source::preflight(s)?;
         }
         job.streams = name_streams(&job.sources, &job.operators)?;
-        for cfg in &self.sink_configs {
+        for (i, cfg) in self.sink_configs.iter_mut().enumerate() {
+            if let SinkConfig::Kafka(k) = cfg
+                && k.delivery == crate::spec::Delivery::ExactlyOnce
+            {
+                k.transactional_id = Some(sink::kafka::transactional_id(k, &job.name, i));
+            }
             let s = sink::open(cfg, &self.base).map_err(|error| JobError::Sink {
                 sink: sink::describe(cfg),
                 error,

@@ -166,7 +166,8 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
                 check_brokers(&k.brokers)
                     .map_err(|m| invalid(span.clone(), &field("brokers"), m))?;
                 if k.delivery == Delivery::ExactlyOnce {
-                    let id = crate::sink::kafka::transactional_id(k);
+                    let job = cfg.name.as_deref().unwrap_or("job");
+                    let id = crate::sink::kafka::transactional_id(k, job, i);
                     k.transactional_id = Some(tenant_scoped(tenant, &id));
                 }
                 check_kafka(&k.config).map_err(|(key, m)| {
@@ -558,14 +559,20 @@ mod tests {
             };
             (source.group.clone(), sink.transactional_id.clone())
         };
-        assert_eq!(
-            names(&tenant(), text),
-            ("acme:orders".into(), Some("acme:sluice-out".into()))
+        // A default transactional id is the tenant's, and unique per job.
+        let (group, id) = names(&tenant(), text);
+        assert_eq!(group, "acme:orders");
+        let id = id.unwrap();
+        assert!(id.starts_with("acme:sluice-job-0-out-"), "{id}");
+        let (group, other_id) = names(&other, text);
+        assert_eq!(group, "other:orders");
+        let other_id = other_id.unwrap();
+        assert!(
+            other_id.starts_with("other:sluice-job-0-out-"),
+            "{other_id}"
         );
-        assert_eq!(
-            names(&other, text),
-            ("other:orders".into(), Some("other:sluice-out".into()))
-        );
+        let again = names(&tenant(), text).1.unwrap();
+        assert_ne!(id, again, "two jobs of one tenant fence each other");
         // Naming the other tenant's group outright stays in one's own space.
         let sneaky = text.replace("\"orders\"", "\"acme:orders\"").replace(
             "exactly-once\"",

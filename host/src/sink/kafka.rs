@@ -16,7 +16,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long the end of a batch waits for the brokers to acknowledge it.
+/// How long the end of a batch outside a transaction waits for the brokers
+/// to acknowledge it.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Delivery failures reported by the producer's callbacks.
@@ -46,7 +47,7 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// How long a transaction's begin, offsets and commit may take.
+/// How long a transaction's begin, offsets and commit calls may take.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes records to one topic.
@@ -56,14 +57,72 @@ pub struct KafkaSink {
     producer: BaseProducer<Deliveries>,
     deliveries: Deliveries,
     exactly_once: bool,
+    /// The brokers' `transaction.timeout.ms` for this producer.
+    transaction_timeout: Duration,
 }
 
-/// The producer's transactional id in exactly-once mode: the sink's
-/// `transactional_id`, by default `sluice-<topic>`.
-pub fn transactional_id(cfg: &KafkaSinkConfig) -> String {
+/// The transactional id of sink number `sink` of job `job` in
+/// exactly-once mode: the sink's `transactional_id`, else
+/// [`default_transactional_id`].
+pub fn transactional_id(cfg: &KafkaSinkConfig, job: &str, sink: usize) -> String {
     cfg.transactional_id
         .clone()
-        .unwrap_or_else(|| format!("sluice-{}", cfg.topic))
+        .unwrap_or_else(|| default_transactional_id(job, sink, &cfg.topic))
+}
+
+/// The transactional id of a sink that names none: unique per job, sink
+/// and process (`sluice-<job>-<sink>-<topic>-<process>-<n>`, `n` counting
+/// the ids this process made), so that neither two jobs writing one topic
+/// nor two processes of one job fence each other.
+///
+/// Nothing depends on it staying the same across restarts: a run killed
+/// mid-transaction is fenced by its consumer group (each transaction
+/// commits the source offsets with the group's generation, which the
+/// brokers check), and its open transaction is aborted after
+/// `transaction.timeout.ms`. A sink that names a `transactional_id` of its
+/// own (unique to that process) has it aborted at the restart instead.
+pub fn default_transactional_id(job: &str, sink: usize, topic: &str) -> String {
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{:x}{:08x}", std::process::id(), started.subsec_nanos())
+    });
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("sluice-{job}-{sink}-{topic}-{process}-{n}")
+}
+
+/// How long a transaction may stay open by default
+/// (`transaction.timeout.ms`): a run killed mid-transaction holds back
+/// `read_committed` readers of the topic for at most this long.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A transaction's time as the sink spends it: two thirds of
+/// `transaction.timeout.ms` for the brokers to acknowledge the records (and
+/// as the records' delivery timeout), the rest for adding the offsets and
+/// committing, so that the brokers never abort a transaction that is still
+/// committing.
+fn flush_budget(transaction_timeout: Duration) -> Duration {
+    transaction_timeout * 2 / 3
+}
+
+/// The `transaction.timeout.ms` a sink's producer runs with.
+fn transaction_timeout(cfg: &KafkaSinkConfig) -> Result<Duration, String> {
+    match cfg.config.get("transaction.timeout.ms") {
+        None => Ok(DEFAULT_TRANSACTION_TIMEOUT),
+        Some(ms) => ms
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms >= 1000)
+            .map(Duration::from_millis)
+            .ok_or_else(|| {
+                format!(
+                    "config.\"transaction.timeout.ms\" = {ms:?}: expected a number of milliseconds, at least 1000"
+                )
+            }),
+    }
 }
 
 /// The producer's settings: ours, then the job's `config` table on top.
@@ -77,11 +136,13 @@ pub fn client_config(cfg: &KafkaSinkConfig) -> ClientConfig {
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000");
     if cfg.delivery == Delivery::ExactlyOnce {
-        c.set("transactional.id", transactional_id(cfg))
-            // A crashed run's open transaction blocks read_committed
-            // readers until it times out (or a restart fences it off).
-            .set("transaction.timeout.ms", "10000")
-            .set("message.timeout.ms", "10000");
+        let timeout = transaction_timeout(cfg).unwrap_or(DEFAULT_TRANSACTION_TIMEOUT);
+        c.set("transactional.id", transactional_id(cfg, "sluice", 0))
+            .set("transaction.timeout.ms", timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                flush_budget(timeout).as_millis().to_string(),
+            );
     }
     for (k, v) in &cfg.config {
         c.set(k, v);
@@ -92,6 +153,7 @@ pub fn client_config(cfg: &KafkaSinkConfig) -> ClientConfig {
 impl KafkaSink {
     /// A producer for `cfg`; a malformed setting is an error here.
     pub fn create(cfg: &KafkaSinkConfig) -> std::io::Result<Self> {
+        let transaction_timeout = transaction_timeout(cfg).map_err(std::io::Error::other)?;
         let deliveries = Deliveries::default();
         let producer: BaseProducer<Deliveries> = client_config(cfg)
             .create_with_context(deliveries.clone())
@@ -115,6 +177,7 @@ impl KafkaSink {
             producer,
             deliveries,
             exactly_once,
+            transaction_timeout,
         })
     }
 
@@ -128,11 +191,18 @@ impl KafkaSink {
         self.producer
             .begin_transaction()
             .map_err(|e| fail("cannot begin", e))?;
+        let began = std::time::Instant::now();
         let result = (|| {
             for r in parts.iter().flat_map(|p| p.iter()) {
                 self.send(r)?;
             }
-            self.flush()?;
+            let budget = flush_budget(self.transaction_timeout);
+            self.flush(budget.saturating_sub(began.elapsed())).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{e} (a transaction leaves two thirds of transaction.timeout.ms = {:?} for it; raise that in the sink's config)",
+                    self.transaction_timeout
+                ))
+            })?;
             if let Some(input) = input {
                 let (list, metadata) = input.consumer_offsets().map_err(std::io::Error::other)?;
                 self.producer
@@ -197,11 +267,12 @@ impl KafkaSink {
         Ok(owned)
     }
 
-    /// Waits for every record sent so far and reports refused ones.
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+    /// Waits up to `timeout` for every record sent so far and reports
+    /// refused ones.
+    fn flush(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.producer.flush(timeout).map_err(|e| {
             std::io::Error::other(format!(
-                "records for `{}` not acknowledged by {} within {FLUSH_TIMEOUT:?}: {e}",
+                "records for `{}` not acknowledged by {} within {timeout:?}: {e}",
                 self.topic, self.brokers
             ))
         })?;
@@ -231,11 +302,11 @@ impl Sink for KafkaSink {
         for r in parts.iter().flat_map(|p| p.iter()) {
             self.send(r)?;
         }
-        self.flush()
+        self.flush(FLUSH_TIMEOUT)
     }
 
     fn close(&mut self) -> std::io::Result<()> {
-        self.flush()
+        self.flush(FLUSH_TIMEOUT)
     }
 
     fn transactional(&self) -> bool {
@@ -252,5 +323,61 @@ impl Sink for KafkaSink {
             return Ok(());
         }
         self.transaction(parts, input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(config: &[(&str, &str)]) -> KafkaSinkConfig {
+        let mut text = String::from(
+            "brokers = \"127.0.0.1:9\"\ntopic = \"out\"\ndelivery = \"exactly-once\"\n[config]\n",
+        );
+        for (k, v) in config {
+            text.push_str(&format!("{k:?} = {v:?}\n"));
+        }
+        toml::from_str(&text).unwrap()
+    }
+
+    fn millis(c: &ClientConfig, key: &str) -> u64 {
+        c.get(key).unwrap().parse().unwrap()
+    }
+
+    /// The transaction once timed out after 10 s while the end of a batch
+    /// waited up to 60 s for the brokers.
+    #[test]
+    fn a_transaction_outlasts_the_wait_for_its_records() {
+        for config in [vec![], vec![("transaction.timeout.ms", "120000")]] {
+            let cfg = sink(&config);
+            let c = client_config(&cfg);
+            let transaction = millis(&c, "transaction.timeout.ms");
+            let delivery = millis(&c, "message.timeout.ms");
+            let wait = flush_budget(transaction_timeout(&cfg).unwrap()).as_millis() as u64;
+            assert!(delivery < transaction, "{delivery} ms vs {transaction} ms");
+            assert!(wait < transaction, "{wait} ms vs {transaction} ms");
+            // Room to add the offsets and commit after the records.
+            assert!(transaction - wait >= transaction / 4);
+        }
+        let refused = transaction_timeout(&sink(&[("transaction.timeout.ms", "soon")]));
+        assert!(refused.unwrap_err().contains("transaction.timeout.ms"));
+    }
+
+    /// `sluice-<topic>` was every job's id: two jobs writing one topic, or
+    /// two processes of one job, fenced each other's producers.
+    #[test]
+    fn default_transactional_ids_differ_per_job_sink_and_process() {
+        let cfg = sink(&[]);
+        let a = transactional_id(&cfg, "orders", 0);
+        let b = transactional_id(&cfg, "orders", 0);
+        let c = transactional_id(&cfg, "billing", 1);
+        assert!(a.starts_with("sluice-orders-0-out-"), "{a}");
+        assert!(c.starts_with("sluice-billing-1-out-"), "{c}");
+        assert_ne!(a, b);
+        let named = KafkaSinkConfig {
+            transactional_id: Some("mine".into()),
+            ..cfg
+        };
+        assert_eq!(transactional_id(&named, "orders", 0), "mine");
     }
 }

@@ -54,10 +54,11 @@ pub struct KafkaSinkConfig {
     /// a `kafka` source.
     #[serde(default)]
     pub delivery: Delivery,
-    /// The producer's transactional id in exactly-once mode; default
-    /// `sluice-<topic>`. A restarted run with the same id fences the crashed
-    /// one off and aborts its open transaction; concurrent runs of one job
-    /// (scale-out) need distinct ids.
+    /// The producer's transactional id in exactly-once mode; by default one
+    /// unique to the job, the sink and the process, so that nothing fences
+    /// it but its own consumer group. A name of one's own (distinct per
+    /// process) lets a restarted run abort the crashed run's open
+    /// transaction at once instead of after `transaction.timeout.ms`.
     pub transactional_id: Option<String>,
     /// Further librdkafka producer settings.
     #[serde(default)]
