@@ -484,3 +484,231 @@ async fn headers_survive_the_exactly_once_sink_and_small_batches() {
     assert_eq!(out.len(), 700);
     assert_headers_kept(&out, 0..700);
 }
+
+/// Runs a job reading `input` in `group` (`max.poll.interval.ms` 6 s) and
+/// printing every record, in a process whose output waits in a pipe until
+/// the test reads it: the sink, then the whole job, push back on the
+/// source.
+fn start_printing(dir: &std::path::Path, input: &str, group: &str) -> std::process::Child {
+    let toml = job_toml(input, "unused", group, "")
+        .replace(
+            "group = ",
+            "config = { \"max.poll.interval.ms\" = \"6000\", \"session.timeout.ms\" = \"6000\" }\ngroup = ",
+        )
+        .split("[[sinks]]")
+        .next()
+        .unwrap()
+        .to_string()
+        + "[[sinks]]\nkind = \"stdout\"\nlimit = 1000000\n";
+    let job = sluice_tests::write_job(dir, "job.toml", &toml);
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["run", "--quiet"])
+        .arg(&job)
+        .env("SLUICE_CACHE_DIR", dir.join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The record numbers in printed lines `k\tVALUE <i> ...`, with how often
+/// each was printed, until `want` distinct ones or the end.
+fn printed(stdout: impl std::io::Read, want: usize) -> BTreeMap<usize, usize> {
+    use std::io::BufRead;
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let Some(value) = line.split('\t').nth(1) else {
+            continue;
+        };
+        let i: usize = value.split(' ').nth(1).unwrap().parse().unwrap();
+        *seen.entry(i).or_default() += 1;
+        if seen.len() == want {
+            break;
+        }
+    }
+    seen
+}
+
+/// Records numbered `range`, padded to about 60 bytes.
+fn padded(range: std::ops::Range<usize>) -> Vec<(Option<String>, String)> {
+    let pad = "x".repeat(40);
+    range
+        .map(|i| (Some(format!("k{}", i % 13)), format!("value {i} {pad}")))
+        .collect()
+}
+
+/// The source once waited in a blocking send without polling: held back by
+/// its job for longer than `max.poll.interval.ms`, it was evicted from the
+/// group, its commits were refused, and it read records again. Now it
+/// keeps polling with its partitions paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_held_back_longer_than_max_poll_interval_keeps_its_partitions() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let input = kafka::unique_topic("in");
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    // More than the job buffers between the source and the sink (64 chunks
+    // of 4,096 records), so that the source itself is held back.
+    const N: usize = 400_000;
+    kafka::produce(&input, &padded(0..N));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start_printing(dir.path(), &input, &group);
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let stdout = child.stdout.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || printed(stdout, N));
+    let seen = tokio::time::timeout(Duration::from_secs(90), seen)
+        .await
+        .expect("every record printed")
+        .unwrap();
+    // Committed offsets reach the end of the input.
+    let (g, t) = (group.clone(), input.clone());
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while kafka::committed_total(&g, &t, 4) < N as i64 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "offsets committed"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stderr}", out.status);
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} record(s) read twice, e.g. {:?}\n{stderr}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(seen.len(), N);
+    assert!(
+        !stderr.contains("not committed"),
+        "a commit was refused:\n{stderr}"
+    );
+}
+
+/// Every exactly-once sink was `sluice-<topic>` by default: two jobs writing
+/// one topic fenced each other's producer and one of them failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_exactly_once_jobs_writing_one_topic_do_not_fence_each_other() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (first, second, output) = (
+        kafka::unique_topic("in-a"),
+        kafka::unique_topic("in-b"),
+        kafka::unique_topic("out"),
+    );
+    for t in [&first, &second, &output] {
+        kafka::create_topic(t, 2).await;
+    }
+    kafka::produce(&first, &records(0..2000));
+    kafka::produce(&second, &records(2000..4000));
+    let exactly_once = |input: &str| {
+        job_toml(input, &output, &kafka::unique_topic("group"), "")
+            .replace("partitions = 4", "partitions = 2")
+            .replace(
+                "interval = \"200ms\"",
+                "interval = \"100ms\"\nmax_records = 200",
+            )
+            + "delivery = \"exactly-once\"\n"
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (stop_a, job_a) = start(dir_a.path(), &exactly_once(&first));
+    let (stop_b, job_b) = start(dir_b.path(), &exactly_once(&second));
+    let out = consume(&output, 4000).await;
+    stop_a.send(true).unwrap();
+    stop_b.send(true).unwrap();
+    let a = job_a.await.unwrap();
+    let b = job_b.await.unwrap();
+    assert!(a.is_ok() && b.is_ok(), "{:?} / {:?}", a.err(), b.err());
+    assert_exactly(&out, 0..4000);
+}
+
+/// A member held back by its job while the group moved its partitions to a
+/// new member once committed, late, the offsets of the records it had read
+/// before: the new owner's commits went back, and records were read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_commits_of_a_member_that_lost_its_partitions_do_not_roll_back_the_group() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    const N: usize = 400_000;
+    kafka::produce(&input, &padded(0..N));
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut a = start_printing(dir_a.path(), &input, &group);
+    let a_started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A second member joins while the first is held back.
+    let dir_b = tempfile::tempdir().unwrap();
+    let (stop_b, job_b) = start(dir_b.path(), &job_toml(&input, &output, &group, ""));
+    // The group's committed offsets, sampled until both have finished.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (g, t, sampling) = (group.clone(), input.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            let (mut highest, mut drops) = (0, Vec::new());
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = kafka::committed_total(&g, &t, 4);
+                if now < highest {
+                    drops.push((highest, now));
+                }
+                highest = highest.max(now);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (highest, drops)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(14).saturating_sub(a_started.elapsed())).await;
+    let stdout = a.stdout.take().unwrap();
+    let printed_by_a = std::thread::spawn(move || printed(stdout, usize::MAX));
+    let (g, t) = (group.clone(), input.clone());
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while kafka::committed_total(&g, &t, 4) < N as i64 {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the group finished the input"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    })
+    .await
+    .unwrap();
+    // A little longer: late commits would land now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (highest, drops) = sampler.join().unwrap();
+    stop_b.send(true).unwrap();
+    job_b.await.unwrap().unwrap();
+    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    let status = a.wait().unwrap();
+    let by_a = printed_by_a.join().unwrap();
+    // B wrote only part of the input: read what there is.
+    let by_b =
+        tokio::task::spawn_blocking(move || kafka::consume(&output, N, Duration::from_secs(15)))
+            .await
+            .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(drops.is_empty(), "committed offsets went back: {drops:?}");
+    assert_eq!(highest, N as i64);
+    let mut all: std::collections::BTreeSet<usize> = by_a.into_keys().collect();
+    for (_, v) in &by_b {
+        all.insert(v.split(' ').nth(1).unwrap().parse().unwrap());
+    }
+    assert_eq!(
+        all.len(),
+        N,
+        "every record was written by one member or the other"
+    );
+}
