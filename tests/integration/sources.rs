@@ -216,6 +216,33 @@ async fn a_socket_that_never_sends_a_newline_fails_the_job_naming_max_line_bytes
     assert_eq!(sink.values(), ["fine"]);
 }
 
+/// `max_line_bytes` was a fixed 16 MiB; a job now sets its own, and a line
+/// one byte past it fails the job while one of exactly that size passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_sets_its_own_max_line_bytes() {
+    let (listener, sink, _stop_tx, handle) = socket_job(|source, sink| {
+        Job::builder("sock")
+            .source(source)
+            .sink_boxed(Box::new(sink))
+            .interval(Duration::from_millis(50))
+            .max_line_bytes(4096)
+    })
+    .await;
+    let (mut conn, _) = listener.accept().await.unwrap();
+    let mut exact = vec![b'a'; 4096];
+    exact.push(b'\n');
+    conn.write_all(&exact).await.unwrap();
+    wait_for(&sink, 1).await;
+    let _ = conn.write_all(&vec![b'b'; 4097]).await;
+    let result = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("the job ends")
+        .unwrap();
+    let err = result.expect_err("a longer line fails the job").to_string();
+    assert!(err.contains("batch.max_line_bytes = 4 KiB"), "{err}");
+    assert_eq!(sink.values(), ["a".repeat(4096)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generator_is_deterministic_and_bounded() {
     let run = || async {

@@ -29,7 +29,13 @@ impl Job {
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(64);
         let mut source_tasks = tokio::task::JoinSet::new();
         for (s, (_, cfg)) in sources.iter().zip(std::mem::take(&mut self.sources)) {
-            source_tasks.spawn(source::run(cfg, *s, chunk_tx.clone(), stop.clone()));
+            source_tasks.spawn(source::run(
+                cfg,
+                *s,
+                chunk_tx.clone(),
+                stop.clone(),
+                self.max_line_bytes,
+            ));
         }
         drop(chunk_tx);
 

@@ -168,6 +168,8 @@ pub struct Job {
     pub(super) max_records: Option<usize>,
     /// Bytes after which a micro-batch is cut (see [`held_bytes`](crate::model::batch::held_bytes)).
     pub(super) max_bytes: usize,
+    /// The longest line (or Kafka record) a source takes.
+    pub(super) max_line_bytes: usize,
     /// Each source with the stream it feeds (`None`: the unnamed stream).
     pub(super) sources: Vec<(Option<String>, SourceConfig)>,
     pub(super) operators: Vec<Arc<dyn OperatorFactory>>,
@@ -291,6 +293,13 @@ impl JobBuilder {
         self.job.max_bytes = n;
         self
     }
+    /// The longest line (and largest Kafka record) a source takes
+    /// (default [`crate::spec::DEFAULT_MAX_LINE_BYTES`]); a longer one
+    /// fails the job.
+    pub fn max_line_bytes(mut self, n: usize) -> Self {
+        self.job.max_line_bytes = n;
+        self
+    }
     /// JSON-lines file for rejected records.
     pub fn dead_letter(mut self, path: impl Into<PathBuf>) -> Self {
         self.job.dead_letter = Some(path.into());
@@ -332,6 +341,11 @@ impl JobBuilder {
         }
         if job.max_records == Some(0) {
             return Err(JobError::Invalid("max_records must be at least 1".into()));
+        }
+        if !(1..=MAX_BATCH_BYTES).contains(&job.max_line_bytes) {
+            return Err(JobError::Invalid(format!(
+                "max_line_bytes must be from 1 to {MAX_BATCH_BYTES}"
+            )));
         }
         if !(1..=MAX_BATCH_BYTES).contains(&job.max_bytes) {
             return Err(JobError::Invalid(format!(
@@ -394,6 +408,7 @@ impl Job {
                 interval: None,
                 max_records: None,
                 max_bytes: MAX_BATCH_BYTES,
+                max_line_bytes: crate::spec::DEFAULT_MAX_LINE_BYTES as usize,
                 sources: Vec::new(),
                 operators: Vec::new(),
                 streams: Vec::new(),

@@ -41,6 +41,9 @@ impl Job {
         if let Some(bytes) = cfg.max_batch_bytes() {
             b = b.max_batch_bytes(bytes);
         }
+        if let Some(bytes) = cfg.max_line_bytes() {
+            b = b.max_line_bytes(bytes);
+        }
         for s in &cfg.sources {
             let s = s.get_ref();
             b = match &s.name {

@@ -20,6 +20,7 @@ pub(super) async fn watch_directory(
     existing: bool,
     tx: mpsc::Sender<Batch>,
     mut stop: watch::Receiver<bool>,
+    max_line: usize,
 ) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     let mut first = true;
@@ -51,7 +52,7 @@ pub(super) async fn watch_directory(
             let stop2 = stop.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let file = std::fs::File::open(&path)?;
-                lines::read_lines(file, &tx, &stop2, CHUNK_RECORDS)
+                lines::read_lines(file, &tx, &stop2, CHUNK_RECORDS, max_line)
             })
             .await
             .map_err(|e| e.to_string())?;

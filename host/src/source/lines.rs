@@ -9,38 +9,45 @@ use tokio::sync::{mpsc, watch};
 /// Bytes after which a source sends its chunk whatever its record count.
 pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
 
-/// The longest line a line source takes, `max_line_bytes`: 16 MiB. A line
-/// still without its end past that (a socket that never sends a newline)
-/// fails the source, naming the setting, instead of exhausting memory.
-pub(crate) const MAX_LINE_BYTES: usize = 16 << 20;
-
-/// The error of a line longer than [`MAX_LINE_BYTES`].
-fn line_too_long() -> std::io::Error {
+/// The error of a line longer than `max` bytes.
+fn line_too_long(max: usize) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
         format!(
-            "a line is longer than max_line_bytes = {} (no line break within that many bytes)",
-            crate::model::units::format_size(MAX_LINE_BYTES as u64)
+            "a line is longer than batch.max_line_bytes = {} (no line break within that many bytes)",
+            crate::model::units::format_size(max as u64)
         ),
     )
 }
 
 /// Accumulates bytes and cuts them into line records.
-#[derive(Default)]
 pub(crate) struct LineSplitter {
     partial: Vec<u8>,
     chunk: Batch,
+    /// The longest line taken (`batch.max_line_bytes`). A line still
+    /// without its end past that (a socket that never sends a newline)
+    /// fails the source, naming the setting, instead of exhausting memory.
+    max: usize,
 }
 
 impl LineSplitter {
+    /// A splitter of lines up to `max` bytes.
+    pub(crate) fn new(max: usize) -> Self {
+        LineSplitter {
+            partial: Vec::new(),
+            chunk: Batch::new(),
+            max,
+        }
+    }
+
     /// Appends bytes; complete lines become records. A line longer than
-    /// [`MAX_LINE_BYTES`] is an error.
+    /// the most is an error.
     pub(crate) fn push(&mut self, data: &[u8], ts: i64) -> std::io::Result<()> {
         let mut rest = data;
         while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(pos);
-            if self.partial.len() + line.len() > MAX_LINE_BYTES {
-                return Err(line_too_long());
+            if self.partial.len() + line.len() > self.max {
+                return Err(line_too_long(self.max));
             }
             if self.partial.is_empty() {
                 self.chunk.push(None, trim_cr(line), ts);
@@ -51,8 +58,8 @@ impl LineSplitter {
             }
             rest = &tail[1..];
         }
-        if self.partial.len() + rest.len() > MAX_LINE_BYTES {
-            return Err(line_too_long());
+        if self.partial.len() + rest.len() > self.max {
+            return Err(line_too_long(self.max));
         }
         self.partial.extend_from_slice(rest);
         Ok(())
@@ -88,9 +95,10 @@ pub(crate) fn read_lines(
     tx: &mpsc::Sender<Batch>,
     stop: &watch::Receiver<bool>,
     min_chunk: usize,
+    max_line: usize,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut splitter = LineSplitter::default();
+    let mut splitter = LineSplitter::new(max_line);
     loop {
         if *stop.borrow() {
             // Hand over the complete lines already read; they count as read.
@@ -122,9 +130,11 @@ pub(crate) fn read_lines(
 mod tests {
     use super::*;
 
+    const MAX: usize = crate::spec::DEFAULT_MAX_LINE_BYTES as usize;
+
     #[test]
     fn splits_across_pushes_and_strips_cr() {
-        let mut s = LineSplitter::default();
+        let mut s = LineSplitter::new(MAX);
         s.push(b"ab", 1).unwrap();
         s.push(b"c\r\nd\n\ne", 2).unwrap();
         let b = s.finish(3).unwrap();
@@ -139,7 +149,7 @@ mod tests {
     /// memory ran out.
     #[test]
     fn a_line_without_end_is_bounded() {
-        let mut s = LineSplitter::default();
+        let mut s = LineSplitter::new(MAX);
         let block = vec![b'x'; 1 << 20];
         let mut pushed = 0;
         let err = loop {
@@ -147,12 +157,12 @@ mod tests {
                 Ok(()) => pushed += block.len(),
                 Err(e) => break e,
             }
-            assert!(pushed <= MAX_LINE_BYTES, "took {pushed} bytes of one line");
+            assert!(pushed <= MAX, "took {pushed} bytes of one line");
         };
         assert!(err.to_string().contains("max_line_bytes = 16 MiB"), "{err}");
         // A line of exactly the bound, then its end, is a record.
-        let mut s = LineSplitter::default();
-        s.push(&vec![b'y'; MAX_LINE_BYTES], 0).unwrap();
+        let mut s = LineSplitter::new(MAX);
+        s.push(&vec![b'y'; MAX], 0).unwrap();
         s.push(b"\n", 0).unwrap();
         assert_eq!(s.finish(0).unwrap().len(), 1);
     }

@@ -123,10 +123,11 @@ pub async fn run(
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
+    max_line: usize,
 ) -> Result<(), SourceError> {
     if let SourceConfig::Kafka(k) = cfg {
         let name = describe(&SourceConfig::Kafka(k.clone()));
-        return tokio::task::spawn_blocking(move || kafka::run(k, stream, tx, stop))
+        return tokio::task::spawn_blocking(move || kafka::run(k, stream, tx, stop, max_line))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r)
@@ -152,7 +153,7 @@ pub async fn run(
             }
         }
     };
-    let (result, ()) = tokio::join!(run_records(cfg, records_tx, stop), forward);
+    let (result, ()) = tokio::join!(run_records(cfg, records_tx, stop, max_line), forward);
     result
 }
 
@@ -160,6 +161,7 @@ async fn run_records(
     cfg: SourceConfig,
     tx: mpsc::Sender<Batch>,
     mut stop: watch::Receiver<bool>,
+    max_line: usize,
 ) -> Result<(), SourceError> {
     let name = describe(&cfg);
     let err = |message: String| SourceError {
@@ -167,8 +169,10 @@ async fn run_records(
         message,
     };
     match cfg {
-        SourceConfig::File { path } => file::read(path, tx, stop.clone()).await.map_err(err),
-        SourceConfig::Stdin {} => stdin::read(tx, stop.clone()).await.map_err(err),
+        SourceConfig::File { path } => file::read(path, tx, stop.clone(), max_line)
+            .await
+            .map_err(err),
+        SourceConfig::Stdin {} => stdin::read(tx, stop.clone(), max_line).await.map_err(err),
         SourceConfig::Directory {
             path,
             poll,
@@ -180,11 +184,11 @@ async fn run_records(
                 .transpose()
                 .map_err(err)?
                 .unwrap_or(Duration::from_secs(1));
-            directory::watch_directory(path, poll, existing, tx, stop)
+            directory::watch_directory(path, poll, existing, tx, stop, max_line)
                 .await
                 .map_err(err)
         }
-        SourceConfig::Socket { address } => socket::read_socket(&address, &tx, &mut stop)
+        SourceConfig::Socket { address } => socket::read_socket(&address, &tx, &mut stop, max_line)
             .await
             .map_err(err),
         SourceConfig::Generator {

@@ -9,11 +9,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 /// Reads lines from a TCP server, reconnecting with backoff, until `stop`;
-/// fails on a line longer than `max_line_bytes`.
+/// fails on a line longer than `max_line` bytes.
 pub(super) async fn read_socket(
     address: &str,
     tx: &mpsc::Sender<Batch>,
     stop: &mut watch::Receiver<bool>,
+    max_line: usize,
 ) -> Result<(), String> {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -29,7 +30,7 @@ pub(super) async fn read_socket(
             Ok(Ok(mut stream)) => {
                 tracing::info!("socket source connected to {address}");
                 backoff = Duration::from_millis(100);
-                let mut splitter = LineSplitter::default();
+                let mut splitter = LineSplitter::new(max_line);
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let read = tokio::select! {

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 pub(super) async fn read(
     tx: mpsc::Sender<Batch>,
     stop: watch::Receiver<bool>,
+    max_line: usize,
 ) -> Result<(), String> {
     // A plain thread, not the blocking pool: a read from a terminal
     // cannot be cancelled, and must not keep the runtime from shutting
@@ -17,7 +18,7 @@ pub(super) async fn read(
     std::thread::Builder::new()
         .name("sluice-stdin".into())
         .spawn(move || {
-            let result = lines::read_lines(std::io::stdin().lock(), &tx, &stop, 1);
+            let result = lines::read_lines(std::io::stdin().lock(), &tx, &stop, 1, max_line);
             let _ = done_tx.send(result);
         })
         .map_err(|e| format!("cannot start reader thread: {e}"))?;

@@ -132,12 +132,19 @@ pub struct BatchConfig {
     /// Cut a batch when its records are held in this many bytes, e.g.
     /// `"64MiB"` (payload and 17 bytes per record; default and most: 1 GiB).
     pub max_bytes: Option<Spanned<String>>,
+    /// The longest line (and the largest Kafka record) a source takes, e.g.
+    /// `"1MiB"` (default 16 MiB): a longer one fails the job, naming this
+    /// setting.
+    pub max_line_bytes: Option<Spanned<String>>,
 }
 
 /// The most `batch.max_bytes` may be, and its default: 1 GiB.
 pub const MAX_BATCH_BYTES: u64 = 1 << 30;
 /// The least `batch.max_bytes` may be: 1 KiB.
 pub const MIN_BATCH_BYTES: u64 = 1 << 10;
+/// The default `batch.max_line_bytes`: 16 MiB. It may be from
+/// [`MIN_BATCH_BYTES`] to [`MAX_BATCH_BYTES`].
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 16 << 20;
 
 /// The dead-letter file.
 #[derive(Debug, Clone, Deserialize)]
@@ -204,13 +211,16 @@ impl JobConfig {
                 "must be at least 1".into(),
             ));
         }
-        if let Some(b) = &self.batch.max_bytes {
-            let bytes =
-                parse_size(b.get_ref()).map_err(|m| invalid(b.span(), "batch.max_bytes", m))?;
+        for (setting, field) in [
+            (&self.batch.max_bytes, "batch.max_bytes"),
+            (&self.batch.max_line_bytes, "batch.max_line_bytes"),
+        ] {
+            let Some(b) = setting else { continue };
+            let bytes = parse_size(b.get_ref()).map_err(|m| invalid(b.span(), field, m))?;
             if !(MIN_BATCH_BYTES..=MAX_BATCH_BYTES).contains(&bytes) {
                 return Err(invalid(
                     b.span(),
-                    "batch.max_bytes",
+                    field,
                     format!(
                         "{} is out of range (accepted: {} to {})",
                         format_size(bytes),
@@ -445,6 +455,12 @@ impl JobConfig {
         parse_size(b.get_ref()).ok().map(|n| n as usize)
     }
 
+    /// The longest line a source takes, if set.
+    pub fn max_line_bytes(&self) -> Option<usize> {
+        let b = self.batch.max_line_bytes.as_ref()?;
+        parse_size(b.get_ref()).ok().map(|n| n as usize)
+    }
+
     /// The batch interval, if set.
     pub fn interval(&self) -> Option<Duration> {
         self.batch
@@ -666,6 +682,21 @@ mod tests {
             .to_string();
         assert!(
             err.contains("field `batch.max_bytes`: \"lots\" is not a size"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn max_line_bytes_parses_as_a_size_within_bounds() {
+        let cfg = parse(&format!("{MINIMAL}[batch]\nmax_line_bytes = \"1MiB\"\n")).unwrap();
+        assert_eq!(cfg.max_line_bytes(), Some(1 << 20));
+        let err = parse(&format!("{MINIMAL}[batch]\nmax_line_bytes = \"1B\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "field `batch.max_line_bytes`: 1 bytes is out of range (accepted: 1 KiB to 1 GiB)"
+            ),
             "{err}"
         );
     }

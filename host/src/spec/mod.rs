@@ -10,8 +10,8 @@ mod sink;
 mod source;
 
 pub use job::{
-    BatchConfig, ConfigError, DeadLetterConfig, JobConfig, MAX_BATCH_BYTES, MIN_BATCH_BYTES,
-    PartitionBy, line_of,
+    BatchConfig, ConfigError, DEFAULT_MAX_LINE_BYTES, DeadLetterConfig, JobConfig, MAX_BATCH_BYTES,
+    MIN_BATCH_BYTES, PartitionBy, line_of,
 };
 pub use limits::{LimitsConfig, LimitsError};
 pub use operator::{Builtins, OperatorConfig, REDUCE_MODES, ReduceMode, SettingError, Shape};

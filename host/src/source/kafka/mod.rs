@@ -9,7 +9,7 @@
 //! default partitioner lands in the Sluice partition of the same number:
 //! both use murmur2 of the key ([`crate::model::partition::for_key`]).
 
-use super::lines::{MAX_CHUNK_BYTES, MAX_LINE_BYTES};
+use super::lines::MAX_CHUNK_BYTES;
 use super::{CHUNK_RECORDS, Chunk};
 use crate::model::batch::{self, Batch};
 use crate::model::units::parse_duration;
@@ -144,6 +144,7 @@ pub fn run(
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
+    max_record: usize,
 ) -> Result<(), String> {
     let ownership = Arc::new(Ownership::default());
     let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone())?);
@@ -164,6 +165,7 @@ pub fn run(
         stream,
         tx,
         runtime: tokio::runtime::Handle::current(),
+        max_record,
         chunk: Batch::new(),
         pending: None,
         paused: false,
@@ -235,6 +237,8 @@ struct Reader {
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     runtime: tokio::runtime::Handle,
+    /// The largest record taken (`batch.max_line_bytes`).
+    max_record: usize,
     paused: bool,
     /// The assignment generation the chunks were last checked against.
     generation: u64,
@@ -252,14 +256,14 @@ impl Reader {
                     .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
                     .sum()
             });
-        if size > MAX_LINE_BYTES {
+        if size > self.max_record {
             return Err(format!(
-                "the record at {}/{} offset {} holds {} bytes, more than max_line_bytes = {}",
+                "the record at {}/{} offset {} holds {} bytes, more than batch.max_line_bytes = {}",
                 m.topic(),
                 m.partition(),
                 m.offset(),
                 size,
-                crate::model::units::format_size(MAX_LINE_BYTES as u64)
+                crate::model::units::format_size(self.max_record as u64)
             ));
         }
         let ts = m
