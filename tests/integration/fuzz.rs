@@ -3,7 +3,7 @@
 //! tenant's job, the validator of batches returned by guests, the line
 //! splitting of the line sources and the JSON-lines samples of `sluice
 //! plugin test`. Each target runs for a time budget, `SLUICE_FUZZ_SECONDS`
-//! (default 20 s, as in CI; set it to 600 for a long run), on inputs drawn
+//! (default 30 s, as in CI; set it to 600 for a long run), on inputs drawn
 //! by proptest, and must neither panic nor hang; the line splitter must also
 //! agree with a plain split.
 
@@ -25,7 +25,7 @@ fn budget() -> Duration {
     let secs = std::env::var("SLUICE_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(30);
     Duration::from_secs(secs)
 }
 
