@@ -218,10 +218,15 @@ pub fn run(
 /// How long a poll waits for a record.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long the job may push back before the source pauses its partitions
+/// and polls while it waits: far below any `max.poll.interval.ms` (at least
+/// the group's smallest session timeout, 6 s by default).
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
 /// The reading side of a Kafka source.
 ///
-/// A chunk the job has no room for stays `pending`; meanwhile the consumer
-/// keeps polling with its partitions paused, so that the group keeps the
+/// A chunk the job has no room for stays `pending`; once that lasts
+/// [`PAUSE_AFTER`], the consumer keeps polling with its partitions paused, so that the group keeps the
 /// member (`max.poll.interval.ms`) and rebalances are served however long
 /// the job pushes back.
 struct Reader {
@@ -314,30 +319,31 @@ impl Reader {
         }
     }
 
-    /// Hands the pending chunk to the job if it has room within a poll's
-    /// wait, pausing the partitions while it has none. False once the job
-    /// takes no more chunks.
+    /// Hands the pending chunk to the job. While the job has no room, the
+    /// source first just waits, up to [`PAUSE_AFTER`]; past that it pauses
+    /// the partitions and returns after each poll's wait, so that the
+    /// caller polls. False once the job takes no more chunks.
     fn offer(&mut self) -> bool {
         let Some((records, positions)) = self.pending.take() else {
             return true;
         };
         let tx = self.tx.clone();
-        let permit = match tx.try_reserve() {
-            Ok(permit) => permit,
-            Err(mpsc::error::TrySendError::Closed(())) => return false,
-            Err(mpsc::error::TrySendError::Full(())) => {
-                self.pause();
-                match self
-                    .runtime
-                    .block_on(tokio::time::timeout(POLL, tx.reserve()))
-                {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_)) => return false,
-                    Err(_) => {
-                        self.pending = Some((records, positions));
-                        return true;
-                    }
+        let waiting = Instant::now();
+        let permit = loop {
+            match self
+                .runtime
+                .block_on(tokio::time::timeout(POLL, tx.reserve()))
+            {
+                Ok(Ok(permit)) => break permit,
+                Ok(Err(_)) => return false,
+                Err(_) if self.paused || waiting.elapsed() >= PAUSE_AFTER => {
+                    // Pausing drops what the client fetched ahead, so a
+                    // short wait is only waited out.
+                    self.pause();
+                    self.pending = Some((records, positions));
+                    return true;
                 }
+                Err(_) => {}
             }
         };
         self.ownership.handed(positions.next_offsets());
