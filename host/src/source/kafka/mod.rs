@@ -226,9 +226,9 @@ const PAUSE_AFTER: Duration = Duration::from_secs(1);
 /// The reading side of a Kafka source.
 ///
 /// A chunk the job has no room for stays `pending`; once that lasts
-/// [`PAUSE_AFTER`], the consumer keeps polling with its partitions paused, so that the group keeps the
-/// member (`max.poll.interval.ms`) and rebalances are served however long
-/// the job pushes back.
+/// [`PAUSE_AFTER`], the consumer keeps polling with its partitions paused,
+/// so that the group keeps the member (`max.poll.interval.ms`) and
+/// rebalances are served however long the job pushes back.
 struct Reader {
     // Fields drop in order: the leases of the positions before the
     // consumer, whose close waits for leased records.
