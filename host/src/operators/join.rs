@@ -300,12 +300,10 @@ impl Operator for Join {
         Ok(out)
     }
 
-    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
-        if ctx.end_of_input {
-            self.windows.clear();
-        }
-        Ok(Batch::new())
-    }
+    // No `finish_batch`: pairs leave as they are made, and windows are
+    // forgotten only as the watermark passes them, never at the end of the
+    // input — the last batch is passed once per stream, and the records of
+    // a later stream must still meet those of an earlier one.
 
     fn side_output(&mut self) -> SideOutput {
         std::mem::take(&mut self.side)
