@@ -7,6 +7,7 @@
 //! [`crate::model`] and [`crate::spec`].
 
 pub mod aggregate;
+pub mod budget;
 mod count;
 pub mod join;
 mod native;
