@@ -75,6 +75,7 @@ fn hostile_job(plugin: &Plugin, dir: &Path, attacks: &[&str]) -> Job {
             cpu_per_batch: Some(Duration::from_millis(200)),
             output_ratio: Some(10.0),
             on_breach: OnBreach::Skip,
+            ..Limits::default()
         })
         .build()
         .expect("hostile job")

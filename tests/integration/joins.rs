@@ -304,3 +304,48 @@ config = { left = "people", right = "auctions", window = "tumbling", length = "1
         assert!(err.contains(want), "{op}\n got: {err}\nwant: {want}");
     }
 }
+
+/// The last batch of a job is passed to the join once per stream: records
+/// of the second stream in it must still meet those of the first, which
+/// once were forgotten at the end of the input. Here the whole input is that
+/// one batch (the interval outlasts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_streams_of_the_last_batch_still_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    write_people_and_auctions(dir.path());
+    let toml = format!(
+        r#"
+[batch]
+interval = "1h"
+[[sources]]
+name = "people"
+kind = "file"
+path = "people.jsonl"
+[[sources]]
+name = "auctions"
+kind = "file"
+path = "auctions.jsonl"
+[[operators]]
+input = "people"
+name = "person-by-id"
+plugin = {json}
+config = {{ field = "id" }}
+[[operators]]
+input = "auctions"
+name = "auction-by-seller"
+plugin = {json}
+config = {{ field = "seller" }}
+[[operators]]
+builtin = "join"
+config = {{ left = "people", right = "auctions", window = "tumbling", length = "1h", time = "processing" }}
+[[sinks]]
+kind = "jsonl"
+path = "out.jsonl"
+"#,
+        json = lit(guests::JSON_FIELD)
+    );
+    let summary = run_job(dir.path(), &toml).await.unwrap();
+    assert_eq!((summary.records_in, summary.batches), (70, 1));
+    // Persons 0..19 each sold two auctions.
+    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")).len(), 40);
+}

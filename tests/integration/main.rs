@@ -1,6 +1,7 @@
 //! Sluice integration tests: real components, real files, real processes.
 
 mod bad_input;
+mod builtin_limits;
 mod cli;
 mod fuzz;
 mod golden;

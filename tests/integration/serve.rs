@@ -24,7 +24,7 @@ fn tenants(top: &str, alpha_extra: &str) -> String {
         "admin_token_sha256 = \"{}\"\n{top}\n\
          [breaker]\nfailures = 3\nwindow = \"60s\"\nbackoff = \"100ms\"\n\
          [[tenants]]\nname = \"alpha\"\ntoken_sha256 = \"{}\"\n{alpha_extra}\n\
-         [tenants.limits]\nmemory = \"64MiB\"\ncpu_per_batch = \"300ms\"\n\
+         [tenants.limits]\nmemory = \"64MiB\"\ncpu_per_batch = \"300ms\"\nstate = \"64KiB\"\n\
          [[tenants]]\nname = \"beta\"\ntoken_sha256 = \"{}\"\nmax_workers = 1\n",
         to_hex(&hash_token(ADMIN)),
         to_hex(&hash_token(ALPHA)),
@@ -428,6 +428,50 @@ fn a_malformed_job_file_is_400_naming_the_field() {
         server.get("/v1/jobs", ALPHA).body["jobs"],
         serde_json::json!([])
     );
+}
+
+/// The host memory of a job's keyed state is bounded by the tenant's
+/// `state` cap: a job may ask for less, never more, and one that leaves it
+/// out gets the cap, so an aggregate over many keys is stopped at it and
+/// paused, naming the limit.
+#[test]
+fn a_tenants_job_cannot_hold_more_keyed_state_than_the_tenants_cap() {
+    let server = Server::start(&tenants("", ""));
+    let job = |limits: &str| {
+        format!(
+            "workers = 1\n[[sources]]\nkind = \"generator\"\nrecords = 20000\nkeys = 5000\n\
+             [[operators]]\nbuiltin = \"aggregate\"\nconfig = {{ function = \"count\" }}\n\
+             {DISCARD}{limits}"
+        )
+    };
+    let r = server.post(
+        "/v1/jobs",
+        ALPHA,
+        job("[limits]\nstate = \"1MiB\"\n").as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text
+            .contains("field `limits.state`: 1 MiB is above this tenant's cap of 64 KiB"),
+        "{}",
+        r.text
+    );
+    for (limits, breach) in [
+        ("", "limit `state` = 64 KiB exceeded"),
+        (
+            "[limits]\nstate = \"32KiB\"\n",
+            "limit `state` = 32 KiB exceeded",
+        ),
+    ] {
+        let id = server.submit(ALPHA, &job(limits));
+        let status = server.wait_for_state(ALPHA, &id, "paused");
+        let reason = status["reason"].as_str().unwrap();
+        assert!(reason.contains(breach), "{reason}");
+    }
+    // Beta's cap is the default, 256 MiB: the same job runs to its end.
+    let id = server.submit(BETA, &job(""));
+    server.wait_for_state(BETA, &id, "finished");
+    assert_eq!(server.metric(BETA, &id, "records_in"), 20000);
 }
 
 #[test]

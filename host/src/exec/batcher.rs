@@ -10,6 +10,7 @@ use super::worker::start_workers;
 use crate::model::batch::{self, Batch};
 use crate::source::kafka::Positions;
 use crate::source::{self, Chunk};
+use crate::spec::limits::OnBreach;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
@@ -23,7 +24,8 @@ impl Job {
             .iter()
             .map(|(n, _)| stream_number(&self.streams, n.as_deref().unwrap_or("")))
             .collect();
-        let stages = split_stages(&self.operators, &self.streams, &sources);
+        let sets_aside = self.limits.on_breach != OnBreach::Fail;
+        let stages = split_stages(&self.operators, &self.streams, &sources, sets_aside);
         let workers = start_workers(&self, &stages)?;
 
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(64);

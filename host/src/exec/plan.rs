@@ -154,11 +154,16 @@ pub(super) fn stream_number(streams: &[String], name: &str) -> usize {
 }
 
 /// Splits the operator chain into stages: a keyed operator starts a new
-/// stage, preceded by a hash exchange.
+/// stage, preceded by a hash exchange. With `uncombined`, a stateful keyed
+/// operator gets the records themselves, not a combiner's partial records:
+/// it may refuse records at the `state` limit, and the job then sets them
+/// aside (`on_breach` is `skip` or `dead-letter`), so they must be the
+/// records that came in, counted one by one.
 pub(super) fn split_stages(
     ops: &[Arc<dyn OperatorFactory>],
     streams: &[String],
     sources: &[usize],
+    uncombined: bool,
 ) -> Vec<Stage> {
     // The streams flowing at each point of the chain.
     let mut flowing: Vec<usize> = Vec::new();
@@ -197,10 +202,13 @@ pub(super) fn split_stages(
         if op.keyed() {
             let stage = stages.last_mut().expect("just pushed");
             stage.exchange = Exchange {
-                combine: op.combiner().map(|c| Combine {
-                    accepts: route.accepts.clone(),
-                    combiner: c,
-                }),
+                combine: op
+                    .combiner()
+                    .filter(|_| !(uncombined && op.stateful()))
+                    .map(|c| Combine {
+                        accepts: route.accepts.clone(),
+                        combiner: c,
+                    }),
                 unkeyed_together: op.unkeyed_together(),
             };
         }
@@ -253,7 +261,7 @@ mod tests {
             Arc::new(Count::new("c")),
             Arc::new(unkeyed()),
         ];
-        let stages = split_stages(&ops, &[], &[0]);
+        let stages = split_stages(&ops, &[], &[0], false);
         assert_eq!(
             stages
                 .iter()
@@ -265,6 +273,7 @@ mod tests {
             &[Arc::new(Count::new("c")) as Arc<dyn OperatorFactory>],
             &[],
             &[0],
+            false,
         );
         assert_eq!(
             stages

@@ -5,11 +5,11 @@
 use super::SkipCount;
 use super::dead_letter::DeadLetter;
 use super::exchange::{Split, split_for_exchange};
-use super::isolation::{Place, Policy, Run};
+use super::isolation::{Aside, Place, Policy, Run};
 use super::job::{Job, JobError};
 use super::plan::Stage;
 use crate::model::batch::{self, Batch};
-use crate::operators::{BatchContext, Operator, OperatorFactory};
+use crate::operators::{BatchContext, Diverted, Operator, OperatorFactory};
 use crate::spec::limits::OnBreach;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -175,17 +175,36 @@ impl WorkerOps {
             }
             let side = op.side_output();
             late += side.late;
-            for d in side.diverted {
-                dead.push(DeadLetter {
-                    operator: name.clone(),
-                    reason: d.reason,
-                    batch_no,
-                    partition,
-                    key: d.key,
-                    value: d.value,
-                    timestamp: d.timestamp,
-                    headers: d.headers,
-                });
+            let dead_letter = |d: Diverted| DeadLetter {
+                operator: name.clone(),
+                reason: d.reason,
+                batch_no,
+                partition,
+                key: d.key,
+                value: d.value,
+                timestamp: d.timestamp,
+                headers: d.headers,
+            };
+            dead.extend(side.diverted.into_iter().map(dead_letter));
+            // Records refused at a limit: stop, or set exactly them aside.
+            if let Some(breach) = side.breach {
+                match policy.aside(&breach) {
+                    None => return Err(place.failed(breach)),
+                    Some(Aside::DeadLetter) => {
+                        dead.extend(side.refused.into_iter().map(dead_letter));
+                    }
+                    Some(Aside::Skip) => {
+                        self.skipped.add(side.refused.len() as u64);
+                        tracing::warn!(
+                            operator = name.as_str(),
+                            worker = self.worker,
+                            batch = batch_no,
+                            partition,
+                            "skipped {} record(s) the operator could not take: {breach}",
+                            side.refused.len()
+                        );
+                    }
+                }
             }
         }
         Ok((stream, input, dead, late))

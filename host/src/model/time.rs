@@ -117,6 +117,18 @@ pub struct Sessions<A> {
 }
 
 impl<A> Sessions<A> {
+    /// How many sessions a record at `ts` with gap `gap` would merge into
+    /// one ([`Sessions::add`]); 0 when it would open a session of its own.
+    /// Sessions are disjoint, so those merged are exactly those that
+    /// overlap `[ts, ts + gap)`.
+    pub fn overlapping(&self, ts: i64, gap: i64) -> usize {
+        let end = ts.saturating_add(gap);
+        self.windows
+            .iter()
+            .filter(|(sw, _)| sw.start < end && ts < sw.end)
+            .count()
+    }
+
     /// Adds a record at `ts` with gap `gap`: it opens `[ts, ts + gap)` and
     /// merges every session that overlaps it. `merge` folds one accumulator
     /// into another; `add` folds the record in. Returns the resulting window.
@@ -257,6 +269,21 @@ mod tests {
                 .filter(|s| *s <= ts && ts < s + length)
                 .count();
             prop_assert_eq!(out.len(), brute);
+        }
+
+        /// `overlapping` tells ahead of `add` how many sessions the record
+        /// merges: the number of sessions changes by one minus that.
+        #[test]
+        fn overlapping_predicts_how_many_sessions_merge(
+            records in proptest::collection::vec((0i64..500, 1i64..60), 1..40)
+        ) {
+            let mut s = Sessions::<u32>::default();
+            for (ts, gap) in records {
+                let before = s.windows.len();
+                let merged = s.overlapping(ts, gap);
+                s.add(ts, gap, || 0, |a, b| *a += b, |a| *a += 1);
+                prop_assert_eq!(s.windows.len() + merged, before + 1);
+            }
         }
     }
 }

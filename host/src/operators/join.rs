@@ -15,15 +15,22 @@
 //! as a JSON string.
 //!
 //! State is held per partition; the exchange before the join puts all
-//! records of a key, from both streams, in one partition.
+//! records of a key, from both streams, in one partition. Two of the job's
+//! limits hold it: `state`, the bytes of the records it buffers (with their
+//! windows and keys), and `join_output`, the records it emits for one
+//! micro-batch. A record that would take either past its limit is refused
+//! ([`SideOutput::refuse`]): it is neither buffered nor paired, and the
+//! records before and after it are joined as usual.
 
-use crate::model::batch::{Batch, Headers};
+use crate::model::batch::{Batch, Headers, preview};
 use crate::model::time::{TimeDomain, Window, WindowKind};
+use crate::operators::budget::{StateBudget, entry_bytes};
 use crate::operators::window::{SettingError, WindowSettings};
 use crate::operators::{
     BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
     WatermarkRules,
 };
+use crate::spec::limits::{Limit, Limits};
 use std::collections::BTreeMap;
 
 /// Settings the operator accepts.
@@ -145,13 +152,16 @@ impl OperatorFactory for JoinFactory {
     fn watermark_rules(&self) -> WatermarkRules {
         self.config.settings.watermark
     }
-    fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
-        Ok(Box::new(Join {
-            cfg: self.config.clone(),
-            windows: BTreeMap::new(),
-            side: SideOutput::default(),
-            scratch: Vec::new(),
-        }))
+    fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        self.instantiate_limited(job, worker, &Limits::default())
+    }
+    fn instantiate_limited(
+        &self,
+        _job: &str,
+        _worker: usize,
+        limits: &Limits,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(Box::new(Join::new(self.config.clone(), limits)))
     }
 }
 
@@ -168,16 +178,56 @@ struct Sides {
     right: Vec<Row>,
 }
 
+/// The keys of one window, and the state bytes they and the window hold.
+struct Keys {
+    bytes: u64,
+    keys: hashbrown::HashMap<Vec<u8>, Sides, rustc_hash::FxBuildHasher>,
+}
+
+/// The state bytes of a window.
+fn window_bytes() -> u64 {
+    entry_bytes(0, std::mem::size_of::<((i64, i64), Keys)>())
+}
+
+/// The state bytes of a key of `key` bytes in a window.
+fn key_bytes(key: usize) -> u64 {
+    entry_bytes(key, std::mem::size_of::<Sides>())
+}
+
+/// The state bytes of a buffered record with a value of `value` bytes.
+fn row_bytes(value: usize) -> u64 {
+    entry_bytes(0, std::mem::size_of::<Row>() + value)
+}
+
 /// One worker's join state: per window (ordered by end, so closed windows
 /// are dropped from the front), per key, both sides' records.
 pub struct Join {
     cfg: JoinConfig,
-    windows: BTreeMap<(i64, i64), hashbrown::HashMap<Vec<u8>, Sides, rustc_hash::FxBuildHasher>>,
+    windows: BTreeMap<(i64, i64), Keys>,
     side: SideOutput,
     scratch: Vec<Window>,
+    /// The bytes of the windows, keys and records buffered.
+    budget: StateBudget,
+    /// The job's `join_output`.
+    max_output: u64,
+    /// The micro-batch being joined, and the records emitted for it so far
+    /// (over the calls for both streams).
+    emitted: (u64, u64),
 }
 
 impl Join {
+    fn new(cfg: JoinConfig, limits: &Limits) -> Self {
+        Join {
+            cfg,
+            windows: BTreeMap::new(),
+            side: SideOutput::default(),
+            scratch: Vec::new(),
+            budget: StateBudget::new(limits.state),
+            max_output: limits.join_output,
+            emitted: (0, 0),
+        }
+    }
+
     fn watermark(&self, max_event_time: Option<i64>) -> i64 {
         crate::model::time::watermark(max_event_time, self.cfg.settings.watermark_delay)
     }
@@ -200,8 +250,46 @@ impl Join {
             if end.saturating_add(lateness) > watermark {
                 break;
             }
-            self.windows.pop_first();
+            if let Some((_, keys)) = self.windows.pop_first() {
+                self.budget.release(keys.bytes);
+            }
         }
+    }
+
+    /// What taking a record of `key` with `value` bytes into the open
+    /// windows `wins` would mean: the pairs it makes (with the records of
+    /// the other side) and the state bytes it adds.
+    fn cost(&self, wins: &[Window], key: &[u8], value: usize, from_left: bool) -> (u64, u64) {
+        let (mut pairs, mut bytes) = (0, 0);
+        for w in wins {
+            bytes += row_bytes(value);
+            match self.windows.get(&(w.end, w.start)) {
+                None => bytes += window_bytes() + key_bytes(key.len()),
+                Some(k) => match k.keys.get(key) {
+                    None => bytes += key_bytes(key.len()),
+                    Some(sides) => {
+                        let other = if from_left { &sides.right } else { &sides.left };
+                        pairs += other.len() as u64;
+                    }
+                },
+            }
+        }
+        (pairs, bytes)
+    }
+
+    /// The breach of `join_output` that `pairs` more output records for
+    /// the batch would be, if they do not fit.
+    fn output_breach(&self, pairs: u64, key: &[u8]) -> Option<OperatorError> {
+        let emitted = self.emitted.1;
+        (emitted.saturating_add(pairs) > self.max_output).then(|| OperatorError::Limit {
+            limit: Limit::JoinOutput,
+            value: self.max_output.to_string(),
+            detail: format!(
+                "a record of key {} would add {pairs} pair(s) to the {emitted} record(s) \
+                 the join already emitted for this batch and partition",
+                preview(key)
+            ),
+        })
     }
 
     fn late(&mut self, key: &[u8], value: &[u8], ts: i64, headers: Headers<'_>, wm: i64) {
@@ -240,6 +328,9 @@ impl Operator for Join {
         }
         let closed = self.closed_below(ctx);
         self.purge(closed);
+        if self.emitted.0 != ctx.batch_no {
+            self.emitted = (ctx.batch_no, 0);
+        }
         let from_left = ctx.input == 0;
         let lateness = self.cfg.settings.allowed_lateness;
         let mut out = Batch::new();
@@ -260,18 +351,40 @@ impl Operator for Join {
             };
             let mut wins = std::mem::take(&mut self.scratch);
             self.cfg.window.assign(ts, &mut wins);
-            let mut used = false;
+            // Windows closed for good take nothing.
+            wins.retain(|w| w.end.saturating_add(lateness) > closed);
+            if wins.is_empty() {
+                self.scratch = wins;
+                self.late(key, r.value, r.timestamp, r.headers, closed);
+                continue;
+            }
+            // All of the record's pairs and windows, or none of them.
+            let (pairs, bytes) = self.cost(&wins, key, r.value.len(), from_left);
+            let admitted = match self.output_breach(pairs, key) {
+                Some(breach) => Err(breach),
+                None => self.budget.admit(bytes, || {
+                    format!("buffering a record of key {}", preview(key))
+                }),
+            };
+            if let Err(breach) = admitted {
+                self.scratch = wins;
+                self.side.refuse(&r, breach);
+                continue;
+            }
+            self.emitted.1 += pairs;
             for w in &wins {
-                if w.end.saturating_add(lateness) <= closed {
-                    continue; // this window is closed for good
-                }
-                used = true;
-                let sides = self
+                let keys = self
                     .windows
                     .entry((w.end, w.start))
-                    .or_default()
-                    .entry_ref(key)
-                    .or_default();
+                    .or_insert_with(|| Keys {
+                        bytes: window_bytes(),
+                        keys: Default::default(),
+                    });
+                if !keys.keys.contains_key(key) {
+                    keys.bytes += key_bytes(key.len());
+                }
+                keys.bytes += row_bytes(r.value.len());
+                let sides = keys.keys.entry_ref(key).or_default();
                 let (own, other) = if from_left {
                     (&mut sides.left, &sides.right)
                 } else {
@@ -293,19 +406,14 @@ impl Operator for Join {
                 });
             }
             self.scratch = wins;
-            if !used {
-                self.late(key, r.value, r.timestamp, r.headers, closed);
-            }
         }
         Ok(out)
     }
 
-    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
-        if ctx.end_of_input {
-            self.windows.clear();
-        }
-        Ok(Batch::new())
-    }
+    // No `finish_batch`: pairs leave as they are made, and windows are
+    // forgotten only as the watermark passes them, never at the end of the
+    // input — the last batch is passed once per stream, and the records of
+    // a later stream must still meet those of an earlier one.
 
     fn side_output(&mut self) -> SideOutput {
         std::mem::take(&mut self.side)
@@ -501,6 +609,173 @@ mod tests {
                 r#"{"window_start":5,"window_end":15,"left":1,"right":3}"#,
             ]
         );
+    }
+
+    fn limited(join_output: u64, state: u64) -> Join {
+        let c = cfg(&[
+            ("left", "p"),
+            ("right", "a"),
+            ("window", "tumbling"),
+            ("length", "10ms"),
+        ])
+        .unwrap();
+        let limits = Limits {
+            state,
+            join_output,
+            ..Limits::default()
+        };
+        Join::new(c, &limits)
+    }
+
+    fn ctx(batch_no: u64, input: usize) -> BatchContext {
+        BatchContext {
+            batch_no,
+            input,
+            ..BatchContext::default()
+        }
+    }
+
+    #[test]
+    fn records_whose_pairs_pass_join_output_are_refused_whole() {
+        let mut j = limited(7, u64::MAX);
+        j.process_with(
+            &mut batch(&[("k", "L1", 1), ("k", "L2", 2), ("k", "L3", 3)]),
+            &ctx(0, 0),
+        )
+        .unwrap();
+        // Each right record pairs with the three on the left: two fit in 7.
+        let out = j
+            .process_with(
+                &mut batch(&[
+                    ("k", "R1", 4),
+                    ("k", "R2", 5),
+                    ("k", "R3", 6),
+                    ("k", "R4", 7),
+                ]),
+                &ctx(0, 1),
+            )
+            .unwrap();
+        assert_eq!(out.len(), 6);
+        let side = j.side_output();
+        let refused: Vec<&[u8]> = side.refused.iter().map(|d| &d.value[..]).collect();
+        assert_eq!(refused, [&b"R3"[..], b"R4"]);
+        assert!(
+            matches!(
+                &side.breach,
+                Some(OperatorError::Limit { limit: Limit::JoinOutput, value, .. }) if value == "7"
+            ),
+            "{:?}",
+            side.breach
+        );
+        // Refused records were not buffered, and the next batch starts its
+        // count afresh: a new left record meets R1 and R2 only.
+        let out = j
+            .process_with(&mut batch(&[("k", "L4", 8)]), &ctx(1, 0))
+            .unwrap();
+        assert_eq!(
+            values(&out),
+            [
+                r#"{"window_start":0,"window_end":10,"left":"L4","right":"R1"}"#,
+                r#"{"window_start":0,"window_end":10,"left":"L4","right":"R2"}"#,
+            ]
+        );
+        assert!(j.side_output().refused.is_empty());
+    }
+
+    #[test]
+    fn records_that_pass_the_state_limit_are_refused_and_closed_windows_give_it_back() {
+        // A first record holds a window, a key and a row; one more row of
+        // the same size fits, a third does not.
+        // The sizes docs/threat-model.md gives.
+        assert_eq!(
+            (window_bytes(), key_bytes(1), row_bytes(2)),
+            (56 + 64, 1 + 48 + 64, 2 + 32 + 64)
+        );
+        let first = window_bytes() + key_bytes(1) + row_bytes(2);
+        let mut j = limited(u64::MAX, first + row_bytes(2));
+        j.process_with(
+            &mut batch(&[("k", "L1", 1), ("k", "L2", 2), ("k", "L3", 3)]),
+            &ctx(0, 0),
+        )
+        .unwrap();
+        let side = j.side_output();
+        let refused: Vec<&[u8]> = side.refused.iter().map(|d| &d.value[..]).collect();
+        assert_eq!(refused, [&b"L3"[..]]);
+        assert!(
+            side.refused[0]
+                .reason
+                .contains("exceeded: buffering a record of key \"k\""),
+            "{}",
+            side.refused[0].reason
+        );
+        // Once the window has closed, its bytes are free again.
+        let closed = BatchContext {
+            max_event_time_before: Some(10),
+            ..ctx(1, 0)
+        };
+        j.process_with(&mut batch(&[("k", "L5", 11), ("k", "L6", 12)]), &closed)
+            .unwrap();
+        assert!(j.side_output().refused.is_empty());
+        assert_eq!(j.budget.held(), first + row_bytes(2));
+    }
+
+    proptest::proptest! {
+        /// The bytes counted as records are buffered and windows close are
+        /// the bytes of what is held.
+        #[test]
+        fn the_state_count_follows_the_buffers(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(
+                    (0u8..4, 0i64..30, 0usize..12, proptest::bool::ANY),
+                    0..16,
+                ),
+                1..8,
+            ),
+        ) {
+            let c = cfg(&[
+                ("left", "p"),
+                ("right", "a"),
+                ("window", "sliding"),
+                ("length", "20ms"),
+                ("slide", "5ms"),
+            ])
+            .unwrap();
+            let mut j = Join::new(c, &Limits::default());
+            let mut max_ts: Option<i64> = None;
+            for (n, records) in batches.iter().enumerate() {
+                for left in [true, false] {
+                    let mut input = Batch::new();
+                    for (k, dt, len, _) in records.iter().filter(|r| r.3 == left) {
+                        let key = format!("k{k}");
+                        input.push(Some(key.as_bytes()), &vec![b'v'; *len], n as i64 * 15 + dt);
+                    }
+                    let before = max_ts;
+                    max_ts = max_ts.max(input.timestamps.iter().copied().max());
+                    let ctx = BatchContext {
+                        batch_no: n as u64,
+                        input: usize::from(!left),
+                        max_event_time_before: before,
+                        ..BatchContext::default()
+                    };
+                    j.process_with(&mut input, &ctx).unwrap();
+                    let mut held = 0;
+                    for keys in j.windows.values() {
+                        let mut bytes = window_bytes();
+                        for (k, sides) in &keys.keys {
+                            bytes += key_bytes(k.len());
+                            for row in sides.left.iter().chain(&sides.right) {
+                                bytes += row_bytes(row.value.len());
+                            }
+                        }
+                        proptest::prop_assert_eq!(keys.bytes, bytes);
+                        held += bytes;
+                    }
+                    proptest::prop_assert_eq!(j.budget.held(), held);
+                }
+            }
+            j.purge(i64::MAX);
+            proptest::prop_assert_eq!(j.budget.held(), 0);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! [`crate::model`] and [`crate::spec`].
 
 pub mod aggregate;
+pub mod budget;
 mod count;
 pub mod join;
 mod native;
@@ -89,9 +90,28 @@ pub struct SideOutput {
     pub late: u64,
     /// Records to write to the dead-letter file.
     pub diverted: Vec<Diverted>,
+    /// Records the operator did not take because taking them would have
+    /// exceeded one of the job's limits (`state`, `join_output`), each with
+    /// the breach as its reason; the job's `on_breach` decides whether they
+    /// go to the dead-letter file, are dropped, or stop the job.
+    pub refused: Vec<Diverted>,
+    /// The first of those breaches.
+    pub breach: Option<OperatorError>,
 }
 
 impl SideOutput {
+    /// Sets `r` aside unprocessed: taking it would have been `breach`.
+    pub fn refuse(&mut self, r: &Record<'_>, breach: OperatorError) {
+        self.refused.push(Diverted {
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.to_vec(),
+            timestamp: r.timestamp,
+            headers: owned_headers(r.headers),
+            reason: format!("operator set this record aside: {breach}"),
+        });
+        self.breach.get_or_insert(breach);
+    }
+
     /// Sets `r` aside when its event time is further ahead of the batch's
     /// `processing_time` than `rules` allow: it goes to the dead-letter file
     /// with the reason, and into no window. Returns whether it did.

@@ -264,6 +264,37 @@ fn cap_limits(
             (None, _) => l.output_ratio = Some(Spanned::new(0..0, cap_ratio)),
         }
     }
+    match &l.state {
+        Some(st) if resolved.state > cap.state => {
+            return Err(invalid(
+                st.span(),
+                "limits.state",
+                above(format_size(resolved.state), format_size(cap.state)),
+            ));
+        }
+        Some(_) => {}
+        None => l.state = Some(Spanned::new(0..0, cap.state.to_string())),
+    }
+    match &l.join_output {
+        Some(j) if resolved.join_output > cap.join_output => {
+            return Err(invalid(
+                j.span(),
+                "limits.join_output",
+                above(
+                    resolved.join_output.to_string(),
+                    cap.join_output.to_string(),
+                ),
+            ));
+        }
+        Some(_) => {}
+        // Validated at most `MAX_JOIN_OUTPUT`, within an i64.
+        None => {
+            l.join_output = Some(Spanned::new(
+                0..0,
+                i64::try_from(cap.join_output).unwrap_or(i64::MAX),
+            ))
+        }
+    }
     Ok(l)
 }
 
@@ -409,6 +440,8 @@ mod tests {
                 memory: 64 << 20,
                 cpu_per_batch: Some(Duration::from_millis(500)),
                 output_ratio: Some(10.0),
+                state: 1 << 20,
+                join_output: 500,
                 ..Limits::default()
             },
         }
@@ -439,6 +472,7 @@ mod tests {
         assert_eq!(limits.memory, 64 << 20);
         assert_eq!(limits.cpu_per_batch, Some(Duration::from_millis(500)));
         assert_eq!(limits.output_ratio, Some(10.0));
+        assert_eq!((limits.state, limits.join_output), (1 << 20, 500));
         assert!(*cfg.workers.unwrap().get_ref() <= 2);
     }
 
@@ -460,6 +494,22 @@ mod tests {
             vet_text(&format!("{GEN}{DISCARD}[limits]\ncpu_per_batch = \"2s\"\n")).unwrap_err();
         assert!(
             err.contains("field `limits.cpu_per_batch`: 2s is above this tenant's cap of 500ms"),
+            "{err}"
+        );
+        let cfg = vet_text(&format!(
+            "{GEN}{DISCARD}[limits]\nstate = \"64KiB\"\njoin_output = 20\n"
+        ))
+        .unwrap();
+        let limits = cfg.limits().unwrap();
+        assert_eq!((limits.state, limits.join_output), (64 << 10, 20));
+        let err = vet_text(&format!("{GEN}{DISCARD}[limits]\nstate = \"2MiB\"\n")).unwrap_err();
+        assert!(
+            err.contains("field `limits.state`: 2 MiB is above this tenant's cap of 1 MiB"),
+            "{err}"
+        );
+        let err = vet_text(&format!("{GEN}{DISCARD}[limits]\njoin_output = 501\n")).unwrap_err();
+        assert!(
+            err.contains("field `limits.join_output`: 501 is above this tenant's cap of 500"),
             "{err}"
         );
         let err = vet_text(&format!("workers = 8\n{GEN}{DISCARD}")).unwrap_err();

@@ -14,6 +14,11 @@ use std::time::Duration;
 pub const DEFAULT_TENANT_MEMORY: u64 = 256 << 20;
 /// Default per-call deadline of a tenant without `limits.cpu_per_batch`.
 pub const DEFAULT_TENANT_CPU: Duration = Duration::from_secs(1);
+/// Default keyed state per instance of a tenant without `limits.state`.
+pub const DEFAULT_TENANT_STATE: u64 = 256 << 20;
+/// Default records a join instance of a tenant's job may emit per
+/// micro-batch, without `limits.join_output`.
+pub const DEFAULT_TENANT_JOIN_OUTPUT: u64 = 100_000;
 /// Default jobs a tenant may run at once.
 pub const DEFAULT_MAX_JOBS: usize = 4;
 /// Default workers (threads) one job of a tenant may ask for.
@@ -120,6 +125,10 @@ pub struct TenantLimitsConfig {
     pub cpu_per_batch: Option<String>,
     /// Output bytes per input byte of one call (default 100).
     pub output_ratio: Option<f64>,
+    /// Keyed state per operator instance, e.g. `"64MiB"` (default 256 MiB).
+    pub state: Option<String>,
+    /// Records one join instance may emit per micro-batch (default 100,000).
+    pub join_output: Option<u64>,
 }
 
 /// The server-wide settings of the tenants file, resolved.
@@ -290,6 +299,8 @@ impl TenantConfig {
         let mut limits = Limits {
             memory: DEFAULT_TENANT_MEMORY,
             cpu_per_batch: Some(DEFAULT_TENANT_CPU),
+            state: DEFAULT_TENANT_STATE,
+            join_output: DEFAULT_TENANT_JOIN_OUTPUT,
             ..Limits::default()
         };
         let l = &self.limits;
@@ -303,6 +314,13 @@ impl TenantConfig {
         }
         if let Some(r) = l.output_ratio {
             limits.output_ratio = Some(r);
+        }
+        if let Some(st) = &l.state {
+            limits.state =
+                crate::model::units::parse_size(st).map_err(|m| ("limits.state".into(), m))?;
+        }
+        if let Some(j) = l.join_output {
+            limits.join_output = j;
         }
         limits
             .validate()
@@ -412,6 +430,8 @@ mod tests {
         assert_eq!((t.name.as_str(), t.max_jobs), ("acme", 2));
         assert_eq!(t.limits.memory, 64 << 20);
         assert_eq!(t.limits.cpu_per_batch, Some(DEFAULT_TENANT_CPU));
+        assert_eq!(t.limits.state, DEFAULT_TENANT_STATE);
+        assert_eq!(t.limits.join_output, DEFAULT_TENANT_JOIN_OUTPUT);
         assert_eq!(t.max_workers, DEFAULT_MAX_WORKERS);
     }
 
@@ -429,6 +449,20 @@ mod tests {
             "[[tenants]]\nname = \"a\"\ntoken_sha256 = \"{HASH_A}\"\n[tenants.limits]\nmemory = \"1KiB\"\n"
         ));
         assert!(msg.contains("field `tenants[0].limits.memory`"), "{msg}");
+        let msg = err(&format!(
+            "[[tenants]]\nname = \"a\"\ntoken_sha256 = \"{HASH_A}\"\n[tenants.limits]\nstate = \"10\"\n"
+        ));
+        assert!(
+            msg.contains("field `tenants[0].limits.state`: 10 bytes is out of range"),
+            "{msg}"
+        );
+        let msg = err(&format!(
+            "[[tenants]]\nname = \"a\"\ntoken_sha256 = \"{HASH_A}\"\n[tenants.limits]\njoin_output = 0\n"
+        ));
+        assert!(
+            msg.contains("field `tenants[0].limits.join_output`"),
+            "{msg}"
+        );
         let msg = err(&format!(
             "[[tenants]]\nname = \"a\"\ntoken_sha256 = \"{HASH_A}\"\n\
              [[tenants]]\nname = \"b\"\ntoken_sha256 = \"{HASH_A}\"\n"

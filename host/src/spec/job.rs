@@ -24,10 +24,12 @@
 //! [[sinks]]
 //! kind = "stdout"
 //!
-//! [limits]                    # what each Wasm instance may use; see [`crate::spec::limits`]
+//! [limits]                    # what each operator instance may use; see [`crate::spec::limits`]
 //! memory = "64MiB"
 //! cpu_per_batch = "2s"
 //! output_ratio = 10
+//! state = "256MiB"
+//! join_output = 100000
 //! on_breach = "fail"
 //! ```
 //!
@@ -611,6 +613,12 @@ mod tests {
         let limits = cfg.limits().unwrap();
         assert_eq!(limits.cpu_per_batch, Some(Duration::from_millis(200)));
         assert_eq!(limits.on_breach, OnBreach::Skip);
+        let cfg = parse(&format!(
+            "{MINIMAL}[limits]\nstate = \"4KiB\"\njoin_output = 50\n"
+        ))
+        .unwrap();
+        let limits = cfg.limits().unwrap();
+        assert_eq!((limits.state, limits.join_output), (4 << 10, 50));
         assert_eq!(parse(MINIMAL).unwrap().limits().unwrap(), Limits::default());
     }
 
@@ -642,6 +650,32 @@ mod tests {
         let msg = err("output_ratio = -1");
         assert!(
             msg.contains("field `limits.output_ratio`: -1 is out of range"),
+            "{msg}"
+        );
+        let msg = err("state = \"lots\"");
+        assert!(
+            msg.contains("field `limits.state`: \"lots\" is not a size"),
+            "{msg}"
+        );
+        let msg = err("state = \"100\"");
+        assert!(
+            msg.contains(
+                "field `limits.state`: 100 bytes is out of range (accepted: 1 KiB to 1024 GiB)"
+            ),
+            "{msg}"
+        );
+        for bad in ["0", "-3"] {
+            let msg = err(&format!("join_output = {bad}"));
+            assert!(
+                msg.contains(&format!(
+                    "field `limits.join_output`: {bad} is out of range (accepted: a number of records from 1 to 1000000000)"
+                )),
+                "{msg}"
+            );
+        }
+        let msg = err("join_output = \"many\"");
+        assert!(
+            msg.contains("line 6") && msg.contains("join_output = \"many\""),
             "{msg}"
         );
         let msg = err("on_breach = \"ignore\"");

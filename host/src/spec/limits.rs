@@ -1,21 +1,31 @@
-//! What one Wasm instance of a job may use, and what happens when it uses
-//! more.
+//! What one operator instance of a job may use, and what happens when it
+//! uses more.
 //!
-//! A job's [`Limits`] apply to every Wasm instance of the job (one per
-//! operator and partition): its linear memory, how long one `process` or
-//! `reduce` call may run, and how much output a call may return for its
-//! input. The runtime enforces them ([`crate::wasm`]); a breach is an
-//! [`crate::operators::OperatorError::Limit`], and the job's [`OnBreach`]
-//! policy decides whether the job stops or the records concerned are set
-//! aside. In a job file they are the `[limits]` table:
+//! A job's [`Limits`] apply to every operator instance of the job (one per
+//! operator and partition). For a Wasm instance: its linear memory, how long
+//! one `process` or `reduce` call may run, and how much output a call may
+//! return for its input; the runtime enforces them ([`crate::wasm`]). For
+//! the keyed state the host holds for an operator — the windows and totals
+//! of `aggregate`, the buffered records of `join`, a reducer's accumulators
+//! — its size in bytes; and for `join`, the records it may emit for one
+//! micro-batch. A breach is an [`crate::operators::OperatorError::Limit`],
+//! and the job's [`OnBreach`] policy decides whether the job stops or the
+//! records concerned are set aside. In a job file they are the `[limits]`
+//! table:
 //!
 //! ```toml
 //! [limits]
 //! memory = "64MiB"          # linear memory per instance (default 1GiB)
 //! cpu_per_batch = "2s"      # longest one call may run (default: no deadline)
 //! output_ratio = 10         # output ≤ 10 × input + 1 MiB per call (default 100)
+//! state = "256MiB"          # keyed state per instance (default 1GiB)
+//! join_output = 100000      # records a join emits per batch and partition (default 1000000)
 //! on_breach = "dead-letter" # "fail" (default), "skip" or "dead-letter"
 //! ```
+//!
+//! State is counted as it changes, entry by entry: an entry's key and value
+//! bytes plus [`STATE_ENTRY_OVERHEAD`] (see
+//! [`crate::operators::budget::StateBudget`]).
 
 use crate::model::units::{format_size, parse_duration, parse_size};
 use serde::Deserialize;
@@ -37,6 +47,19 @@ pub const MIN_MEMORY: u64 = 1 << 20;
 pub const MAX_MEMORY: u64 = 4 << 30;
 /// Largest output ratio accepted.
 pub const MAX_OUTPUT_RATIO: f64 = 1e6;
+/// Default keyed state per instance: 1 GiB.
+pub const DEFAULT_STATE: u64 = 1 << 30;
+/// Smallest state limit accepted: 1 KiB.
+pub const MIN_STATE: u64 = 1 << 10;
+/// Largest state limit accepted: 1024 GiB.
+pub const MAX_STATE: u64 = 1 << 40;
+/// Bytes an entry of keyed state counts on top of its key and value: the
+/// table slot, the allocation and the bookkeeping around it.
+pub const STATE_ENTRY_OVERHEAD: u64 = 64;
+/// Default records a join instance may emit for one micro-batch.
+pub const DEFAULT_JOIN_OUTPUT: u64 = 1_000_000;
+/// Largest `join_output` accepted.
+pub const MAX_JOIN_OUTPUT: u64 = 1_000_000_000;
 /// Elements a table of an instance may hold (function tables).
 pub const TABLE_ELEMENTS: usize = 1 << 20;
 /// Core instances a component instance may create.
@@ -51,7 +74,7 @@ pub const HOST_RESOURCES: usize = 100_000;
 /// The values `on_breach` accepts.
 pub const ON_BREACH: &[&str] = &["fail", "skip", "dead-letter"];
 
-/// Limits on every Wasm instance of a job.
+/// Limits on every operator instance of a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Linear memory of one instance, in bytes (all its memories together).
@@ -63,6 +86,12 @@ pub struct Limits {
     /// plus [`OUTPUT_ALLOWANCE`] (sizes as they cross the boundary: keys,
     /// values, and 17 bytes per record); `None`: not checked.
     pub output_ratio: Option<f64>,
+    /// Bytes of keyed state the host may hold for one instance: the windows
+    /// and totals of `aggregate`, the records `join` buffers, the
+    /// accumulators of a reducer.
+    pub state: u64,
+    /// Records one `join` instance may emit for one micro-batch.
+    pub join_output: u64,
     /// What happens to the job and the records when a limit is exceeded.
     pub on_breach: OnBreach,
 }
@@ -73,6 +102,8 @@ impl Default for Limits {
             memory: DEFAULT_MEMORY,
             cpu_per_batch: None,
             output_ratio: Some(DEFAULT_OUTPUT_RATIO),
+            state: DEFAULT_STATE,
+            join_output: DEFAULT_JOIN_OUTPUT,
             on_breach: OnBreach::Fail,
         }
     }
@@ -104,6 +135,20 @@ impl Limits {
         if let Some(r) = self.output_ratio {
             check_ratio(r).map_err(|m| (Limit::OutputRatio, m))?;
         }
+        if !(MIN_STATE..=MAX_STATE).contains(&self.state) {
+            return Err((
+                Limit::State,
+                format!(
+                    "{} is out of range (accepted: {} to {})",
+                    format_size(self.state),
+                    format_size(MIN_STATE),
+                    format_size(MAX_STATE)
+                ),
+            ));
+        }
+        if !(1..=MAX_JOIN_OUTPUT).contains(&self.join_output) {
+            return Err((Limit::JoinOutput, join_output_range(self.join_output)));
+        }
         Ok(())
     }
 
@@ -113,6 +158,11 @@ impl Limits {
         self.output_ratio
             .map(|r| (r * input as f64) as u64 + OUTPUT_ALLOWANCE)
     }
+}
+
+/// Why `n` is not a usable `join_output`.
+fn join_output_range(n: impl fmt::Display) -> String {
+    format!("{n} is out of range (accepted: a number of records from 1 to {MAX_JOIN_OUTPUT})")
 }
 
 /// Checks an output ratio: a finite number above zero, at most
@@ -176,6 +226,10 @@ pub enum Limit {
     CpuPerBatch,
     /// `output_ratio`: output bytes per input byte of one call.
     OutputRatio,
+    /// `state`: bytes of keyed state the host holds for one instance.
+    State,
+    /// `join_output`: records one join instance emits for one micro-batch.
+    JoinOutput,
 }
 
 impl Limit {
@@ -185,6 +239,8 @@ impl Limit {
             Limit::Memory => "memory",
             Limit::CpuPerBatch => "cpu_per_batch",
             Limit::OutputRatio => "output_ratio",
+            Limit::State => "state",
+            Limit::JoinOutput => "join_output",
         }
     }
 }
@@ -206,6 +262,10 @@ pub struct LimitsConfig {
     /// A call may pass the host at most this many bytes per byte of its
     /// input, plus 1 MiB.
     pub output_ratio: Option<Spanned<f64>>,
+    /// Keyed state per instance, e.g. `"256MiB"`.
+    pub state: Option<Spanned<String>>,
+    /// Records one join instance may emit per micro-batch, e.g. `100000`.
+    pub join_output: Option<Spanned<i64>>,
     /// What a breach does: `"fail"`, `"skip"` or `"dead-letter"`.
     pub on_breach: Option<Spanned<String>>,
 }
@@ -244,6 +304,19 @@ impl LimitsConfig {
         if let Some(r) = &self.output_ratio {
             out.output_ratio = Some(*r.get_ref());
         }
+        if let Some(st) = &self.state {
+            out.state = parse_size(st.get_ref())
+                .map_err(|msg| error(Limit::State.name(), st.span(), msg))?;
+        }
+        if let Some(j) = &self.join_output {
+            out.join_output = u64::try_from(*j.get_ref()).map_err(|_| {
+                error(
+                    Limit::JoinOutput.name(),
+                    j.span(),
+                    join_output_range(j.get_ref()),
+                )
+            })?;
+        }
         if let Some(p) = &self.on_breach {
             out.on_breach = p
                 .get_ref()
@@ -255,6 +328,8 @@ impl LimitsConfig {
                 Limit::Memory => self.memory.as_ref().map(Spanned::span),
                 Limit::CpuPerBatch => self.cpu_per_batch.as_ref().map(Spanned::span),
                 Limit::OutputRatio => self.output_ratio.as_ref().map(Spanned::span),
+                Limit::State => self.state.as_ref().map(Spanned::span),
+                Limit::JoinOutput => self.join_output.as_ref().map(Spanned::span),
             };
             error(limit.name(), span.unwrap_or_default(), msg)
         })?;
@@ -283,6 +358,22 @@ mod tests {
         let (limit, err) = ratio.validate().unwrap_err();
         assert_eq!(limit, Limit::OutputRatio);
         assert!(err.starts_with("0 is out of range"), "{err}");
+        let state = Limits {
+            state: 100,
+            ..Limits::default()
+        };
+        assert_eq!(
+            state.validate(),
+            Err((
+                Limit::State,
+                "100 bytes is out of range (accepted: 1 KiB to 1024 GiB)".into()
+            ))
+        );
+        let join = Limits {
+            join_output: 0,
+            ..Limits::default()
+        };
+        assert_eq!(join.validate().unwrap_err().0, Limit::JoinOutput);
     }
 
     #[test]

@@ -281,6 +281,7 @@ impl Plugin {
         Ok(WasmReducer::new(
             Session::start(self, World::Reduce, tags, config, limits)?,
             mode,
+            limits.state,
         ))
     }
 

@@ -6,11 +6,20 @@
 //! the new accumulators and stores them. Because the state lives here, a
 //! trap loses none of it: the instance is re-created and the batch is handled
 //! like any operator's failed batch.
+//!
+//! The accumulators are host memory, outside the instance's `memory` limit,
+//! so they are held to the job's `state` limit: a key whose new (or longer)
+//! accumulator would take the state past it keeps what it had, and its
+//! records of the batch are refused ([`SideOutput::refuse`]); the other keys
+//! of the batch are stored as usual.
 
 use super::reduce_bindings::exports::sluice::operator::reducer as wit;
 use super::{LogTags, Plugin, Session, reduce_bindings};
-use crate::model::batch::Batch;
-use crate::operators::{BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord};
+use crate::model::batch::{Batch, preview};
+use crate::operators::budget::{StateBudget, entry_bytes};
+use crate::operators::{
+    BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+};
 use crate::spec::ReduceMode;
 use crate::spec::limits::Limits;
 use sluice_sdk::{Accumulators, Groups};
@@ -155,21 +164,33 @@ impl<'a> Grouping<'a> {
 }
 
 /// One instance of a `reduce` component, owned by one worker, with the
-/// accumulators of the keys of the partitions that worker runs.
+/// accumulators of the keys of the partition it runs.
 pub struct WasmReducer {
     session: Session<reduce_bindings::Reduce>,
     mode: ReduceMode,
     state: FxMap<Vec<u8>, KeyState>,
+    /// The bytes of the keys and accumulators held.
+    budget: StateBudget,
+    /// The records of keys whose accumulators did not fit.
+    side: SideOutput,
     /// The call's argument, kept to reuse its buffers.
     scratch: Groups,
 }
 
 impl WasmReducer {
-    pub(super) fn new(session: Session<reduce_bindings::Reduce>, mode: ReduceMode) -> Self {
+    /// A reducer over `session`, emitting in `mode`, holding at most
+    /// `state` bytes of keys and accumulators.
+    pub(super) fn new(
+        session: Session<reduce_bindings::Reduce>,
+        mode: ReduceMode,
+        state: u64,
+    ) -> Self {
         WasmReducer {
             session,
             mode,
             state: FxMap::default(),
+            budget: StateBudget::new(state),
+            side: SideOutput::default(),
             scratch: Groups::default(),
         }
     }
@@ -253,12 +274,33 @@ impl WasmReducer {
         })
     }
 
-    /// Stores the new accumulators and returns the update-mode output.
-    fn store(&mut self, grouping: &Grouping<'_>, out: &Accumulators) -> Batch {
+    /// Stores the new accumulators and returns the update-mode output. A
+    /// key whose accumulator does not fit the state limit keeps the one it
+    /// had, and its records of `input` are refused.
+    fn store(&mut self, input: &Batch, grouping: &Grouping<'_>, out: &Accumulators) -> Batch {
         let mut emitted = Batch::new();
+        // The records of the keys refused, set aside in input order.
+        let mut refused: Vec<(u32, OperatorError)> = Vec::new();
         for (k, key) in grouping.keys.iter().enumerate() {
             let accumulator = out.get(k).unwrap_or_default();
             let ts = grouping.timestamps[k];
+            let held = self.state.get(*key).map(|s| s.accumulator.len());
+            let (grows, shrinks) = match held {
+                None => (entry_bytes(key.len(), accumulator.len()), 0),
+                Some(old) => (
+                    accumulator.len().saturating_sub(old) as u64,
+                    old.saturating_sub(accumulator.len()) as u64,
+                ),
+            };
+            let what = || match held {
+                None => format!("the accumulator of new key {}", preview(key)),
+                Some(_) => format!("the longer accumulator of key {}", preview(key)),
+            };
+            if let Err(breach) = self.budget.admit(grows, what) {
+                refused.extend(grouping.records(k).iter().map(|&i| (i, breach.clone())));
+                continue;
+            }
+            self.budget.release(shrinks);
             let state = match self.state.get_mut(*key) {
                 Some(s) => {
                     s.accumulator.clear();
@@ -273,6 +315,12 @@ impl WasmReducer {
             };
             if self.mode == ReduceMode::Update {
                 emitted.push(Some(key), &state.accumulator, state.timestamp);
+            }
+        }
+        refused.sort_unstable_by_key(|(i, _)| *i);
+        for (i, breach) in refused {
+            if let Some(r) = input.get(i as usize) {
+                self.side.refuse(&r, breach);
             }
         }
         emitted
@@ -376,7 +424,11 @@ impl Operator for WasmReducer {
         // worker retries a batch with rejected records without them.
         let out = self.call().map_err(|e| map_rejections(e, &grouping))?;
         check_result(&out, grouping.keys.len())?;
-        Ok(self.store(&grouping, &out))
+        Ok(self.store(input, &grouping, &out))
+    }
+
+    fn side_output(&mut self) -> SideOutput {
+        std::mem::take(&mut self.side)
     }
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {

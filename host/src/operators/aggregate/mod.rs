@@ -5,172 +5,25 @@
 //! State is held per partition: the exchange before the operator puts all
 //! records of a key in one partition, each partition has its own instance,
 //! and a partition always runs on the same worker, so no state is shared
-//! between threads.
+//! between threads. It is held to the job's `state` limit: a record that
+//! would need a new total or window past the limit is refused
+//! ([`SideOutput::refuse`]) and changes nothing; records of totals and
+//! windows already held are always taken.
 
-use crate::model::batch::{Batch, Headers};
+mod config;
+
+use crate::model::batch::{Batch, Headers, preview};
 pub use crate::model::time::TimeDomain;
 use crate::model::time::{Sessions, Window, WindowKind};
+use crate::operators::budget::{StateBudget, entry_bytes};
 pub use crate::operators::window::SettingError;
-use crate::operators::window::WindowSettings;
 use crate::operators::{
     BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
     RejectedRecord, SideOutput, WatermarkRules, partial_count,
 };
+use crate::spec::limits::Limits;
+pub use config::{AggregateConfig, FUNCTIONS, Function, Mode, SETTINGS};
 use std::collections::{HashMap, HashSet};
-
-/// Aggregate functions.
-pub const FUNCTIONS: &[&str] = &["count", "sum", "min", "max", "avg"];
-/// Settings the operator accepts.
-pub const SETTINGS: &[&str] = &[
-    "function",
-    "mode",
-    "window",
-    "length",
-    "slide",
-    "gap",
-    "time",
-    "watermark_delay",
-    "allowed_lateness",
-    "late",
-    "max_future",
-    "idle_timeout",
-];
-
-/// What to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    /// Records per key.
-    Count,
-    /// Sum of the values.
-    Sum,
-    /// Smallest value.
-    Min,
-    /// Largest value.
-    Max,
-    /// Mean of the values.
-    Avg,
-}
-
-/// When results are emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Keys (or windows) whose result changed in the batch, every batch.
-    Update,
-    /// Every key, every batch (not windowed only).
-    Complete,
-    /// Each window once, when the watermark passes its end (again if a
-    /// record within the allowed lateness changes it).
-    Final,
-}
-
-/// A parsed `aggregate` configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AggregateConfig {
-    /// What to compute.
-    pub function: Function,
-    /// When to emit.
-    pub mode: Mode,
-    /// Windowing, if any.
-    pub window: Option<WindowKind>,
-    /// Which clock.
-    pub time: TimeDomain,
-    /// Bound on out-of-orderness: the watermark trails the largest event
-    /// time seen by this much (milliseconds).
-    pub watermark_delay: i64,
-    /// How long after the watermark passes a window's end records still
-    /// update it (milliseconds).
-    pub allowed_lateness: i64,
-    /// Send late records to the dead-letter file (else only count them).
-    pub late_to_dead_letter: bool,
-    /// `max_future` and `idle_timeout`.
-    pub watermark: WatermarkRules,
-}
-
-impl AggregateConfig {
-    /// Parses the operator's settings, naming the setting at fault.
-    pub fn parse(pairs: &[(String, String)]) -> Result<Self, SettingError> {
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        let err = |k: &str, m: String| Err((k.to_string(), m));
-        if let Some((k, _)) = pairs.iter().find(|(k, _)| !SETTINGS.contains(&k.as_str())) {
-            return err(
-                k,
-                format!("unknown setting (accepted: {})", SETTINGS.join(", ")),
-            );
-        }
-        let function = match get("function") {
-            None => {
-                return err(
-                    "function",
-                    format!("missing (accepted: {})", FUNCTIONS.join(", ")),
-                );
-            }
-            Some("count") => Function::Count,
-            Some("sum") => Function::Sum,
-            Some("min") => Function::Min,
-            Some("max") => Function::Max,
-            Some("avg") => Function::Avg,
-            Some(other) => {
-                return err(
-                    "function",
-                    format!(
-                        "unknown aggregate {other:?} (accepted: {})",
-                        FUNCTIONS.join(", ")
-                    ),
-                );
-            }
-        };
-        let WindowSettings {
-            window,
-            time,
-            watermark_delay,
-            allowed_lateness,
-            late_to_dead_letter,
-            watermark,
-        } = WindowSettings::parse(&get)?;
-        let mode = match (get("mode"), window.is_some()) {
-            (None, true) => Mode::Final,
-            (None, false) => Mode::Update,
-            (Some("update"), _) => Mode::Update,
-            (Some("complete"), false) => Mode::Complete,
-            (Some("final"), true) => Mode::Final,
-            (Some(m @ ("complete" | "final")), w) => {
-                return err(
-                    "mode",
-                    format!(
-                        "{m:?} does not apply {} a window (accepted: {})",
-                        if w { "with" } else { "without" },
-                        if w {
-                            "update, final"
-                        } else {
-                            "update, complete"
-                        }
-                    ),
-                );
-            }
-            (Some(other), _) => {
-                return err(
-                    "mode",
-                    format!("unknown mode {other:?} (accepted: update, complete, final)"),
-                );
-            }
-        };
-        Ok(AggregateConfig {
-            function,
-            mode,
-            window,
-            time,
-            watermark_delay,
-            allowed_lateness,
-            late_to_dead_letter,
-            watermark,
-        })
-    }
-}
 
 /// Makes one [`Aggregate`] state per partition.
 pub struct AggregateFactory {
@@ -215,17 +68,16 @@ impl OperatorFactory for AggregateFactory {
         self.combines()
             .then(|| std::sync::Arc::new(CountCombiner) as std::sync::Arc<dyn Combiner>)
     }
-    fn instantiate(&self, _job: &str, _worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
-        Ok(Box::new(Aggregate {
-            cfg: self.config.clone(),
-            totals: hashbrown::HashMap::default(),
-            unkeyed: None,
-            windows: HashMap::new(),
-            sessions: HashMap::new(),
-            changed: HashSet::new(),
-            side: SideOutput::default(),
-            scratch: Vec::new(),
-        }))
+    fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        self.instantiate_limited(job, worker, &Limits::default())
+    }
+    fn instantiate_limited(
+        &self,
+        _job: &str,
+        _worker: usize,
+        limits: &Limits,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(Box::new(Aggregate::new(self.config.clone(), limits)))
     }
 }
 
@@ -304,6 +156,40 @@ pub struct Aggregate {
     changed: HashSet<Key>,
     side: SideOutput,
     scratch: Vec<Window>,
+    /// A record's open windows, each with whether the state holds it yet.
+    slots: Vec<((Key, Window), bool)>,
+    /// The bytes of the totals, windows and sessions held.
+    budget: StateBudget,
+}
+
+/// The state bytes of a running total of a key with `key` bytes.
+fn total_bytes(key: usize) -> u64 {
+    entry_bytes(key, std::mem::size_of::<(Acc, bool)>())
+}
+
+/// The state bytes of a (tumbling or sliding) window of a key with `key`
+/// bytes.
+fn window_bytes(key: usize) -> u64 {
+    entry_bytes(key, std::mem::size_of::<(Window, WindowState)>())
+}
+
+/// The state bytes of one session window (its key is counted once, by
+/// [`session_key_bytes`]).
+fn session_bytes() -> u64 {
+    entry_bytes(0, std::mem::size_of::<(Window, (Acc, bool))>())
+}
+
+/// The state bytes of a key's list of sessions.
+fn session_key_bytes(key: usize) -> u64 {
+    entry_bytes(key, std::mem::size_of::<Sessions<(Acc, bool)>>())
+}
+
+/// How a key is named in a breach.
+fn key_name(key: Option<&[u8]>) -> String {
+    match key {
+        Some(k) => format!("key {}", preview(k)),
+        None => "the records without a key".into(),
+    }
 }
 
 fn function_name(f: Function) -> &'static str {
@@ -317,6 +203,21 @@ fn function_name(f: Function) -> &'static str {
 }
 
 impl Aggregate {
+    fn new(cfg: AggregateConfig, limits: &Limits) -> Self {
+        Aggregate {
+            cfg,
+            totals: hashbrown::HashMap::default(),
+            unkeyed: None,
+            windows: HashMap::new(),
+            sessions: HashMap::new(),
+            changed: HashSet::new(),
+            side: SideOutput::default(),
+            scratch: Vec::new(),
+            slots: Vec::new(),
+            budget: StateBudget::new(limits.state),
+        }
+    }
+
     fn watermark(&self, max_event_time: Option<i64>) -> i64 {
         crate::model::time::watermark(max_event_time, self.cfg.watermark_delay)
     }
@@ -383,6 +284,7 @@ impl Operator for Aggregate {
         // Emit a window when it changed and is closed (or at every change in
         // update mode); forget it once no record can reach it any more.
         let mut rows: Vec<(Window, Key, Acc)> = Vec::new();
+        let budget = &mut self.budget;
         for (k, sessions) in &mut self.sessions {
             for (w, (acc, dirty)) in &mut sessions.windows {
                 if *dirty && (update || w.end <= wm) {
@@ -390,19 +292,32 @@ impl Operator for Aggregate {
                     *dirty = false;
                 }
             }
+            let before = sessions.windows.len();
             sessions
                 .windows
                 .retain(|(w, _)| w.end.saturating_add(lateness) > wm);
+            budget.release((before - sessions.windows.len()) as u64 * session_bytes());
         }
-        self.sessions.retain(|_, s| !s.windows.is_empty());
+        self.sessions.retain(|k, s| {
+            let keep = !s.windows.is_empty();
+            if !keep {
+                budget.release(session_key_bytes(k.as_ref().map_or(0, Vec::len)));
+            }
+            keep
+        });
         for ((k, w), st) in &mut self.windows {
             if st.dirty && (update || w.end <= wm) {
                 rows.push((*w, k.clone(), st.acc));
                 st.dirty = false;
             }
         }
-        self.windows
-            .retain(|(_, w), _| w.end.saturating_add(lateness) > wm);
+        self.windows.retain(|(k, w), _| {
+            let keep = w.end.saturating_add(lateness) > wm;
+            if !keep {
+                budget.release(window_bytes(k.as_ref().map_or(0, Vec::len)));
+            }
+            keep
+        });
         self.changed.clear();
         rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         for (w, k, acc) in rows {
@@ -465,6 +380,20 @@ impl Aggregate {
                 continue;
             }
             if self.cfg.window.is_none() {
+                let held = match r.key {
+                    Some(k) => self.totals.contains_key(k),
+                    None => self.unkeyed.is_some(),
+                };
+                if !held {
+                    let bytes = total_bytes(r.key.map_or(0, <[u8]>::len));
+                    if let Err(breach) = self
+                        .budget
+                        .admit(bytes, || format!("a new total for {}", key_name(r.key)))
+                    {
+                        self.side.refuse(&r, breach);
+                        continue;
+                    }
+                }
                 let slot = match r.key {
                     Some(k) => self.totals.entry_ref(k).or_insert((Acc::new(), false)),
                     None => self.unkeyed.get_or_insert((Acc::new(), false)),
@@ -492,6 +421,23 @@ impl Aggregate {
                         self.late(r.key, r.value, r.timestamp, r.headers, wm_before);
                         continue;
                     }
+                    // A record opens a session or merges those it overlaps.
+                    let (known, merged) = match self.sessions.get(&key) {
+                        Some(s) => (true, s.overlapping(ts, gap)),
+                        None => (false, 0),
+                    };
+                    let mut bytes = if merged == 0 { session_bytes() } else { 0 };
+                    if !known {
+                        bytes += session_key_bytes(r.key.map_or(0, <[u8]>::len));
+                    }
+                    if let Err(breach) = self.budget.admit(bytes, || {
+                        format!("a new session window of {}", key_name(r.key))
+                    }) {
+                        self.side.refuse(&r, breach);
+                        continue;
+                    }
+                    self.budget
+                        .release(merged.saturating_sub(1) as u64 * session_bytes());
                     let sessions = self
                         .sessions
                         .entry(key.clone())
@@ -510,28 +456,43 @@ impl Aggregate {
                 Some(kind) => {
                     let mut wins = std::mem::take(&mut self.scratch);
                     kind.assign(ts, &mut wins);
-                    let mut used = false;
+                    let mut slots = std::mem::take(&mut self.slots);
+                    slots.clear();
                     for w in &wins {
                         if self.cfg.time == TimeDomain::Event
                             && w.end.saturating_add(lateness) <= wm_before
                         {
                             continue; // this window is closed for good
                         }
-                        used = true;
-                        let st = self
-                            .windows
-                            .entry((key.clone(), *w))
-                            .or_insert(WindowState {
-                                acc: Acc::new(),
-                                dirty: true,
-                            });
+                        let slot = (key.clone(), *w);
+                        let fresh = !self.windows.contains_key(&slot);
+                        slots.push((slot, fresh));
+                    }
+                    self.scratch = wins;
+                    if slots.is_empty() {
+                        self.slots = slots;
+                        self.late(r.key, r.value, r.timestamp, r.headers, wm_before);
+                        continue;
+                    }
+                    // All of the record's windows, or none.
+                    let fresh = slots.iter().filter(|(_, fresh)| *fresh).count() as u64;
+                    let bytes = fresh * window_bytes(r.key.map_or(0, <[u8]>::len));
+                    if let Err(breach) = self.budget.admit(bytes, || {
+                        format!("{fresh} new window(s) of {}", key_name(r.key))
+                    }) {
+                        self.slots = slots;
+                        self.side.refuse(&r, breach);
+                        continue;
+                    }
+                    for (slot, _) in slots.drain(..) {
+                        let st = self.windows.entry(slot).or_insert(WindowState {
+                            acc: Acc::new(),
+                            dirty: true,
+                        });
                         st.acc.add(x, r.timestamp);
                         st.dirty = true;
                     }
-                    self.scratch = wins;
-                    if !used {
-                        self.late(r.key, r.value, r.timestamp, r.headers, wm_before);
-                    }
+                    self.slots = slots;
                 }
             }
         }
@@ -543,5 +504,143 @@ impl Aggregate {
         self.side.late_record(divert, key, value, ts, headers, || {
             format!("late: every window of timestamp {ts} closed at watermark {wm}")
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::limits::Limit;
+    use proptest::prelude::*;
+
+    fn aggregate(settings: &[(&str, &str)], state: u64) -> Aggregate {
+        let pairs: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let limits = Limits {
+            state,
+            ..Limits::default()
+        };
+        Aggregate::new(AggregateConfig::parse(&pairs).unwrap(), &limits)
+    }
+
+    /// The state bytes of `a`, counted afresh from what it holds.
+    fn recount(a: &Aggregate) -> u64 {
+        let key_len = |k: &Key| k.as_ref().map_or(0, Vec::len);
+        let totals: u64 = a.totals.keys().map(|k| total_bytes(k.len())).sum();
+        let unkeyed = a.unkeyed.map_or(0, |_| total_bytes(0));
+        let windows: u64 = a
+            .windows
+            .keys()
+            .map(|(k, _)| window_bytes(key_len(k)))
+            .sum();
+        let sessions: u64 = a
+            .sessions
+            .iter()
+            .map(|(k, s)| session_key_bytes(key_len(k)) + s.windows.len() as u64 * session_bytes())
+            .sum();
+        totals + unkeyed + windows + sessions
+    }
+
+    #[test]
+    fn a_full_state_refuses_new_keys_and_takes_records_of_known_ones() {
+        // Room for three totals of two-byte keys: 2 key bytes, 48 of
+        // accumulator and flag, 64 of overhead each.
+        assert_eq!(std::mem::size_of::<(Acc, bool)>(), 48);
+        // The sizes docs/threat-model.md gives.
+        assert_eq!(total_bytes(2), 2 + 48 + 64);
+        assert_eq!(window_bytes(2), 2 + 64 + 64);
+        assert_eq!(session_key_bytes(2), 2 + 24 + 64);
+        assert_eq!(session_bytes(), 64 + 64);
+        let mut agg = aggregate(&[("function", "sum")], 3 * (2 + 48 + 64));
+        let mut input = Batch::new();
+        for (k, v) in [
+            ("k0", "1"),
+            ("k1", "2"),
+            ("k2", "3"),
+            ("k3", "4"),
+            ("k0", "5"),
+        ] {
+            input.push(Some(k.as_bytes()), v.as_bytes(), 0);
+        }
+        agg.process(&mut input).unwrap();
+        let out = agg.finish_batch(&BatchContext::default()).unwrap();
+        let rows: Vec<(&[u8], &[u8])> = out.iter().map(|r| (r.key.unwrap(), r.value)).collect();
+        assert_eq!(
+            rows,
+            [(&b"k0"[..], &b"6"[..]), (b"k1", b"2"), (b"k2", b"3")]
+        );
+        let side = agg.side_output();
+        assert_eq!(side.refused.len(), 1);
+        assert_eq!(
+            (side.refused[0].key.as_deref(), &side.refused[0].value[..]),
+            (Some(&b"k3"[..]), &b"4"[..])
+        );
+        assert!(
+            matches!(
+                &side.breach,
+                Some(OperatorError::Limit { limit: Limit::State, value, .. }) if value == "342 bytes"
+            ),
+            "{:?}",
+            side.breach
+        );
+        assert!(
+            side.refused[0].reason.contains(
+                "limit `state` = 342 bytes exceeded: a new total for key \"k3\" would add 114 bytes"
+            ),
+            "{}",
+            side.refused[0].reason
+        );
+    }
+
+    proptest! {
+        /// The bytes counted as windows and sessions are made, merged and
+        /// closed are the bytes of what is held, batch after batch, and
+        /// nothing once every window has closed.
+        #[test]
+        fn the_state_count_follows_windows_and_sessions(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0u8..5, 0i64..40), 0..20),
+                1..8,
+            ),
+            sessions in any::<bool>(),
+        ) {
+            let settings: &[(&str, &str)] = if sessions {
+                &[("function", "count"), ("window", "session"), ("gap", "15ms")]
+            } else {
+                &[
+                    ("function", "count"),
+                    ("window", "sliding"),
+                    ("length", "30ms"),
+                    ("slide", "10ms"),
+                ]
+            };
+            let mut agg = aggregate(settings, u64::MAX);
+            let mut max_ts: Option<i64> = None;
+            for (n, records) in batches.iter().enumerate() {
+                // Time moves on by 20ms a batch; some records come late.
+                let base = n as i64 * 20;
+                let mut input = Batch::new();
+                for (k, dt) in records {
+                    input.push(Some(format!("k{k}").as_bytes()), b"x", base + dt);
+                }
+                let before = max_ts;
+                max_ts = max_ts.max(input.timestamps.iter().copied().max());
+                let ctx = BatchContext {
+                    batch_no: n as u64,
+                    max_event_time_before: before,
+                    max_event_time_after: max_ts,
+                    ..BatchContext::default()
+                };
+                agg.process_with(&mut input, &ctx).unwrap();
+                prop_assert_eq!(agg.budget.held(), recount(&agg));
+                agg.finish_batch(&ctx).unwrap();
+                prop_assert_eq!(agg.budget.held(), recount(&agg));
+            }
+            let end = BatchContext { end_of_input: true, ..BatchContext::default() };
+            agg.finish_batch(&end).unwrap();
+            prop_assert_eq!(agg.budget.held(), 0);
+        }
     }
 }
