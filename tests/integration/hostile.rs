@@ -463,6 +463,56 @@ async fn a_hostile_job_does_not_hurt_a_good_job_beside_it() {
     assert_eq!(output(good_dir.path()), expected);
 }
 
+/// A stop lets the batch in progress finish, which a looping call can make
+/// last its whole deadline; a raised halt ends that call (and so the job)
+/// within a fraction of a second, naming the halt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_ends_a_call_that_a_stop_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = sluice_tests::runtime_in(dir.path());
+    let toml = hostile_job(
+        dir.path(),
+        &lines(3, &[(1, "LOOP")]),
+        "[limits]\ncpu_per_batch = \"120s\"",
+    );
+    let path = sluice_tests::write_job(dir.path(), "job.toml", &toml);
+    let job = Job::from_file(&path, &runtime).unwrap();
+    let halt = job.halt();
+    let stats = job.stats();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut run = tokio::spawn(job.run(stop_rx));
+    // The looping record has been read: the batch is in the call.
+    let started = Instant::now();
+    while stats.snapshot().records_in < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no input read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send_replace(true);
+    let waited = tokio::time::timeout(Duration::from_secs(3), &mut run).await;
+    assert!(
+        waited.is_err(),
+        "the looping call ended by itself: {waited:?}"
+    );
+    let halted = Instant::now();
+    halt.raise();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the halted job did not end")
+        .unwrap();
+    assert!(
+        halted.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        halted.elapsed()
+    );
+    let msg = outcome.unwrap_err().to_string();
+    assert!(
+        msg.starts_with(
+            "operator `hostile` failed on worker 0, batch 0, partition 0: the job was halted"
+        ),
+        "{msg}"
+    );
+}
+
 fn sluice() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
     c.env(
