@@ -94,9 +94,6 @@ pub(super) async fn add_tenant(
     Ok(created(view))
 }
 
-/// How long a removed tenant's jobs get to stop before its data is deleted.
-const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
-
 pub(super) async fn remove_tenant(
     State(server): State<Arc<Server>>,
     _: Admin,
@@ -125,7 +122,7 @@ pub(super) async fn remove_tenant(
     let cleanup = server.clone();
     let tenant = name.clone();
     tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + REMOVAL_GRACE;
+        let deadline = tokio::time::Instant::now() + cleanup.settings.removal_grace;
         while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
