@@ -189,6 +189,20 @@ impl Server {
         last
     }
 
+    /// How many of the server's threads have a name starting with `prefix`
+    /// (a job's workers are `sluice-worker-N`, and live while it runs).
+    fn threads(&self, prefix: &str) -> usize {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(tasks)
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix))
+            })
+            .count()
+    }
+
     fn log(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
@@ -742,6 +756,82 @@ fn the_admin_adds_and_removes_tenants() {
     assert_eq!(server.get(&format!("/v1/jobs/{id}"), gamma).status, 404);
     assert_eq!(
         server.get("/v1/plugins", gamma).body["plugins"],
+        serde_json::json!([])
+    );
+}
+
+/// Removing a tenant once deleted its directory after a fixed grace whether
+/// or not its jobs had ended: a job still in a long call ran on over the
+/// deleted files, beside a new tenant of the same name. Now a job that has
+/// not stopped within `removal_grace` is halted, and the data goes, and the
+/// name is free again, only once every job of the tenant has ended.
+#[test]
+fn removing_a_tenant_keeps_its_data_until_its_jobs_have_ended() {
+    let server = Server::start(&tenants("removal_grace = \"1s\"", ""));
+    let gamma = "gamma-token";
+    // Calls may run two minutes: a stop alone would wait that long.
+    let body = serde_json::json!({
+        "name": "gamma",
+        "token_sha256": to_hex(&hash_token(gamma)),
+        "limits": { "cpu_per_batch": "120s" },
+    })
+    .to_string();
+    let r = server.post("/v1/admin/tenants", ADMIN, body.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text);
+    server.upload(gamma, "hostile", guests::HOSTILE);
+    let put = server.put("/v1/files/in.txt", gamma, b"LOOP\n");
+    assert_eq!(put.status, 201, "{}", put.text);
+    let id = server.submit(
+        gamma,
+        "workers = 1\n[[sources]]\nkind = \"file\"\npath = \"in.txt\"\n\
+         [[operators]]\nplugin = \"hostile\"\n\
+         [[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n",
+    );
+    server.wait_for_metric_above(gamma, &id, "records_in", 0);
+    assert_eq!(server.threads("sluice-worker"), 1, "{}", server.log());
+
+    let r = server.request("DELETE", "/v1/admin/tenants/gamma", Some(ADMIN), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["stopping_jobs"], 1, "{}", r.text);
+    assert_eq!(r.body["removal_grace"], "1s", "{}", r.text);
+    let again = server.post("/v1/admin/tenants", ADMIN, body.as_bytes());
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert!(again.text.contains("still stopping"), "{}", again.text);
+    let listed = server.get("/v1/admin/tenants", ADMIN);
+    assert_eq!(
+        listed.body["removing"],
+        serde_json::json!(["gamma"]),
+        "{}",
+        listed.text
+    );
+    // The loop goes on past the grace; then it is halted, its job ends,
+    // and only then is the data deleted.
+    let data = server.dir.path().join("data/tenants/gamma");
+    assert!(
+        poll(|| !data.exists()),
+        "gamma's data is still there; {}",
+        server.log()
+    );
+    assert_eq!(
+        server.threads("sluice-worker"),
+        0,
+        "gamma's data was deleted while its job still ran; {}",
+        server.log()
+    );
+    let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap();
+    assert!(log.contains("the job was halted"), "{}", server.log());
+    // The name is free again, and the new gamma starts empty.
+    assert!(poll(
+        || server.get("/v1/admin/tenants", ADMIN).body["removing"] == serde_json::json!([])
+    ));
+    let r = server.post("/v1/admin/tenants", ADMIN, body.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        server.get("/v1/jobs", gamma).body["jobs"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        server.get("/v1/files", gamma).body["files"],
         serde_json::json!([])
     );
 }

@@ -42,6 +42,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const ENDED_JOBS_KEPT: usize = 100;
 /// How long a stopping server waits for its jobs to flush.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping server waits for the jobs it halted after
+/// [`SHUTDOWN_GRACE`].
+pub const HALT_WAIT: Duration = Duration::from_secs(2);
+/// How often the removal of a tenant whose jobs have not ended, even
+/// halted, is logged.
+const STILL_REMOVING_EVERY: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -177,13 +183,71 @@ impl Server {
         lock(&self.removing).contains(tenant)
     }
 
-    /// Marks a removed tenant as being cleaned up.
-    fn removing(&self, tenant: &str) {
-        lock(&self.removing).insert(tenant.to_string());
+    /// Removes the tenant `name`, marking it as being cleaned up, so that
+    /// no request finds it between the two; `None` if there is none.
+    fn take_tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        let mut tenants = write_lock(&self.tenants);
+        let removed = tenants.remove(name)?;
+        lock(&self.removing).insert(name.to_string());
+        Some(removed)
     }
 
-    /// Forgets a removed tenant: its job entries, their log rings and its
-    /// directory (plugins, files, job data), once its jobs have ended.
+    /// The removed tenants still being cleaned up, sorted.
+    fn removing_tenants(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.removing).iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Ends a removed tenant's jobs and then forgets it: each job is asked
+    /// to stop, a job still running after `removal_grace` is halted, and
+    /// only once every one has ended are its data and its name given up.
+    /// A job that does not end even halted (a sink stuck in a broker's
+    /// timeout) keeps it all until it does.
+    async fn retire_tenant(&self, tenant: &str) {
+        let started = tokio::time::Instant::now();
+        let grace = self.settings.removal_grace;
+        let mut halted = std::collections::HashSet::new();
+        let mut report = started + grace + STILL_REMOVING_EVERY;
+        loop {
+            // Read again each time: a submission that authenticated before
+            // the removal may have added a job since.
+            let running: Vec<Arc<JobEntry>> = self
+                .jobs_of(tenant)
+                .into_iter()
+                .filter(|j| !j.status().is_ended())
+                .collect();
+            if running.is_empty() {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            for j in &running {
+                j.request_stop();
+                if now >= started + grace && halted.insert(j.id.clone()) {
+                    tracing::warn!(
+                        target: "sluice::serve",
+                        job = %j.engine_name,
+                        "not stopped {} after its tenant's removal: halted",
+                        crate::model::units::format_duration(grace)
+                    );
+                    j.halt();
+                }
+            }
+            if now >= report {
+                tracing::warn!(
+                    target: "sluice::serve",
+                    "tenant `{tenant}` is still being removed: {} job(s) have not ended",
+                    running.len()
+                );
+                report = now + STILL_REMOVING_EVERY;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.forget_tenant(tenant).await;
+    }
+
+    /// Forgets a removed tenant whose jobs have all ended: its job entries,
+    /// their log rings and its directory (plugins, files, job data).
     async fn forget_tenant(&self, tenant: &str) {
         let gone: Vec<Arc<JobEntry>> = {
             let mut jobs = lock(&self.jobs);
@@ -279,15 +343,27 @@ impl Server {
         }
     }
 
-    /// Asks every job to stop and waits (up to `grace`) for them to end.
+    /// Asks every job to stop and waits (up to `grace`) for them to end;
+    /// then halts those still running and waits for them up to
+    /// [`HALT_WAIT`].
     pub async fn stop_all(&self, grace: Duration) {
         let jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
         for j in &jobs {
             j.request_stop();
         }
+        let ended = |jobs: &[Arc<JobEntry>]| jobs.iter().all(|j| j.status().is_ended());
         let deadline = tokio::time::Instant::now() + grace;
-        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
-        {
+        while !ended(&jobs) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if ended(&jobs) {
+            return;
+        }
+        for j in jobs.iter().filter(|j| !j.status().is_ended()) {
+            j.halt();
+        }
+        let deadline = tokio::time::Instant::now() + HALT_WAIT;
+        while !ended(&jobs) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -14,7 +14,7 @@
 //! | `GET /v1/jobs/{id}/dead-letters` | the end of its dead-letter file (`?lines=`) |
 //! | `POST /v1/jobs/{id}/stop`, `POST /v1/jobs/{id}/resume` | stop gracefully; resume a paused job |
 //! | `PUT /v1/jobs/{id}/operators/{operator}` | swap a new version of a `plugin` operator into the running job (body: the `.wasm` bytes); answers once the job adopted or refused it |
-//! | `GET`/`POST /v1/admin/tenants`, `DELETE /v1/admin/tenants/{name}` | admin: list, add, remove tenants |
+//! | `GET`/`POST /v1/admin/tenants`, `DELETE /v1/admin/tenants/{name}` | admin: list (and those still `removing`), add, remove tenants; a removed tenant's jobs are stopped, halted after `removal_grace`, and its data deleted once they have all ended |
 //!
 //! Tenant routes take the tenant's token as `Authorization: Bearer TOKEN`,
 //! admin routes the admin token. A missing or unknown token is `401`; a

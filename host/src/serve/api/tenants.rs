@@ -2,8 +2,8 @@
 
 use super::{Admin, ApiError, ApiResult, created, ok, read_body};
 use crate::model::units::{format_duration, format_size};
+use crate::serve::Server;
 use crate::serve::tenant::{Tenant, TenantConfig, same_hash};
-use crate::serve::{Server, write_lock};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -39,7 +39,9 @@ pub(super) async fn list_tenants(State(server): State<Arc<Server>>, _: Admin) ->
         .cloned()
         .collect();
     let list: Vec<Value> = tenants.iter().map(|t| tenant_view(&server, t)).collect();
-    Ok(ok(json!({ "tenants": list })))
+    Ok(ok(
+        json!({ "tenants": list, "removing": server.removing_tenants() }),
+    ))
 }
 
 pub(super) async fn add_tenant(
@@ -94,40 +96,39 @@ pub(super) async fn add_tenant(
     Ok(created(view))
 }
 
+/// Removes a tenant at once (its token stops working) and ends it in the
+/// background: its jobs are asked to stop, those still running after the
+/// tenants file's `removal_grace` are halted, and once every one has ended
+/// its data is deleted. Until then the name is listed under `removing` and
+/// cannot be added again (`409`).
 pub(super) async fn remove_tenant(
     State(server): State<Arc<Server>>,
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let removed = write_lock(&server.tenants).remove(&name);
-    if removed.is_some() {
-        server.removing(&name);
-    }
-    if removed.is_none() {
+    if server.take_tenant(&name).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no tenant {name:?}"),
         ));
     }
-    let jobs = server.jobs_of(&name);
-    let mut stopped = 0;
-    for j in &jobs {
-        if !j.status().is_ended() {
-            j.request_stop();
-            stopped += 1;
-        }
-    }
-    // Once its jobs have ended, nothing of the tenant is left: a tenant
-    // added later under the same name starts empty.
-    let cleanup = server.clone();
+    let stopping = server
+        .jobs_of(&name)
+        .iter()
+        .filter(|j| !j.status().is_ended())
+        .inspect(|j| j.request_stop())
+        .count();
+    let grace = format_duration(server.settings.removal_grace);
+    let retiring = server.clone();
     let tenant = name.clone();
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + cleanup.settings.removal_grace;
-        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        cleanup.forget_tenant(&tenant).await;
-    });
-    Ok(ok(json!({ "name": name, "stopping_jobs": stopped })))
+    tokio::spawn(async move { retiring.retire_tenant(&tenant).await });
+    Ok(ok(json!({
+        "name": name,
+        "stopping_jobs": stopping,
+        "removal_grace": grace,
+        "note": format!(
+            "its jobs were asked to stop; any still running after {grace} is halted; its data \
+             is deleted once every job has ended, and until then the name cannot be added again"
+        ),
+    })))
 }
