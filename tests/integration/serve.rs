@@ -836,6 +836,58 @@ fn removing_a_tenant_keeps_its_data_until_its_jobs_have_ended() {
     );
 }
 
+/// File I/O ran on the server's async threads: a write that did not return
+/// (a stalled disk, here FIFOs at the names the uploads write first) held
+/// up every other request, of every tenant. With the I/O on the blocking
+/// pool, the server goes on answering, and the uploads finish once their
+/// writes can.
+#[test]
+fn a_stalled_file_write_does_not_hold_up_other_requests() {
+    let server = Server::start(&tenants("", ""));
+    let files = server.dir.path().join("data/tenants/alpha/files");
+    // More uploads than the server has async threads (one per core).
+    let stalled = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    let fifos: Vec<std::path::PathBuf> = (0..stalled)
+        .map(|n| files.join(format!("stalled.txt.{}-{n}.upload", server.child.id())))
+        .collect();
+    for fifo in &fifos {
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "{fifo:?}");
+    }
+    let (answered, uploads) = std::thread::scope(|s| {
+        let uploads: Vec<_> = (0..stalled)
+            .map(|_| s.spawn(|| server.put("/v1/files/stalled.txt", ALPHA, b"data").status))
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let impatient: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let answered = impatient
+            .get(format!("{}/v1/jobs", server.base))
+            .header("Authorization", format!("Bearer {BETA}"))
+            .call()
+            .map(|r| r.status().as_u16());
+        // The disk comes back: each write finds its reader.
+        for fifo in &fifos {
+            let mut written = Vec::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_end(&mut written)
+                .unwrap();
+            assert_eq!(written, b"data");
+        }
+        let uploads: Vec<u16> = uploads.into_iter().map(|u| u.join().unwrap()).collect();
+        (answered, uploads)
+    });
+    assert!(
+        matches!(answered, Ok(200)),
+        "the server did not answer while {stalled} writes stalled: {answered:?}"
+    );
+    assert_eq!(uploads, vec![201; stalled]);
+}
+
 /// Runs `sluice deploy` against `server` as tenant `token`.
 fn sluice_deploy(server: &Server, token: &str, job: &str, wasm: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))

@@ -144,7 +144,8 @@ impl Server {
             removing: Default::default(),
         };
         for t in tenants {
-            server.add_tenant(t).map_err(data_err)?;
+            server.make_tenant_dirs(&t.name).map_err(data_err)?;
+            write_lock(&server.tenants).insert(t.name.clone(), Arc::new(t));
         }
         Ok(Arc::new(server))
     }
@@ -159,23 +160,19 @@ impl Server {
         self.data.join("tenants").join(tenant)
     }
 
-    /// Adds (or replaces) a tenant and creates its directories.
-    fn add_tenant(&self, t: Tenant) -> std::io::Result<()> {
-        let dir = self.tenant_dir(&t.name);
+    /// Creates the directories of tenant `name` (blocking file I/O).
+    fn make_tenant_dirs(&self, name: &str) -> std::io::Result<()> {
+        let dir = self.tenant_dir(name);
         for sub in ["plugins", "files", "jobs"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        write_lock(&self.tenants).insert(t.name.clone(), Arc::new(t));
         Ok(())
     }
 
     /// Whether `tenant` exists (it may have been removed since a request
     /// authenticated).
     fn has_tenant(&self, tenant: &str) -> bool {
-        self.tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains_key(tenant)
+        read_lock(&self.tenants).contains_key(tenant)
     }
 
     /// Whether a removed tenant of this name is still being cleaned up.
@@ -280,10 +277,7 @@ impl Server {
     /// compared, in constant time, so the time taken says nothing about
     /// which tenant (if any) came close.
     fn tenant_by_token(&self, hash: &[u8; 32]) -> Option<Arc<Tenant>> {
-        let tenants = self
-            .tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tenants = read_lock(&self.tenants);
         let mut found = None;
         for t in tenants.values() {
             if tenant::same_hash(&t.token_sha256, hash) {
@@ -377,6 +371,10 @@ fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs the server until Ctrl-C or SIGTERM; then stops every job, letting
 /// each flush its sinks. Prints `listening on http://ADDRESS` once bound.
 pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
@@ -384,11 +382,13 @@ pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
         return Err(ServeError::NotLoopback(options.listen));
     }
     let (settings, tenants) = TenantsFile::load(&options.config)?;
+    // Preparing the data directory is file I/O: done before, not on, the
+    // async threads.
+    let server = Server::new(settings, tenants, &options.data, capture)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let outcome = rt.block_on(async move {
-        let server = Server::new(settings, tenants, &options.data, capture)?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|error| ServeError::Listen {

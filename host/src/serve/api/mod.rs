@@ -223,8 +223,20 @@ async fn read_body(
     Ok(out.into())
 }
 
+/// Runs the file I/O `f` on tokio's blocking pool: a stalled disk then
+/// holds up only the requests that wait for it, not the async threads
+/// every request and job shares. An I/O error is a `500`.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
 /// Writes `bytes` to `path` under a temporary name, then renames it, so
-/// readers never see half a file.
+/// readers never see half a file. Blocking: run it through [`blocking`].
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
