@@ -13,6 +13,7 @@ mod plugins;
 mod reducers;
 mod reload;
 mod serve;
+mod server;
 mod sources;
 mod windows;
 
