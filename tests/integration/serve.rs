@@ -2,7 +2,7 @@
 //! apart, uploads checked, job files vetted, jobs run, watched, stopped,
 //! and a hostile tenant's job paused while another tenant's goes on.
 
-use crate::server::{Server, line_server, poll};
+use crate::server::{Server, contained_attacks, line_server, poll};
 use serde_json::Value;
 use sluice::serve::tenant::{hash_token, to_hex};
 use sluice_tests::guests;
@@ -786,16 +786,6 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
     assert_eq!(counts, (1..=lines.len() as u64).collect::<Vec<_>>());
 }
 
-/// One attack on the sandbox by a tenant's job, and what must come of it.
-struct Attack {
-    plugin: &'static str,
-    input: String,
-    /// Text the job's output, dead letters or log must hold (one of).
-    evidence: &'static [&'static str],
-    /// Where to look: `out`, `dead` or `logs`.
-    place: &'static str,
-}
-
 #[test]
 fn every_attack_is_contained_while_another_tenants_job_keeps_going() {
     let server = Server::start(&tenants("", ""));
@@ -806,90 +796,13 @@ fn every_attack_is_contained_while_another_tenants_job_keeps_going() {
     server.upload(ALPHA, "trap", guests::TRAP);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let address = listener.local_addr().unwrap();
-    let chatty: Vec<String> = (0..20).map(|i| format!("CHATTY {i}")).collect();
     // The loop and the memory bomb have their own test (they pause the job).
-    let attacks = [
-        Attack {
-            plugin: "hostile",
-            input: "before\nDEEP\nafter\n".into(),
-            evidence: &["stack overflow", "out-of-bounds memory access"],
-            place: "dead",
-        },
-        Attack {
-            plugin: "hostile",
-            input: "READ /etc/passwd\n".into(),
-            evidence: &["READ /etc/passwd: denied: "],
-            place: "out",
-        },
-        Attack {
-            plugin: "hostile",
-            input: format!("CONNECT {address}\n"),
-            evidence: &["denied: "],
-            place: "out",
-        },
-        Attack {
-            plugin: "hostile",
-            input: "before\nHUGE 8\nafter\n".into(),
-            evidence: &["limit `output_ratio`"],
-            place: "dead",
-        },
-        Attack {
-            plugin: "trap",
-            input: "before\nBOOM here\nafter\n".into(),
-            evidence: &["found the marker"],
-            place: "dead",
-        },
-        Attack {
-            plugin: "trap",
-            input: chatty.join("\n"),
-            evidence: &["operator is logging too much: dropped"],
-            place: "logs",
-        },
-    ];
-    for (i, attack) in attacks.iter().enumerate() {
+    for (i, attack) in contained_attacks(listener.local_addr().unwrap())
+        .iter()
+        .enumerate()
+    {
         let before = server.metric(BETA, &steady, "records_out");
-        let file = format!("attack-{i}.txt");
-        let put = server.put(&format!("/v1/files/{file}"), ALPHA, attack.input.as_bytes());
-        assert_eq!(put.status, 201, "{}", put.text);
-        let id = server.submit(
-            ALPHA,
-            &format!(
-                "workers = 1\n[limits]\non_breach = \"dead-letter\"\n\
-                 [[sources]]\nkind = \"file\"\npath = \"{file}\"\n\
-                 [[operators]]\nplugin = \"{}\"\n\
-                 [[sinks]]\nkind = \"jsonl\"\npath = \"out-{i}.jsonl\"\n\
-                 [dead_letter]\npath = \"dead.jsonl\"\n",
-                attack.plugin
-            ),
-        );
-        server.wait_for_state(ALPHA, &id, "finished");
-        let evidence = match attack.place {
-            "out" => server.get(&format!("/v1/files/out-{i}.jsonl"), ALPHA).text,
-            "dead" => {
-                server
-                    .get(&format!("/v1/jobs/{id}/dead-letters"), ALPHA)
-                    .text
-            }
-            _ => {
-                server
-                    .get(&format!("/v1/jobs/{id}/logs?lines=1000"), ALPHA)
-                    .text
-            }
-        };
-        assert!(
-            attack.evidence.iter().any(|e| evidence.contains(e)),
-            "attack {i} ({}): none of {:?} in its {}: {evidence}",
-            attack.input.lines().next().unwrap_or_default(),
-            attack.evidence,
-            attack.place
-        );
-        assert!(!evidence.contains("root:"), "{evidence}");
-        if attack.place == "dead" {
-            // Only the record at fault is set aside; its neighbours go on.
-            assert_eq!(server.metric(ALPHA, &id, "dead_lettered"), 1);
-            assert_eq!(server.metric(ALPHA, &id, "records_out"), 2);
-        }
+        server.contain(ALPHA, &format!("attack-{i}"), attack);
         // The other tenant's job went on processing meanwhile.
         server.wait_for_metric_above(BETA, &steady, "records_out", before);
         assert_eq!(server.status(BETA, &steady)["state"], "running");

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -232,4 +232,110 @@ pub fn line_server(lines: &'static str) -> String {
         }
     });
     address
+}
+
+/// One attack on the sandbox by a tenant's job, and what must come of it.
+pub struct Attack {
+    /// The uploaded component that makes it: `hostile` or `trap`.
+    pub plugin: &'static str,
+    /// The job's input, one record per line.
+    pub input: String,
+    /// Text the job's output, dead letters or log must hold (one of).
+    pub evidence: &'static [&'static str],
+    /// Where to look: `out`, `dead` or `logs`.
+    pub place: &'static str,
+}
+
+/// The attacks of the `hostile` and `trap` fixtures that a job under
+/// `on_breach = "dead-letter"` survives to the end of its input: deep
+/// recursion, reading `/etc/passwd`, connecting to `address`, a huge
+/// output, a panic, a log flood.
+pub fn contained_attacks(address: SocketAddr) -> Vec<Attack> {
+    let chatty: Vec<String> = (0..20).map(|i| format!("CHATTY {i}")).collect();
+    vec![
+        Attack {
+            plugin: "hostile",
+            input: "before\nDEEP\nafter\n".into(),
+            evidence: &["stack overflow", "out-of-bounds memory access"],
+            place: "dead",
+        },
+        Attack {
+            plugin: "hostile",
+            input: "READ /etc/passwd\n".into(),
+            evidence: &["READ /etc/passwd: denied: "],
+            place: "out",
+        },
+        Attack {
+            plugin: "hostile",
+            input: format!("CONNECT {address}\n"),
+            evidence: &["denied: "],
+            place: "out",
+        },
+        Attack {
+            plugin: "hostile",
+            input: "before\nHUGE 8\nafter\n".into(),
+            evidence: &["limit `output_ratio`"],
+            place: "dead",
+        },
+        Attack {
+            plugin: "trap",
+            input: "before\nBOOM here\nafter\n".into(),
+            evidence: &["found the marker"],
+            place: "dead",
+        },
+        Attack {
+            plugin: "trap",
+            input: chatty.join("\n"),
+            evidence: &["operator is logging too much: dropped"],
+            place: "logs",
+        },
+    ]
+}
+
+impl Server {
+    /// Runs `attack` as a job of the tenant of `token` (which has uploaded
+    /// the attack's plugin) over the file `<name>.txt`, into
+    /// `out-<name>.jsonl`, with a dead-letter file and `on_breach =
+    /// "dead-letter"`; checks that the job finishes with the evidence, never
+    /// with a line of `/etc/passwd`, and that of a `dead` attack only the
+    /// record at fault is set aside. Returns the job's id.
+    pub fn contain(&self, token: &str, name: &str, attack: &Attack) -> String {
+        let file = format!("{name}.txt");
+        let put = self.put(&format!("/v1/files/{file}"), token, attack.input.as_bytes());
+        assert_eq!(put.status, 201, "{}", put.text);
+        let id = self.submit(
+            token,
+            &format!(
+                "workers = 1\n[limits]\non_breach = \"dead-letter\"\n\
+                 [[sources]]\nkind = \"file\"\npath = \"{file}\"\n\
+                 [[operators]]\nplugin = \"{}\"\n\
+                 [[sinks]]\nkind = \"jsonl\"\npath = \"out-{name}.jsonl\"\n\
+                 [dead_letter]\npath = \"dead.jsonl\"\n",
+                attack.plugin
+            ),
+        );
+        self.wait_for_state(token, &id, "finished");
+        let evidence = match attack.place {
+            "out" => self.get(&format!("/v1/files/out-{name}.jsonl"), token).text,
+            "dead" => self.get(&format!("/v1/jobs/{id}/dead-letters"), token).text,
+            _ => {
+                self.get(&format!("/v1/jobs/{id}/logs?lines=1000"), token)
+                    .text
+            }
+        };
+        assert!(
+            attack.evidence.iter().any(|e| evidence.contains(e)),
+            "{name} ({}): none of {:?} in its {}: {evidence}",
+            attack.input.lines().next().unwrap_or_default(),
+            attack.evidence,
+            attack.place
+        );
+        assert!(!evidence.contains("root:"), "{evidence}");
+        if attack.place == "dead" {
+            // Only the record at fault is set aside; its neighbours go on.
+            assert_eq!(self.metric(token, &id, "dead_lettered"), 1);
+            assert_eq!(self.metric(token, &id, "records_out"), 2);
+        }
+        id
+    }
 }
