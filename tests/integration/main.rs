@@ -14,6 +14,7 @@ mod reducers;
 mod reload;
 mod serve;
 mod server;
+mod soak;
 mod sources;
 mod windows;
 
