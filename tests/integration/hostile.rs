@@ -463,6 +463,99 @@ async fn a_hostile_job_does_not_hurt_a_good_job_beside_it() {
     assert_eq!(output(good_dir.path()), expected);
 }
 
+/// A stop lets the batch in progress finish, which a looping call can make
+/// last its whole deadline; a raised halt ends that call (and so the job)
+/// within a fraction of a second, naming the halt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_ends_a_call_that_a_stop_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = sluice_tests::runtime_in(dir.path());
+    let toml = hostile_job(
+        dir.path(),
+        &lines(3, &[(1, "LOOP")]),
+        "[limits]\ncpu_per_batch = \"120s\"",
+    );
+    let path = sluice_tests::write_job(dir.path(), "job.toml", &toml);
+    let job = Job::from_file(&path, &runtime).unwrap();
+    let halt = job.halt();
+    let stats = job.stats();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut run = tokio::spawn(job.run(stop_rx));
+    // The looping record has been read: the batch is in the call.
+    let started = Instant::now();
+    while stats.snapshot().records_in < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no input read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send_replace(true);
+    let waited = tokio::time::timeout(Duration::from_secs(3), &mut run).await;
+    assert!(
+        waited.is_err(),
+        "the looping call ended by itself: {waited:?}"
+    );
+    let halted = Instant::now();
+    halt.raise();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the halted job did not end")
+        .unwrap();
+    assert!(
+        halted.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        halted.elapsed()
+    );
+    let msg = outcome.unwrap_err().to_string();
+    assert!(
+        msg.starts_with(
+            "operator `hostile` failed on worker 0, batch 0, partition 0: the job was halted"
+        ),
+        "{msg}"
+    );
+}
+
+/// When one partition's call fails, the job ends once its other calls have
+/// returned, since its worker threads are joined; that wait blocked an
+/// async thread, so in the server every request and job on that thread
+/// waited for another job's looping call. Here the runtime has one thread,
+/// and a timer on it must keep ticking while the job waits for the loop.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_batch_waits_for_its_other_calls_off_the_async_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = sluice_tests::runtime_in(dir.path());
+    // Two workers, one record each: DEEP traps at once, LOOP runs 3 s.
+    let toml = hostile_job(
+        dir.path(),
+        &lines(2, &[(0, "DEEP"), (1, "LOOP")]),
+        "[batch]\nmax_records = 2\n[limits]\ncpu_per_batch = \"3s\"",
+    )
+    .replace("workers = 1", "workers = 2");
+    let path = sluice_tests::write_job(dir.path(), "job.toml", &toml);
+    let job = Job::from_file(&path, &runtime).unwrap();
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                every.tick().await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let started = Instant::now();
+    let msg = job.run_to_end().await.unwrap_err().to_string();
+    let elapsed = started.elapsed();
+    ticker.abort();
+    assert!(msg.contains("trapped"), "{msg}");
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}: {msg}");
+    let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    let expected = elapsed.as_millis() as u64 / 50;
+    assert!(
+        ticks * 2 >= expected,
+        "the timer ticked {ticks} times in {elapsed:?} (about {expected} expected)"
+    );
+}
+
 fn sluice() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
     c.env(

@@ -14,6 +14,8 @@ mod plugins;
 mod reducers;
 mod reload;
 mod serve;
+mod server;
+mod soak;
 mod sources;
 mod windows;
 

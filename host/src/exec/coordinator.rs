@@ -70,7 +70,12 @@ impl BatchRunner {
                     break;
                 }
             }
-            coordinator.summary.clone()
+            let summary = coordinator.summary.clone();
+            // Dropping the coordinator joins the worker threads, which waits
+            // for calls still running (a failed batch leaves the other
+            // partitions' calls going): not on the async threads.
+            let _ = tokio::task::spawn_blocking(move || drop(coordinator)).await;
+            summary
         });
         BatchRunner {
             tx,

@@ -6,6 +6,7 @@ use super::plan::name_streams;
 use super::{JobStats, SkipCount};
 use crate::operators::registry::BUILTINS;
 use crate::operators::{OperatorError, OperatorFactory};
+use crate::signal::Halt;
 use crate::sink::{self, Sink};
 use crate::source::{self, SourceError};
 use crate::spec::JobConfig;
@@ -186,6 +187,8 @@ pub struct Job {
     pub(super) stats: Arc<JobStats>,
     /// The swappable operators.
     pub(super) reloader: Reloader,
+    /// Ends the job's operator calls by force.
+    pub(super) halt: Halt,
 }
 
 /// Builds a [`Job`] in code.
@@ -419,6 +422,7 @@ impl Job {
                 skipped: SkipCount::default(),
                 stats: Arc::new(JobStats::default()),
                 reloader: Reloader::new("", Vec::new()),
+                halt: Halt::default(),
             },
             sink_configs: Vec::new(),
             cells: Vec::new(),
@@ -453,6 +457,21 @@ impl Job {
     /// The job's live counters, readable from any thread while it runs.
     pub fn stats(&self) -> Arc<JobStats> {
         self.stats.clone()
+    }
+
+    /// The job's [`Halt`]: raising it, from any thread, fails the job's
+    /// operator calls within about 100 ms (and every later one at once),
+    /// so a job asked to stop ends even while a call would run until its
+    /// deadline. A stop request ([`Job::run`]'s `stop`) is the gentle way.
+    pub fn halt(&self) -> Halt {
+        self.halt.clone()
+    }
+
+    /// Makes `halt` the job's [`Halt`], for a supervisor that keeps one
+    /// across the runs of a job.
+    pub fn with_halt(mut self, halt: Halt) -> Self {
+        self.halt = halt;
+        self
     }
 
     /// Turns on progress lines on stderr (every 2 s).

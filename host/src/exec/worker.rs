@@ -253,9 +253,13 @@ pub(super) fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobE
         let skipped = job.skipped.clone();
         let ready_tx = ready_tx.clone();
         let busy = busy.clone();
+        let halt = job.halt.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-worker-{w}"))
             .spawn(move || {
+                // Every instance this thread creates, now or later (after a
+                // trap, for a new version), is halted with the job.
+                halt.install();
                 // One instance of each operator per partition, so that an
                 // operator's state is the state of one partition.
                 let mut stages = Vec::new();

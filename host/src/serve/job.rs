@@ -5,7 +5,7 @@
 use super::log::SharedRing;
 use super::tenant::Breaker;
 use crate::exec::{Job, JobError, JobStats, StatsSnapshot};
-use crate::signal::stopped;
+use crate::signal::{Halt, stopped};
 use crate::spec::JobConfig;
 use crate::wasm::Runtime;
 use crate::wasm::reload::Reloader;
@@ -83,6 +83,8 @@ pub struct JobEntry {
     pub logs: SharedRing,
     state: Mutex<State>,
     stop: watch::Sender<bool>,
+    /// Every run's halt.
+    halt: Halt,
     resume: Notify,
 }
 
@@ -162,6 +164,7 @@ impl JobEntry {
                 adopted: Vec::new(),
             }),
             stop,
+            halt: Halt::default(),
             resume: Notify::new(),
         })
     }
@@ -238,6 +241,15 @@ impl JobEntry {
         self.stop.send_replace(true);
     }
 
+    /// Stops the job by force, for a job that was asked to stop and has
+    /// not: its operator calls fail within about 100 ms (the batch in
+    /// progress is lost, the sinks keep what they had written), and it
+    /// ends as `stopped`.
+    pub fn halt(&self) {
+        self.request_stop();
+        self.halt.raise();
+    }
+
     /// Whether a stop was asked for.
     pub fn stop_requested(&self) -> bool {
         *self.stop.borrow()
@@ -309,6 +321,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
         };
         let outcome: Result<(), String> = match job {
             Ok(job) => {
+                let job = job.with_halt(entry.halt.clone());
                 {
                     let mut s = entry.state();
                     s.runs += 1;

@@ -42,6 +42,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const ENDED_JOBS_KEPT: usize = 100;
 /// How long a stopping server waits for its jobs to flush.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping server waits for the jobs it halted after
+/// [`SHUTDOWN_GRACE`].
+pub const HALT_WAIT: Duration = Duration::from_secs(2);
+/// How often the removal of a tenant whose jobs have not ended, even
+/// halted, is logged.
+const STILL_REMOVING_EVERY: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +144,8 @@ impl Server {
             removing: Default::default(),
         };
         for t in tenants {
-            server.add_tenant(t).map_err(data_err)?;
+            server.make_tenant_dirs(&t.name).map_err(data_err)?;
+            write_lock(&server.tenants).insert(t.name.clone(), Arc::new(t));
         }
         Ok(Arc::new(server))
     }
@@ -153,23 +160,19 @@ impl Server {
         self.data.join("tenants").join(tenant)
     }
 
-    /// Adds (or replaces) a tenant and creates its directories.
-    fn add_tenant(&self, t: Tenant) -> std::io::Result<()> {
-        let dir = self.tenant_dir(&t.name);
+    /// Creates the directories of tenant `name` (blocking file I/O).
+    fn make_tenant_dirs(&self, name: &str) -> std::io::Result<()> {
+        let dir = self.tenant_dir(name);
         for sub in ["plugins", "files", "jobs"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        write_lock(&self.tenants).insert(t.name.clone(), Arc::new(t));
         Ok(())
     }
 
     /// Whether `tenant` exists (it may have been removed since a request
     /// authenticated).
     fn has_tenant(&self, tenant: &str) -> bool {
-        self.tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains_key(tenant)
+        read_lock(&self.tenants).contains_key(tenant)
     }
 
     /// Whether a removed tenant of this name is still being cleaned up.
@@ -177,13 +180,71 @@ impl Server {
         lock(&self.removing).contains(tenant)
     }
 
-    /// Marks a removed tenant as being cleaned up.
-    fn removing(&self, tenant: &str) {
-        lock(&self.removing).insert(tenant.to_string());
+    /// Removes the tenant `name`, marking it as being cleaned up, so that
+    /// no request finds it between the two; `None` if there is none.
+    fn take_tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        let mut tenants = write_lock(&self.tenants);
+        let removed = tenants.remove(name)?;
+        lock(&self.removing).insert(name.to_string());
+        Some(removed)
     }
 
-    /// Forgets a removed tenant: its job entries, their log rings and its
-    /// directory (plugins, files, job data), once its jobs have ended.
+    /// The removed tenants still being cleaned up, sorted.
+    fn removing_tenants(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.removing).iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Ends a removed tenant's jobs and then forgets it: each job is asked
+    /// to stop, a job still running after `removal_grace` is halted, and
+    /// only once every one has ended are its data and its name given up.
+    /// A job that does not end even halted (a sink stuck in a broker's
+    /// timeout) keeps it all until it does.
+    async fn retire_tenant(&self, tenant: &str) {
+        let started = tokio::time::Instant::now();
+        let grace = self.settings.removal_grace;
+        let mut halted = std::collections::HashSet::new();
+        let mut report = started + grace + STILL_REMOVING_EVERY;
+        loop {
+            // Read again each time: a submission that authenticated before
+            // the removal may have added a job since.
+            let running: Vec<Arc<JobEntry>> = self
+                .jobs_of(tenant)
+                .into_iter()
+                .filter(|j| !j.status().is_ended())
+                .collect();
+            if running.is_empty() {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            for j in &running {
+                j.request_stop();
+                if now >= started + grace && halted.insert(j.id.clone()) {
+                    tracing::warn!(
+                        target: "sluice::serve",
+                        job = %j.engine_name,
+                        "not stopped {} after its tenant's removal: halted",
+                        crate::model::units::format_duration(grace)
+                    );
+                    j.halt();
+                }
+            }
+            if now >= report {
+                tracing::warn!(
+                    target: "sluice::serve",
+                    "tenant `{tenant}` is still being removed: {} job(s) have not ended",
+                    running.len()
+                );
+                report = now + STILL_REMOVING_EVERY;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.forget_tenant(tenant).await;
+    }
+
+    /// Forgets a removed tenant whose jobs have all ended: its job entries,
+    /// their log rings and its directory (plugins, files, job data).
     async fn forget_tenant(&self, tenant: &str) {
         let gone: Vec<Arc<JobEntry>> = {
             let mut jobs = lock(&self.jobs);
@@ -216,10 +277,7 @@ impl Server {
     /// compared, in constant time, so the time taken says nothing about
     /// which tenant (if any) came close.
     fn tenant_by_token(&self, hash: &[u8; 32]) -> Option<Arc<Tenant>> {
-        let tenants = self
-            .tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tenants = read_lock(&self.tenants);
         let mut found = None;
         for t in tenants.values() {
             if tenant::same_hash(&t.token_sha256, hash) {
@@ -279,15 +337,27 @@ impl Server {
         }
     }
 
-    /// Asks every job to stop and waits (up to `grace`) for them to end.
+    /// Asks every job to stop and waits (up to `grace`) for them to end;
+    /// then halts those still running and waits for them up to
+    /// [`HALT_WAIT`].
     pub async fn stop_all(&self, grace: Duration) {
         let jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
         for j in &jobs {
             j.request_stop();
         }
+        let ended = |jobs: &[Arc<JobEntry>]| jobs.iter().all(|j| j.status().is_ended());
         let deadline = tokio::time::Instant::now() + grace;
-        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
-        {
+        while !ended(&jobs) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if ended(&jobs) {
+            return;
+        }
+        for j in jobs.iter().filter(|j| !j.status().is_ended()) {
+            j.halt();
+        }
+        let deadline = tokio::time::Instant::now() + HALT_WAIT;
+        while !ended(&jobs) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -301,6 +371,10 @@ fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs the server until Ctrl-C or SIGTERM; then stops every job, letting
 /// each flush its sinks. Prints `listening on http://ADDRESS` once bound.
 pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
@@ -308,11 +382,13 @@ pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
         return Err(ServeError::NotLoopback(options.listen));
     }
     let (settings, tenants) = TenantsFile::load(&options.config)?;
+    // Preparing the data directory is file I/O: done before, not on, the
+    // async threads.
+    let server = Server::new(settings, tenants, &options.data, capture)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let outcome = rt.block_on(async move {
-        let server = Server::new(settings, tenants, &options.data, capture)?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|error| ServeError::Listen {

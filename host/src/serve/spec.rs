@@ -68,7 +68,8 @@ pub const KAFKA_SETTINGS: &[&str] = &[
 
 /// Parses a tenant's job file and makes it safe to run: plugins resolved
 /// in the tenant's store, paths confined to its file area, limits within
-/// its caps. Errors name the field like those of `sluice run`.
+/// its caps. Errors name the field like those of `sluice run`. Looks the
+/// plugins up in the tenant's store: blocking file I/O.
 pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, ConfigError> {
     let file = Path::new("job.toml");
     let mut cfg = JobConfig::from_str(text, file, &crate::operators::registry::BUILTINS)?;
@@ -339,7 +340,7 @@ fn stored_plugin(name: &Path, plugins: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// The names of the plugins in a tenant's store, sorted.
+/// The names of the plugins in a tenant's store, sorted (blocking file I/O).
 pub fn known_plugins(plugins: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(plugins)
         .into_iter()

@@ -3,7 +3,7 @@
 //! each bearer token, and a request's token is hashed and compared with
 //! every tenant's hash in constant time.
 
-use crate::model::units::parse_duration;
+use crate::model::units::{parse_duration, parse_duration_or_zero};
 use crate::spec::limits::Limits;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_PARTITIONS: usize = 8;
 pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 16 << 20;
 /// Default bound on a submitted job file.
 pub const DEFAULT_MAX_JOB_SIZE: u64 = 256 << 10;
+/// Default time a removed tenant's jobs get to stop before they are halted.
+pub const DEFAULT_REMOVAL_GRACE: Duration = Duration::from_secs(30);
 
 /// A problem with the tenants file or a tenant added through the API.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,9 @@ pub struct TenantsFile {
     pub max_plugin_size: Option<String>,
     /// Largest job file, e.g. `"256KiB"`.
     pub max_job_size: Option<String>,
+    /// How long a removed tenant's jobs get to stop by themselves before
+    /// they are halted, e.g. `"30s"` (default; `"0s"`: halt at once).
+    pub removal_grace: Option<String>,
     /// When a failing job is restarted, and when it is paused.
     #[serde(default)]
     pub breaker: BreakerConfig,
@@ -140,6 +145,8 @@ pub struct Settings {
     pub max_plugin_size: u64,
     /// Largest job file, bytes.
     pub max_job_size: u64,
+    /// How long a removed tenant's jobs get to stop before they are halted.
+    pub removal_grace: Duration,
     /// The breaker.
     pub breaker: Breaker,
 }
@@ -225,6 +232,10 @@ impl TenantsFile {
             DEFAULT_MAX_PLUGIN_SIZE,
         )?;
         let max_job_size = size("max_job_size", &file.max_job_size, DEFAULT_MAX_JOB_SIZE)?;
+        let removal_grace = match &file.removal_grace {
+            None => DEFAULT_REMOVAL_GRACE,
+            Some(v) => parse_duration_or_zero(v).map_err(|m| invalid("removal_grace", m))?,
+        };
         let breaker = file.breaker.resolve().map_err(|(f, m)| invalid(f, m))?;
         let mut tenants: Vec<Tenant> = Vec::new();
         for (i, t) in file.tenants.iter().enumerate() {
@@ -254,6 +265,7 @@ impl TenantsFile {
                 admin,
                 max_plugin_size,
                 max_job_size,
+                removal_grace,
                 breaker,
             },
             tenants,
@@ -426,6 +438,7 @@ mod tests {
         .unwrap();
         assert_eq!(settings.max_plugin_size, DEFAULT_MAX_PLUGIN_SIZE);
         assert_eq!(settings.breaker, Breaker::default());
+        assert_eq!(settings.removal_grace, DEFAULT_REMOVAL_GRACE);
         let t = &tenants[0];
         assert_eq!((t.name.as_str(), t.max_jobs), ("acme", 2));
         assert_eq!(t.limits.memory, 64 << 20);
@@ -470,6 +483,10 @@ mod tests {
         assert!(msg.contains("tenants[1].token_sha256"), "{msg}");
         let msg = err("[breaker]\nfailures = 0\n");
         assert!(msg.contains("breaker.failures"), "{msg}");
+        let msg = err("removal_grace = \"soon\"\n");
+        assert!(msg.contains("field `removal_grace`"), "{msg}");
+        let (settings, _) = parse("removal_grace = \"0s\"\n").unwrap();
+        assert_eq!(settings.removal_grace, Duration::ZERO);
         let msg = err("max_jobs = 3\n");
         assert!(msg.contains("unknown field `max_jobs`"), "{msg}");
     }

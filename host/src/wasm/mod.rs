@@ -1,6 +1,6 @@
 //! The Wasm runtime: the only module that knows about wasmtime. It turns
-//! components into [`crate::operators`] and uses only those, [`crate::spec`]
-//! and [`crate::model`].
+//! components into [`crate::operators`] and uses only those, [`crate::spec`],
+//! [`crate::model`] and a job's [`Halt`](crate::signal::Halt).
 //!
 //! A [`Runtime`] holds one engine and linker. [`Runtime::load`] compiles a
 //! component once (or loads it from the on-disk cache, keyed by content hash
@@ -11,7 +11,8 @@
 //! no directories, no environment, no sockets; stdout, stderr and the `log`
 //! import go to the host log. Every instance is held to its job's
 //! [`Limits`](crate::spec::limits::Limits): memory, a deadline per call (epoch interruption, advanced by
-//! one background thread per runtime) and output size. A running job's
+//! one background thread per runtime) and output size; a call of a job whose
+//! halt was raised fails within about 100 ms. A running job's
 //! `plugin` operators can be swapped for new versions ([`reload`]).
 
 mod component;

@@ -1,7 +1,7 @@
 //! How an instance is held to its job's [`Limits`]: the epoch ticker that
-//! gives calls a deadline, the limiter of memories and tables, the bound on
-//! what a call may pass to the host, and the reading of a failed call as a
-//! breach or a trap.
+//! gives calls a deadline, the job's [`Halt`] looked at while a call runs,
+//! the limiter of memories and tables, the bound on what a call may pass to
+//! the host, and the reading of a failed call as a breach or a trap.
 //!
 //! A call's output is bounded before the host copies it: the bytes a call
 //! may pass to the host (its result, or one host call's arguments) are
@@ -12,11 +12,12 @@
 
 use crate::model::batch::Batch;
 use crate::operators::OperatorError;
+use crate::signal::Halt;
 use crate::spec::limits::{self, Limit, Limits};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wasmtime::Engine;
+use wasmtime::{Engine, UpdateDeadline};
 
 /// How often the engine's epoch advances: the resolution of `cpu_per_batch`.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -100,6 +101,61 @@ pub(super) fn deadline_ticks(limit: Option<Duration>) -> u64 {
     }
 }
 
+/// Ticks between two looks at a running call's [`Halt`] (100 ms): a halted
+/// call ends within about this long.
+pub(super) const HALT_CHECK_TICKS: u64 = 10;
+
+/// What a call of a halted job fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("the job was halted: it did not stop within its grace, so its operator calls were ended")]
+pub(super) struct Halted;
+
+/// One store's call deadline. With a [`Halt`], the deadline is handed to
+/// wasmtime in slices of [`HALT_CHECK_TICKS`], and the halt is looked at
+/// as each slice runs out; the slices add up to the call's deadline.
+pub(super) struct Deadline {
+    /// Ticks of the call's deadline not handed out yet.
+    left: u64,
+    halt: Option<Halt>,
+}
+
+impl Deadline {
+    /// The deadline of a store whose job halts with `halt`.
+    pub(super) fn new(halt: Option<Halt>) -> Self {
+        Deadline { left: 0, halt }
+    }
+
+    /// Whether the store's job was halted.
+    pub(super) fn halted(&self) -> bool {
+        self.halt.as_ref().is_some_and(Halt::is_raised)
+    }
+
+    /// Starts a call that may run `ticks` epochs; returns the epochs to
+    /// give wasmtime first.
+    pub(super) fn start(&mut self, ticks: u64) -> u64 {
+        let first = match self.halt {
+            Some(_) => ticks.min(HALT_CHECK_TICKS),
+            None => ticks,
+        };
+        self.left = ticks - first;
+        first
+    }
+
+    /// What a call does when its epochs run out: it fails when its job was
+    /// halted, is interrupted at its deadline, or runs for another slice.
+    pub(super) fn next(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        if self.halted() {
+            return Err(wasmtime::Error::new(Halted));
+        }
+        if self.left == 0 {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        let slice = self.left.min(HALT_CHECK_TICKS);
+        self.left -= slice;
+        Ok(UpdateDeadline::Continue(slice))
+    }
+}
+
 /// Holds one store's memories (together) and tables to the job's limits,
 /// and remembers a refused memory growth, so that the trap the guest runs
 /// into next is reported as the breach it is.
@@ -178,7 +234,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// What a failed call with `input` bytes of input means. A call
+/// What a failed call with `input` bytes of input means. A call of a halted
+/// job failed for that, whatever it was doing; a call
 /// interrupted at its deadline exceeded `cpu_per_batch`; a call that failed
 /// after the limiter refused it memory (`refused`, in bytes) exceeded
 /// `memory`; a call that ran out of hostcall fuel exceeded `output_ratio`;
@@ -192,6 +249,9 @@ pub(super) fn classify(
     kind: impl FnOnce() -> String,
     context: &str,
 ) -> OperatorError {
+    if err.downcast_ref::<Halted>().is_some() {
+        return OperatorError::Host(Halted.to_string());
+    }
     let interrupted = err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
     let out_of_fuel = err.chain().any(|e| e.to_string().contains(FUEL_EXHAUSTED));
     match (
@@ -271,6 +331,35 @@ mod tests {
         assert_eq!(deadline_ticks(Some(Duration::from_millis(1))), 2);
         assert_eq!(deadline_ticks(None), NO_DEADLINE);
         assert_eq!(deadline_ticks(Some(Duration::MAX)), NO_DEADLINE);
+    }
+
+    #[test]
+    fn slices_add_up_to_the_deadline_and_a_halt_ends_the_call() {
+        let halt = Halt::default();
+        let mut d = Deadline::new(Some(halt.clone()));
+        let mut given = d.start(25);
+        assert_eq!(given, HALT_CHECK_TICKS);
+        loop {
+            match d.next().unwrap() {
+                UpdateDeadline::Continue(n) => given += n,
+                UpdateDeadline::Interrupt => break,
+                _ => unreachable!(),
+            }
+        }
+        assert_eq!(given, 25);
+        assert_eq!(d.start(25), HALT_CHECK_TICKS);
+        halt.raise();
+        assert!(d.halted());
+        let Err(err) = d.next() else {
+            panic!("a halted call went on")
+        };
+        assert!(err.downcast_ref::<Halted>().is_some());
+        let msg = classify(&err, &Limits::default(), None, 0, String::new, "").to_string();
+        assert!(msg.starts_with("the job was halted"), "{msg}");
+        // Without a halt, the whole deadline goes at once.
+        let mut d = Deadline::new(None);
+        assert_eq!(d.start(25), 25);
+        assert!(matches!(d.next().unwrap(), UpdateDeadline::Interrupt));
     }
 
     #[test]

@@ -4,22 +4,24 @@
 
 use super::component::{Plugin, Pre, World};
 use super::log::{GuestLog, LogTags};
-use super::sandbox::{self, MemoryLimiter};
+use super::sandbox::{self, Deadline, Halted, MemoryLimiter};
 use super::trap::{trap_context, trap_kind};
 use super::{bindings, reduce_bindings, wit_host, wit_state, wit_types};
 use crate::operators::{OperatorError, RejectedRecord};
+use crate::signal::Halt;
 use crate::spec::limits::{self, Limits};
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// Per-store state: WASI context (default-deny), the guest's log and the
-/// limiter of its memories and tables.
+/// Per-store state: WASI context (default-deny), the guest's log, the
+/// limiter of its memories and tables, and the call's deadline.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     log: GuestLog,
     limiter: MemoryLimiter,
+    deadline: Deadline,
 }
 
 impl WasiView for StoreState {
@@ -130,6 +132,8 @@ pub(super) struct Session<B> {
     limits: Limits,
     instance: Option<Instance<B>>,
     log: GuestLog,
+    /// The job's halt, from the thread that started the session.
+    halt: Option<Halt>,
 }
 
 impl<B: WorldBindings> Session<B> {
@@ -168,6 +172,7 @@ impl<B: WorldBindings> Session<B> {
             limits: limits.clone(),
             instance: None,
             log: GuestLog::new(tags),
+            halt: Halt::current(),
         };
         session.ensure_instance()?;
         Ok(session)
@@ -201,10 +206,17 @@ impl<B: WorldBindings> Session<B> {
             table,
             log: self.log.clone(),
             limiter: MemoryLimiter::new(self.limits.memory),
+            deadline: Deadline::new(self.halt.clone()),
         };
         let mut store = Store::new(&self.plugin.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut s| s.data_mut().deadline.next());
         store
+    }
+
+    /// Whether the job was halted: no instance is created or called then.
+    fn halted(&self) -> bool {
+        self.halt.as_ref().is_some_and(Halt::is_raised)
     }
 
     /// The epoch deadline of a call, in ticks from its start.
@@ -233,6 +245,9 @@ impl<B: WorldBindings> Session<B> {
     }
 
     fn ensure_instance(&mut self) -> Result<&mut Instance<B>, OperatorError> {
+        if self.halted() {
+            return Err(OperatorError::Host(Halted.to_string()));
+        }
         if self.instance.is_none() {
             let mut store = self.new_store();
             arm(&mut store, self.deadline(), usize::MAX);
@@ -309,6 +324,9 @@ impl<B: WorldBindings> Session<B> {
     /// reported now. Returns the error to report.
     fn discard(&mut self, error: OperatorError) -> OperatorError {
         self.instance = None;
+        if self.halted() {
+            return error;
+        }
         let t = self.log.tags();
         tracing::warn!(job = %t.job, operator = %t.operator, worker = t.worker, "instance discarded: {error}");
         match self.ensure_instance() {
@@ -323,7 +341,8 @@ impl<B: WorldBindings> Session<B> {
 /// the host at once, `fuel`.
 fn arm(store: &mut Store<StoreState>, ticks: u64, fuel: usize) {
     store.data_mut().limiter.reset();
-    store.set_epoch_deadline(ticks);
+    let first = store.data_mut().deadline.start(ticks);
+    store.set_epoch_deadline(first);
     store.set_hostcall_fuel(fuel);
 }
 

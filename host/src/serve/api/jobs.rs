@@ -1,7 +1,7 @@
 //! Jobs: submit, list, status, metrics, logs, dead letters, stop, resume,
 //! and new operator versions.
 
-use super::{ApiError, ApiResult, Caller, created, ok, read_body, write_atomically};
+use super::{ApiError, ApiResult, Caller, blocking, created, ok, read_body, write_atomically};
 use super::{DEFAULT_TAIL, MAX_TAIL, TAIL_BYTES};
 use crate::exec::Job;
 use crate::serve::job::{JobEntry, Recipe, supervise};
@@ -28,7 +28,8 @@ pub(super) async fn submit_job(
 ) -> ApiResult {
     let bytes = read_body(&headers, body, server.settings.max_job_size, "a job file").await?;
     let text = std::str::from_utf8(&bytes)
-        .map_err(|e| ApiError::bad(format!("the job file is not UTF-8: {e}")))?;
+        .map_err(|e| ApiError::bad(format!("the job file is not UTF-8: {e}")))?
+        .to_string();
     let id = server.new_job_id();
     let dir = server.tenant_dir(&tenant.name);
     let job_dir = dir.join("jobs").join(&id);
@@ -37,7 +38,14 @@ pub(super) async fn submit_job(
         files: dir.join("files"),
         dead_letter: job_dir.join("dead-letters.jsonl"),
     };
-    let mut config = spec::vet(text, &tenant, &places).map_err(|e| ApiError::bad(e.to_string()))?;
+    // Vetting looks the job's plugins up in the tenant's store.
+    let vetted = {
+        let (text, tenant, places) = (text.clone(), tenant.clone(), places.clone());
+        tokio::task::spawn_blocking(move || spec::vet(&text, &tenant, &places))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let mut config = vetted.map_err(|e| ApiError::bad(e.to_string()))?;
     let display_name = config.name.take().unwrap_or_else(|| "job".into());
     let engine_name = format!("{}/{id}", tenant.name);
     config.name = Some(engine_name.clone());
@@ -82,11 +90,14 @@ pub(super) async fn submit_job(
         lock(&server.jobs).remove(&id);
         server.capture.unregister(&engine_name);
     };
-    if let Err(e) = std::fs::create_dir_all(&job_dir)
-        .and_then(|()| std::fs::write(job_dir.join("job.toml"), text))
-    {
+    let written = blocking(move || {
+        std::fs::create_dir_all(&job_dir)?;
+        std::fs::write(job_dir.join("job.toml"), text)
+    })
+    .await;
+    if let Err(e) = written {
         forget(&server);
-        return Err(ApiError::internal(e));
+        return Err(e);
     }
     let recipe = Recipe {
         config: config.clone(),
@@ -306,7 +317,10 @@ pub(super) async fn deploy_operator(
         .join(&id)
         .join("versions")
         .join(format!("{}.wasm", plugin.info().sha256));
-    write_atomically(&path, &bytes).map_err(ApiError::internal)?;
+    {
+        let path = path.clone();
+        blocking(move || write_atomically(&path, &bytes)).await?;
+    }
     // The verdict is recorded even when this request is gone (a client
     // that disconnects, or a decision after `DEPLOY_WAIT`).
     let (verdict_tx, verdict) = tokio::sync::oneshot::channel();

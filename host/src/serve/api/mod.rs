@@ -14,7 +14,7 @@
 //! | `GET /v1/jobs/{id}/dead-letters` | the end of its dead-letter file (`?lines=`) |
 //! | `POST /v1/jobs/{id}/stop`, `POST /v1/jobs/{id}/resume` | stop gracefully; resume a paused job |
 //! | `PUT /v1/jobs/{id}/operators/{operator}` | swap a new version of a `plugin` operator into the running job (body: the `.wasm` bytes); answers once the job adopted or refused it |
-//! | `GET`/`POST /v1/admin/tenants`, `DELETE /v1/admin/tenants/{name}` | admin: list, add, remove tenants |
+//! | `GET`/`POST /v1/admin/tenants`, `DELETE /v1/admin/tenants/{name}` | admin: list (and those still `removing`), add, remove tenants; a removed tenant's jobs are stopped, halted after `removal_grace`, and its data deleted once they have all ended |
 //!
 //! Tenant routes take the tenant's token as `Authorization: Bearer TOKEN`,
 //! admin routes the admin token. A missing or unknown token is `401`; a
@@ -223,8 +223,20 @@ async fn read_body(
     Ok(out.into())
 }
 
+/// Runs the file I/O `f` on tokio's blocking pool: a stalled disk then
+/// holds up only the requests that wait for it, not the async threads
+/// every request and job shares. An I/O error is a `500`.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
 /// Writes `bytes` to `path` under a temporary name, then renames it, so
-/// readers never see half a file.
+/// readers never see half a file. Blocking: run it through [`blocking`].
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

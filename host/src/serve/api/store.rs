@@ -1,7 +1,7 @@
 //! The tenant's stores: uploaded components and the file area.
 
 use super::MAX_LISTED_FILES;
-use super::{ApiError, ApiResult, Caller, created, ok, read_body, write_atomically};
+use super::{ApiError, ApiResult, Caller, blocking, created, ok, read_body, write_atomically};
 use crate::serve::Server;
 use crate::serve::spec::{self};
 use crate::serve::tenant::{Tenant, check_name};
@@ -44,7 +44,7 @@ pub(super) async fn upload_plugin(
         .tenant_dir(&tenant.name)
         .join("plugins")
         .join(format!("{name}.wasm"));
-    write_atomically(&path, &bytes).map_err(ApiError::internal)?;
+    blocking(move || write_atomically(&path, &bytes)).await?;
     let info = plugin.info();
     Ok(created(json!({
         "name": name,
@@ -60,15 +60,18 @@ pub(super) async fn list_plugins(
     Caller(tenant): Caller,
 ) -> ApiResult {
     let dir = server.tenant_dir(&tenant.name).join("plugins");
-    let plugins: Vec<Value> = spec::known_plugins(&dir)
-        .into_iter()
-        .map(|name| {
-            let size = std::fs::metadata(dir.join(format!("{name}.wasm")))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            json!({ "name": name, "size": size })
-        })
-        .collect();
+    let plugins: Vec<Value> = blocking(move || {
+        Ok(spec::known_plugins(&dir)
+            .into_iter()
+            .map(|name| {
+                let size = std::fs::metadata(dir.join(format!("{name}.wasm")))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                json!({ "name": name, "size": size })
+            })
+            .collect())
+    })
+    .await?;
     Ok(ok(json!({ "plugins": plugins })))
 }
 
@@ -88,15 +91,20 @@ pub(super) async fn upload_file(
     body: Body,
 ) -> ApiResult {
     let target = file_path(&server, &tenant, &path)?;
-    if target.is_dir() {
+    let is_dir = {
+        let target = target.clone();
+        blocking(move || Ok(target.is_dir())).await?
+    };
+    if is_dir {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("{path:?} is a directory"),
         ));
     }
     let bytes = read_body(&headers, body, server.settings.max_plugin_size, "a file").await?;
-    write_atomically(&target, &bytes).map_err(ApiError::internal)?;
-    Ok(created(json!({ "path": path, "size": bytes.len() })))
+    let size = bytes.len();
+    blocking(move || write_atomically(&target, &bytes)).await?;
+    Ok(created(json!({ "path": path, "size": size })))
 }
 
 #[derive(Deserialize)]
@@ -148,8 +156,15 @@ pub(super) async fn list_files(
     Caller(tenant): Caller,
 ) -> ApiResult {
     let root = server.tenant_dir(&tenant.name).join("files");
+    let files = blocking(move || Ok(list_area(&root))).await?;
+    Ok(ok(json!({ "files": files })))
+}
+
+/// The files under `root` (at most [`MAX_LISTED_FILES`]), with their paths
+/// relative to it and their sizes.
+fn list_area(root: &std::path::Path) -> Vec<Value> {
     let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
+    let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let Ok(meta) = entry.metadata() else { continue };
@@ -157,10 +172,10 @@ pub(super) async fn list_files(
             if meta.is_dir() {
                 dirs.push(path);
             } else if files.len() < MAX_LISTED_FILES {
-                let rel = path.strip_prefix(&root).unwrap_or(&path);
+                let rel = path.strip_prefix(root).unwrap_or(&path);
                 files.push(json!({ "path": rel.to_string_lossy(), "size": meta.len() }));
             }
         }
     }
-    Ok(ok(json!({ "files": files })))
+    files
 }

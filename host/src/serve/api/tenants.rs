@@ -1,13 +1,14 @@
 //! The admin's routes: tenants listed, added and removed.
 
-use super::{Admin, ApiError, ApiResult, created, ok, read_body};
+use super::{Admin, ApiError, ApiResult, blocking, created, ok, read_body};
 use crate::model::units::{format_duration, format_size};
 use crate::serve::tenant::{Tenant, TenantConfig, same_hash};
-use crate::serve::{Server, write_lock};
+use crate::serve::{Server, read_lock, write_lock};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(super) fn tenant_view(server: &Server, t: &Tenant) -> Value {
@@ -31,15 +32,11 @@ pub(super) fn tenant_view(server: &Server, t: &Tenant) -> Value {
 }
 
 pub(super) async fn list_tenants(State(server): State<Arc<Server>>, _: Admin) -> ApiResult {
-    let tenants: Vec<Arc<Tenant>> = server
-        .tenants
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .values()
-        .cloned()
-        .collect();
+    let tenants: Vec<Arc<Tenant>> = read_lock(&server.tenants).values().cloned().collect();
     let list: Vec<Value> = tenants.iter().map(|t| tenant_view(&server, t)).collect();
-    Ok(ok(json!({ "tenants": list })))
+    Ok(ok(
+        json!({ "tenants": list, "removing": server.removing_tenants() }),
+    ))
 }
 
 pub(super) async fn add_tenant(
@@ -54,83 +51,97 @@ pub(super) async fn add_tenant(
     let tenant = config
         .resolve()
         .map_err(|(field, m)| ApiError::bad(format!("field `{field}`: {m}")))?;
-    {
-        let tenants = server
-            .tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if tenants.contains_key(&tenant.name) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("a tenant called {:?} exists", tenant.name),
-            ));
-        }
-        if server.is_removing(&tenant.name) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "a tenant called {:?} was removed and its jobs are still stopping; try again shortly",
-                    tenant.name
-                ),
-            ));
-        }
-        let admin_clash = server
-            .settings
-            .admin
-            .is_some_and(|a| same_hash(&a, &tenant.token_sha256));
-        if admin_clash
-            || tenants
-                .values()
-                .any(|t| same_hash(&t.token_sha256, &tenant.token_sha256))
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "field `token_sha256`: that token is taken; give each tenant its own",
-            ));
-        }
+    if let Some(clash) = clash(&server, &read_lock(&server.tenants), &tenant) {
+        return Err(clash);
     }
+    let dirs = server.clone();
+    let name = tenant.name.clone();
+    blocking(move || dirs.make_tenant_dirs(&name)).await?;
+    // Taken before the tenants' lock: the view locks the jobs, and a
+    // submission locks the jobs, then the tenants.
     let view = tenant_view(&server, &tenant);
-    server.add_tenant(tenant).map_err(ApiError::internal)?;
+    // Checked again with the change: another request may have taken the
+    // name or the token meanwhile.
+    let mut tenants = write_lock(&server.tenants);
+    if let Some(clash) = clash(&server, &tenants, &tenant) {
+        return Err(clash);
+    }
+    tenants.insert(tenant.name.clone(), Arc::new(tenant));
     Ok(created(view))
 }
 
-/// How long a removed tenant's jobs get to stop before its data is deleted.
-const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Why `tenant` cannot be added beside `tenants`: its name is taken, or
+/// still being given up by a removed tenant, or its token is taken.
+fn clash(
+    server: &Server,
+    tenants: &BTreeMap<String, Arc<Tenant>>,
+    tenant: &Tenant,
+) -> Option<ApiError> {
+    if tenants.contains_key(&tenant.name) {
+        return Some(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a tenant called {:?} exists", tenant.name),
+        ));
+    }
+    if server.is_removing(&tenant.name) {
+        return Some(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "a tenant called {:?} was removed and its jobs are still stopping; try again shortly",
+                tenant.name
+            ),
+        ));
+    }
+    let admin_clash = server
+        .settings
+        .admin
+        .is_some_and(|a| same_hash(&a, &tenant.token_sha256));
+    if admin_clash
+        || tenants
+            .values()
+            .any(|t| same_hash(&t.token_sha256, &tenant.token_sha256))
+    {
+        return Some(ApiError::new(
+            StatusCode::CONFLICT,
+            "field `token_sha256`: that token is taken; give each tenant its own",
+        ));
+    }
+    None
+}
 
+/// Removes a tenant at once (its token stops working) and ends it in the
+/// background: its jobs are asked to stop, those still running after the
+/// tenants file's `removal_grace` are halted, and once every one has ended
+/// its data is deleted. Until then the name is listed under `removing` and
+/// cannot be added again (`409`).
 pub(super) async fn remove_tenant(
     State(server): State<Arc<Server>>,
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let removed = write_lock(&server.tenants).remove(&name);
-    if removed.is_some() {
-        server.removing(&name);
-    }
-    if removed.is_none() {
+    if server.take_tenant(&name).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no tenant {name:?}"),
         ));
     }
-    let jobs = server.jobs_of(&name);
-    let mut stopped = 0;
-    for j in &jobs {
-        if !j.status().is_ended() {
-            j.request_stop();
-            stopped += 1;
-        }
-    }
-    // Once its jobs have ended, nothing of the tenant is left: a tenant
-    // added later under the same name starts empty.
-    let cleanup = server.clone();
+    let stopping = server
+        .jobs_of(&name)
+        .iter()
+        .filter(|j| !j.status().is_ended())
+        .inspect(|j| j.request_stop())
+        .count();
+    let grace = format_duration(server.settings.removal_grace);
+    let retiring = server.clone();
     let tenant = name.clone();
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + REMOVAL_GRACE;
-        while jobs.iter().any(|j| !j.status().is_ended()) && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        cleanup.forget_tenant(&tenant).await;
-    });
-    Ok(ok(json!({ "name": name, "stopping_jobs": stopped })))
+    tokio::spawn(async move { retiring.retire_tenant(&tenant).await });
+    Ok(ok(json!({
+        "name": name,
+        "stopping_jobs": stopping,
+        "removal_grace": grace,
+        "note": format!(
+            "its jobs were asked to stop; any still running after {grace} is halted; its data \
+             is deleted once every job has ended, and until then the name cannot be added again"
+        ),
+    })))
 }
