@@ -15,7 +15,6 @@ mod reducers;
 mod reload;
 mod serve;
 mod server;
-mod soak;
 mod sources;
 mod windows;
 
