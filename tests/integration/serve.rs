@@ -524,11 +524,13 @@ fn the_admin_adds_and_removes_tenants() {
         "name": "gamma",
         "token_sha256": to_hex(&hash_token(gamma)),
         "max_jobs": 1,
-        "limits": { "memory": "32MiB" },
+        "limits": { "memory": "32MiB", "state": "8MiB", "join_output": 500 },
     });
     let r = server.post("/v1/admin/tenants", ADMIN, body.to_string().as_bytes());
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["limits"]["memory"], "32 MiB");
+    assert_eq!(r.body["limits"]["state"], "8 MiB");
+    assert_eq!(r.body["limits"]["join_output"], 500);
     // Tenants cannot add tenants; a second gamma is refused.
     assert_eq!(
         server

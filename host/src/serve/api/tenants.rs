@@ -26,6 +26,8 @@ pub(super) fn tenant_view(server: &Server, t: &Tenant) -> Value {
             "memory": format_size(t.limits.memory),
             "cpu_per_batch": t.limits.cpu_per_batch.map(format_duration),
             "output_ratio": t.limits.output_ratio,
+            "state": format_size(t.limits.state),
+            "join_output": t.limits.join_output,
         },
         "active_jobs": active,
     })
