@@ -712,3 +712,61 @@ async fn late_commits_of_a_member_that_lost_its_partitions_do_not_roll_back_the_
         "every record was written by one member or the other"
     );
 }
+
+/// A chunk was bounded only by its record count, and a record by nothing:
+/// large messages could overflow a batch's 32-bit offsets and crash the
+/// job, again at every restart. Now a record past `batch.max_line_bytes`
+/// fails the job, naming the setting and the record, before it is
+/// committed: a run with a larger setting reads it, and the large records
+/// go through in batches cut at `batch.max_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_record_past_max_line_bytes_fails_the_job_naming_it_and_is_not_committed() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 1).await;
+    kafka::create_topic(&output, 1).await;
+    let big = "b".repeat(200 << 10);
+    let mut inputs: Vec<_> = (0..40)
+        .map(|i| (Some(format!("k{}", i % 13)), format!("value {i} {big}")))
+        .collect();
+    inputs.push((None, format!("value 40 {}", "t".repeat(300 << 10))));
+    kafka::produce(&input, &inputs);
+    let dir = tempfile::tempdir().unwrap();
+    let job = |max_line: &str| {
+        job_toml(&input, &output, &group, "").replace(
+            "interval = \"200ms\"",
+            &format!("interval = \"200ms\"\nmax_bytes = \"1MiB\"\nmax_line_bytes = \"{max_line}\""),
+        )
+    };
+    let (_stop, run) = start(dir.path(), &job("256KiB"));
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the job ends")
+        .unwrap();
+    let err = result
+        .expect_err("the large record fails the job")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "the record at {input}/0 offset 40 holds {} bytes",
+            9 + (300 << 10)
+        )) && err.contains("batch.max_line_bytes = 256 KiB"),
+        "{err}"
+    );
+    assert!(
+        kafka::committed_total(&group, &input, 1) <= 40,
+        "the large record was committed"
+    );
+
+    let (stop, run) = start(dir.path(), &job("512KiB"));
+    let out = consume(&output, 41).await;
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+    assert!(
+        out.iter().any(|(_, v)| v.starts_with("VALUE 40 TTT")),
+        "the large record went through"
+    );
+    assert_eq!(distinct(&out), 41);
+    assert_eq!(kafka::committed_total(&group, &input, 1), 41);
+}
