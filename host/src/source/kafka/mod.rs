@@ -374,30 +374,31 @@ impl Reader {
     }
 
     fn pause(&mut self) {
-        if self.paused {
-            return;
-        }
-        let paused = self
-            .consumer
-            .assignment()
-            .and_then(|a| self.consumer.pause(&a));
-        match paused {
-            Ok(()) => self.paused = true,
-            Err(e) => tracing::warn!("kafka: cannot pause the partitions: {e}"),
-        }
+        self.set_paused(true);
     }
 
     fn resume(&mut self) {
-        if !self.paused {
+        self.set_paused(false);
+    }
+
+    /// Pauses or resumes every assigned partition, unless already so.
+    fn set_paused(&mut self, paused: bool) {
+        if self.paused == paused {
             return;
         }
-        let resumed = self
-            .consumer
-            .assignment()
-            .and_then(|a| self.consumer.resume(&a));
-        match resumed {
-            Ok(()) => self.paused = false,
-            Err(e) => tracing::warn!("kafka: cannot resume the partitions: {e}"),
+        let done = self.consumer.assignment().and_then(|a| {
+            if paused {
+                self.consumer.pause(&a)
+            } else {
+                self.consumer.resume(&a)
+            }
+        });
+        match done {
+            Ok(()) => self.paused = paused,
+            Err(e) => tracing::warn!(
+                "kafka: cannot {} the partitions: {e}",
+                if paused { "pause" } else { "resume" }
+            ),
         }
     }
 }
