@@ -14,6 +14,7 @@
 //! - [`operators`]: the host-side operator traits and the built-ins.
 //! - [`wasm`]: Wasm components as operators and reducers, their sandbox, hot reload.
 //! - [`source`], [`sink`]: where records come from and go to.
+//! - [`state`]: checkpoints of positions and operator state, and recovery from them.
 //! - [`exec`]: builds and runs jobs (also from code, with [`exec::Job::builder`]).
 //! - [`serve`]: `sluice serve`, the multi-tenant HTTP server.
 //! - [`cli`]: the `sluice` command line, with `sluice plugin` for operator authors.
@@ -29,4 +30,5 @@ pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod state;
 pub mod wasm;

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["operators"],
     &["wasm"],
     &["source", "sink"],
+    &["state"],
     &["exec"],
     &["serve"],
     &["cli"],

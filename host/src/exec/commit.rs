@@ -79,6 +79,7 @@ pub(super) fn start_sink_thread(
                             msg.batch_no,
                             &msg.parts,
                             offsets.as_ref().map(|o| o as &dyn Ack),
+                            true,
                         )
                     } else if has_output {
                         s.write(msg.batch_no, &msg.parts)

@@ -9,13 +9,16 @@ use crate::operators::{OperatorError, OperatorFactory};
 use crate::signal::Halt;
 use crate::sink::{self, Sink};
 use crate::source::{self, SourceError};
+use crate::spec::Every;
 use crate::spec::JobConfig;
 use crate::spec::limits::{Limits, OnBreach};
 use crate::spec::{ConfigError, PartitionBy, SinkConfig, SourceConfig};
+use crate::state::Fingerprint;
 use crate::wasm::reload::{Reloader, VersionCell};
 use crate::wasm::{LoadError, Runtime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -189,6 +192,23 @@ pub struct Job {
     pub(super) reloader: Reloader,
     /// Ends the job's operator calls by force.
     pub(super) halt: Halt,
+    /// Where and how often the job keeps checkpoints.
+    pub(super) checkpoint: Option<Checkpointing>,
+    /// A stop emits every open window first ([`Job::drain_flag`]).
+    pub(super) drain: Arc<AtomicBool>,
+    /// What the job is made of, for its checkpoints.
+    pub(super) fingerprint: Fingerprint,
+}
+
+/// Where and how often a job keeps checkpoints (the job file's `[checkpoint]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpointing {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// When a checkpoint is taken.
+    pub every: Every,
+    /// Throw away the checkpoints there and start afresh (`--reset-state`).
+    pub reset: bool,
 }
 
 /// Builds a [`Job`] in code.
@@ -319,6 +339,22 @@ impl JobBuilder {
         self.job.progress = on;
         self
     }
+    /// Keeps checkpoints in `dir`, taken as `every` says; a job whose
+    /// checkpoint exists there resumes from it.
+    pub fn checkpoint(mut self, dir: impl Into<PathBuf>, every: Every) -> Self {
+        self.job.checkpoint = Some(Checkpointing {
+            dir: dir.into(),
+            every,
+            reset: false,
+        });
+        self
+    }
+    /// Adds a field of what the job is made of, compared with a checkpoint's
+    /// on resume (the job file's operators and settings add theirs).
+    pub fn fingerprint(mut self, field: impl Into<String>, value: impl Into<String>) -> Self {
+        self.job.fingerprint.push(field, value);
+        self
+    }
     /// Directory that relative paths are resolved against (default: current).
     pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.base = dir.into();
@@ -374,6 +410,25 @@ impl JobBuilder {
             source::preflight(s)?;
         }
         job.streams = name_streams(&job.sources, &job.operators)?;
+        // What a checkpoint of the job depends on, besides what the job
+        // file added: keyed state is spread by partition.
+        let mut fp = Fingerprint::default();
+        fp.push("partitions", job.partitions.to_string());
+        fp.push("partition_by", format!("{:?}", job.partition_by));
+        for (i, (name, s)) in job.sources.iter().enumerate() {
+            fp.push(format!("sources[{i}]"), source::describe(s));
+            if let Some(name) = name {
+                fp.push(format!("sources[{i}].name"), name.clone());
+            }
+        }
+        for (i, op) in job.operators.iter().enumerate() {
+            fp.push(format!("operators[{i}]"), op.name().to_string());
+        }
+        for (i, cfg) in self.sink_configs.iter().enumerate() {
+            fp.push(format!("sinks[{i}]"), sink::describe(cfg));
+        }
+        fp.0.append(&mut job.fingerprint.0);
+        job.fingerprint = fp;
         for (i, cfg) in self.sink_configs.iter_mut().enumerate() {
             if let SinkConfig::Kafka(k) = cfg
                 && k.delivery == crate::spec::Delivery::ExactlyOnce
@@ -423,6 +478,9 @@ impl Job {
                 stats: Arc::new(JobStats::default()),
                 reloader: Reloader::new("", Vec::new()),
                 halt: Halt::default(),
+                checkpoint: None,
+                drain: Arc::new(AtomicBool::new(false)),
+                fingerprint: Fingerprint::default(),
             },
             sink_configs: Vec::new(),
             cells: Vec::new(),
@@ -472,6 +530,41 @@ impl Job {
     pub fn with_halt(mut self, halt: Halt) -> Self {
         self.halt = halt;
         self
+    }
+
+    /// Where and how often the job keeps checkpoints, if it does.
+    pub fn checkpointing(&self) -> Option<&Checkpointing> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Throws the job's checkpoints away at the start and starts afresh
+    /// (`--reset-state`); nothing without checkpoints.
+    pub fn with_reset_state(mut self) -> Self {
+        if let Some(c) = &mut self.checkpoint {
+            c.reset = true;
+        }
+        self
+    }
+
+    /// Keeps the job's checkpoints in `dir` (taken as `every` says), as
+    /// [`JobBuilder::checkpoint`]; a supervisor uses it for jobs whose file
+    /// names none.
+    pub fn with_checkpoint(mut self, dir: impl Into<PathBuf>, every: Every) -> Self {
+        self.checkpoint = Some(Checkpointing {
+            dir: dir.into(),
+            every,
+            reset: false,
+        });
+        self
+    }
+
+    /// The flag that makes a stop drain the job: set it before raising the
+    /// stop, and the job emits every open window as at the end of its input
+    /// (`--drain`). Without it, a checkpointed job stops with a final
+    /// checkpoint and emits its open windows after the resume, when the
+    /// watermark passes them.
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.drain.clone()
     }
 
     /// Turns on progress lines on stderr (every 2 s).

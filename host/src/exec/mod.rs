@@ -53,7 +53,7 @@ mod worker;
 pub use crate::wasm::reload::VersionEvent;
 pub use dead_letter::DeadLetter;
 pub use job::{
-    DEFAULT_INTERVAL, Job, JobBuilder, JobError, MAX_BATCH_BYTES, STOP_GRACE, Summary,
-    default_workers,
+    Checkpointing, DEFAULT_INTERVAL, Job, JobBuilder, JobError, MAX_BATCH_BYTES, STOP_GRACE,
+    Summary, default_workers,
 };
 pub use stats::{JobStats, MAX_VERSION_EVENTS, SkipCount, StatsSnapshot};

@@ -22,7 +22,7 @@ impl Job {
                 .unwrap_or_else(|| "job".into())
         });
         let limits = cfg.limits().map_err(|e| JobError::Invalid(e.to_string()))?;
-        let mut b = Job::builder(name)
+        let mut b = Job::builder(name.clone())
             .base_dir(&base)
             .partition_by(cfg.partition_by)
             .limits(limits);
@@ -51,9 +51,38 @@ impl Job {
                 None => b.source(s.source.clone()),
             };
         }
-        for op in &cfg.operators {
+        if let Some(c) = &cfg.checkpoint {
+            let every = c
+                .every()
+                .map_err(|(field, _, m)| JobError::Invalid(format!("checkpoint.{field}: {m}")))?;
+            let dir = c
+                .path
+                .clone()
+                .unwrap_or_else(|| Path::new("checkpoints").join(&name));
+            b = b.checkpoint(base.join(dir), every);
+        }
+        for (i, op) in cfg.operators.iter().enumerate() {
             let op = op.get_ref();
             let name = op.display_name();
+            // What shapes the operator's state: its kind and, for built-ins
+            // and reducers, its settings (a plugin's settings may change
+            // with its versions).
+            let kind = match (&op.plugin, &op.reducer, &op.builtin) {
+                (Some(_), _, _) => "plugin".to_string(),
+                (_, Some(_), _) => {
+                    format!("reducer, mode {}", op.mode.as_deref().unwrap_or("update"))
+                }
+                (_, _, b) => format!("builtin {}", b.as_deref().unwrap_or("count")),
+            };
+            b = b.fingerprint(format!("operators[{i}].kind"), kind);
+            if let Some(input) = &op.input {
+                b = b.fingerprint(format!("operators[{i}].input"), input.clone());
+            }
+            if op.plugin.is_none() {
+                for (k, v) in op.config_pairs() {
+                    b = b.fingerprint(format!("operators[{i}].config.{k}"), v);
+                }
+            }
             let factory: Arc<dyn OperatorFactory> = if let Some(plugin) = &op.plugin {
                 let loaded = runtime
                     .load_world(&base.join(plugin), crate::wasm::World::Transform)

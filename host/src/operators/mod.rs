@@ -8,12 +8,14 @@
 
 pub mod aggregate;
 pub mod budget;
+pub mod changes;
 mod count;
 pub mod join;
 mod native;
 pub mod registry;
 pub mod window;
 
+pub use changes::{Changes, Decoder, Encoder, StateWriter};
 pub use count::{Count, CountCombiner, partial_count};
 pub use native::NativeOperator;
 
@@ -237,6 +239,31 @@ pub trait Operator: Send {
     fn restore(&mut self, _state: &[u8]) -> Result<(), OperatorError> {
         Err(OperatorError::Host(
             "this operator cannot take over the state of another version".into(),
+        ))
+    }
+
+    /// Starts recording which entries of the state change, so that each
+    /// [`Operator::checkpoint`] writes only those (called once, before the
+    /// first batch, when the job keeps checkpoints).
+    fn track_changes(&mut self) {}
+
+    /// Writes to `out` the entries of the state that changed since the
+    /// last call (since [`Operator::track_changes`] for the first): a put
+    /// for each entry set or updated, a delete for each removed. Called
+    /// between batches, never during one. An operator that keeps no state
+    /// writes nothing.
+    fn checkpoint(&mut self, _out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Takes back the state of a checkpoint — every entry its
+    /// [`Operator::checkpoint`] calls left — before the first batch.
+    fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        Err(OperatorError::Host(
+            "this operator keeps no state, but the checkpoint holds some for it".into(),
         ))
     }
 

@@ -318,6 +318,7 @@ impl Sink for KafkaSink {
         _batch_no: u64,
         parts: &[Batch],
         input: Option<&dyn Ack>,
+        _commit: bool,
     ) -> std::io::Result<()> {
         if input.is_none() && parts.iter().all(Batch::is_empty) {
             return Ok(());

@@ -40,16 +40,34 @@ pub trait Sink: Send {
     fn transactional(&self) -> bool {
         false
     }
-    /// Writes one micro-batch and commits `input` (the positions after the
-    /// batch's input) with it. Only called on transactional sinks, for
-    /// every batch, even one without output.
+    /// Writes one micro-batch into the sink's open transaction (beginning
+    /// one if none is open) and, with `commit`, commits the transaction with
+    /// `input` (the positions after the input of every batch in it) and
+    /// `batch_no` as the last batch it holds, so that a restarted job can
+    /// tell which batches' output is in ([`crate::source::kafka::committed_batch`]).
+    /// Only called on transactional sinks, for every batch, even one
+    /// without output.
     fn write_transaction(
         &mut self,
         batch_no: u64,
         parts: &[Batch],
         _input: Option<&dyn Ack>,
+        _commit: bool,
     ) -> std::io::Result<()> {
         self.write(batch_no, parts)
+    }
+    /// Makes everything written so far durable (synced to disk,
+    /// acknowledged by the brokers) and says how far the output goes, for
+    /// a checkpoint to record (a file's length, the next batch file).
+    fn checkpoint(&mut self) -> std::io::Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+    /// Before the first batch: goes back to `progress`, what
+    /// [`Sink::checkpoint`] said at the checkpoint the job resumes from,
+    /// dropping output written after it; `None`: the job starts afresh
+    /// with checkpoints, so earlier output goes.
+    fn resume(&mut self, _progress: Option<&serde_json::Value>) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

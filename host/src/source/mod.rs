@@ -12,6 +12,7 @@ mod file;
 mod generator;
 pub mod kafka;
 mod lines;
+pub mod position;
 mod socket;
 mod stdin;
 

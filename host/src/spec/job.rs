@@ -109,6 +109,9 @@ pub struct JobConfig {
     /// What every Wasm instance of the job may use. Default: the defaults of
     /// [`Limits`].
     pub limits: Option<LimitsConfig>,
+    /// Where and how often the job keeps checkpoints of its state and
+    /// input positions. Without it, a restarted job starts afresh.
+    pub checkpoint: Option<super::checkpoint::CheckpointConfig>,
 }
 
 /// How records are spread over partitions.
@@ -231,6 +234,10 @@ impl JobConfig {
                     ),
                 ));
             }
+        }
+        if let Some(c) = &self.checkpoint {
+            c.every()
+                .map_err(|(field, span, m)| invalid(span, &format!("checkpoint.{field}"), m))?;
         }
         if self.sources.is_empty() {
             return Err(ConfigError::Syntax {

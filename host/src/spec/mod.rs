@@ -3,12 +3,14 @@
 //! operator's settings stay a raw table here; the built-in checks them
 //! itself through [`Builtins`], so this module knows no operator.
 
+pub mod checkpoint;
 mod job;
 pub mod limits;
 mod operator;
 mod sink;
 mod source;
 
+pub use checkpoint::{CheckpointConfig, DEFAULT_CHECKPOINT_INTERVAL, Every};
 pub use job::{
     BatchConfig, ConfigError, DEFAULT_MAX_LINE_BYTES, DeadLetterConfig, JobConfig, MAX_BATCH_BYTES,
     MIN_BATCH_BYTES, PartitionBy, line_of,
