@@ -47,6 +47,16 @@ enum Command {
         /// version; a version that fails is refused and the old one goes on).
         #[arg(long)]
         watch: bool,
+        /// On Ctrl-C or SIGTERM, emit every open window and result before
+        /// stopping, as at the end of the input. Without it, a job with a
+        /// `[checkpoint]` stops with a final checkpoint and emits its open
+        /// windows after the resume, when the watermark passes them.
+        #[arg(long)]
+        drain: bool,
+        /// Throw away the job's checkpoints and start afresh (its state and
+        /// input positions are lost).
+        #[arg(long)]
+        reset_state: bool,
     },
     /// Work with operator plugins.
     Plugin {
@@ -132,7 +142,21 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { job, quiet, watch } => run::run_job(job, quiet, watch),
+        Command::Run {
+            job,
+            quiet,
+            watch,
+            drain,
+            reset_state,
+        } => run::run_job(
+            job,
+            run::RunOptions {
+                quiet,
+                watch,
+                drain,
+                reset_state,
+            },
+        ),
         Command::Deploy {
             file,
             job,

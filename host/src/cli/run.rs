@@ -8,7 +8,21 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub(super) fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> {
+/// How `sluice run` runs its job.
+pub(super) struct RunOptions {
+    pub(super) quiet: bool,
+    pub(super) watch: bool,
+    pub(super) drain: bool,
+    pub(super) reset_state: bool,
+}
+
+pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<ExitCode> {
+    let RunOptions {
+        quiet,
+        watch,
+        drain,
+        reset_state,
+    } = options;
     let io_threads = 2;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(io_threads)
@@ -33,12 +47,27 @@ pub(super) fn run_job(path: PathBuf, quiet: bool, watch: bool) -> anyhow::Result
                 Some((op.display_name(), base.join(op.plugin.as_ref()?)))
             })
             .collect();
-        let job = Job::from_config(cfg, &path, &runtime)?;
+        let mut job = Job::from_config(cfg, &path, &runtime)?;
+        if reset_state {
+            if job.checkpointing().is_none() {
+                eprintln!("--reset-state: the job keeps no checkpoints ([checkpoint] in the job file)");
+            }
+            job = job.with_reset_state();
+        }
         let bounded = job.is_bounded();
+        let checkpointed = job.checkpointing().is_some();
+        let drain_flag = job.drain_flag();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             crate::signal::wait_for_signal().await;
-            eprintln!("stopping: finishing the current batch and flushing sinks (press Ctrl-C again to abort)");
+            if drain {
+                drain_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                eprintln!("stopping: emitting every open window, then flushing sinks (press Ctrl-C again to abort)");
+            } else if checkpointed {
+                eprintln!("stopping: finishing the current batch and taking a checkpoint; open windows are kept for the resume (--drain emits them now; press Ctrl-C again to abort)");
+            } else {
+                eprintln!("stopping: finishing the current batch and flushing sinks (press Ctrl-C again to abort)");
+            }
             let _ = stop_tx.send(true);
             crate::signal::wait_for_signal().await;
             eprintln!("aborted");

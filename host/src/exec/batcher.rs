@@ -2,15 +2,18 @@
 //! micro-batches, at the record bound, the byte bound, each interval and at
 //! the stop, while the coordinator runs the previous batch.
 
-use super::commit::start_sink_thread;
+use super::checkpoint::{self, Cut, Plan};
+use super::commit::{Resume, start_sink_thread};
 use super::coordinator::{BatchRunner, Coordinator, Settings};
 use super::job::{DEFAULT_INTERVAL, Job, JobError, STOP_GRACE, Summary};
 use super::plan::{split_stages, stream_number};
 use super::worker::start_workers;
 use crate::model::batch::{self, Batch};
 use crate::source::kafka::Positions;
+use crate::source::position::Position;
 use crate::source::{self, Chunk};
 use crate::spec::limits::OnBreach;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
@@ -26,27 +29,74 @@ impl Job {
             .collect();
         let sets_aside = self.limits.on_breach != OnBreach::Fail;
         let stages = split_stages(&self.operators, &self.streams, &sources, sets_aside);
-        let workers = start_workers(&self, &stages)?;
+        // A job with checkpoints starts from its newest one, if any.
+        let (store, loaded) = match checkpoint::open(&self)? {
+            Some((store, loaded)) => (Some(store), loaded),
+            None => (None, None),
+        };
+        let restored = loaded.as_ref().map(|l| Arc::new(l.state.clone()));
+        let workers = start_workers(&self, &stages, restored)?;
+        let meta = loaded.map(|l| l.meta);
+        let resume_at = |i: usize| {
+            meta.as_ref()
+                .and_then(|m| m.sources.get(i).cloned().flatten())
+        };
 
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(64);
         let mut source_tasks = tokio::task::JoinSet::new();
-        for (s, (_, cfg)) in sources.iter().zip(std::mem::take(&mut self.sources)) {
+        let has_kafka = self
+            .sources
+            .iter()
+            .any(|(_, s)| matches!(s, crate::spec::SourceConfig::Kafka(_)));
+        for (i, (s, (_, cfg))) in sources
+            .iter()
+            .zip(std::mem::take(&mut self.sources))
+            .enumerate()
+        {
             source_tasks.spawn(source::run(
                 cfg,
+                i,
                 *s,
                 chunk_tx.clone(),
                 stop.clone(),
                 self.max_line_bytes,
+                resume_at(i),
             ));
         }
+        // Output after the checkpoint resumed from goes (it is written
+        // again); a job without checkpoints starts its files afresh, unless
+        // it reads Kafka, which goes on from its committed offsets.
+        let resume_output = store.is_some() || !has_kafka;
+        let mut sinks = std::mem::take(&mut self.sinks);
+        if resume_output {
+            for (i, s) in sinks.iter_mut().enumerate() {
+                let progress = meta.as_ref().and_then(|m| m.sinks.get(i));
+                s.resume(progress).map_err(|error| JobError::Sink {
+                    sink: s.describe(),
+                    error,
+                })?;
+            }
+        }
+        let dead_progress = match (&meta, resume_output) {
+            (Some(m), _) => Resume::To(m.dead_letter.clone()),
+            (None, true) => Resume::Afresh,
+            (None, false) => Resume::Append,
+        };
         drop(chunk_tx);
 
         let (sink_tx, sink_thread) = start_sink_thread(
-            std::mem::take(&mut self.sinks),
+            sinks,
             self.dead_letter.clone(),
+            dead_progress,
+            store,
             self.stats.clone(),
         )?;
         let stage_count = stages.len();
+        let watermarks = meta.as_ref().map(|m| m.watermarks.clone());
+        let wm = |v: Option<Vec<Vec<Option<i64>>>>| {
+            v.filter(|v| v.len() == stage_count)
+                .unwrap_or_else(|| vec![vec![None; self.streams.len()]; stage_count])
+        };
         let coordinator = Coordinator {
             job: Settings {
                 name: self.name.clone(),
@@ -61,17 +111,25 @@ impl Job {
                 ..Summary::default()
             },
             sink_tx,
-            rr_next: 0,
-            next_batch_no: 0,
-            stage_max_ts: vec![vec![None; self.streams.len()]; stage_count],
-            stage_watermark_base: vec![None; stage_count],
-            stage_last_records: vec![vec![None; self.streams.len()]; stage_count],
-            first_batch_time: None,
+            rr_next: watermarks.as_ref().map_or(0, |w| w.rr_next),
+            next_batch_no: meta.as_ref().map_or(0, |m| m.batch + 1),
+            stage_max_ts: wm(watermarks.as_ref().map(|w| w.stage_max_ts.clone())),
+            stage_watermark_base: watermarks
+                .as_ref()
+                .map(|w| w.stage_watermark_base.clone())
+                .filter(|v| v.len() == stage_count)
+                .unwrap_or_else(|| vec![None; stage_count]),
+            stage_last_records: wm(watermarks.as_ref().map(|w| w.stage_last_records.clone())),
+            first_batch_time: watermarks.as_ref().and_then(|w| w.first_batch_time),
             last_progress: Instant::now(),
             started,
             stats: self.stats.clone(),
             reloader: self.reloader.clone(),
             probe_all: false,
+            checkpoint: self.checkpoint.as_ref().map(|c| Plan::new(c.every)),
+            positions: meta.as_ref().map(|m| m.sources.clone()).unwrap_or_default(),
+            fingerprint: self.fingerprint.clone(),
+            counts_before: meta.as_ref().map(|m| m.counts).unwrap_or_default(),
         };
         // The coordinator runs batches on its own task, so the next batch
         // is read while the previous one is processed.
@@ -92,7 +150,7 @@ impl Job {
         loop {
             tokio::select! {
                 chunk = chunk_rx.recv() => match chunk {
-                    Some(Chunk { stream, records: mut chunk, mut offsets }) => {
+                    Some(Chunk { source, stream, records: mut chunk, mut offsets, mut span }) => {
                         idle = false;
                         batches.count_in(&chunk);
                         loop {
@@ -105,25 +163,30 @@ impl Job {
                                 .min(batch::fitting(&chunk, left, pending.is_empty()));
                             if chunk.len() <= room {
                                 pending.push(stream, &chunk);
-                                pending.add_offsets(stream, offsets);
+                                pending.add_offsets(source, stream, offsets);
+                                if let Some(span) = span { pending.note(source, span.end); }
                                 break;
                             }
                             // Split the chunk at the record bound.
                             let (head, tail) = split_at(&chunk, room);
                             pending.push(stream, &head);
-                            pending.add_offsets(stream, offsets.as_mut().map(|o| o.split_first(room)));
+                            pending.add_offsets(source, stream, offsets.as_mut().map(|o| o.split_first(room)));
+                            if let Some(s) = &mut span {
+                                pending.note(source, s.after(room, chunk.len()));
+                                s.start = s.start.advanced(room as u64);
+                            }
                             chunk = tail;
-                            if let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                            if let Err(e) = batches.cut(&mut pending, Cut::Regular).await { result = Err(e); break; }
                         }
                         if result.is_err() { break; }
                         if (pending.len() >= max || pending.held_bytes() >= max_bytes)
-                            && let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                            && let Err(e) = batches.cut(&mut pending, Cut::Regular).await { result = Err(e); break; }
                     }
                     None => break,
                 },
                 _ = ticker.tick() => {
                     if (self.interval.is_some() || idle)
-                        && let Err(e) = batches.cut(&mut pending, false).await { result = Err(e); break; }
+                        && let Err(e) = batches.cut(&mut pending, Cut::Regular).await { result = Err(e); break; }
                     idle = true;
                 }
                 Some(joined) = source_tasks.join_next(), if !source_tasks.is_empty() => match joined {
@@ -172,10 +235,15 @@ impl Job {
         // within the record and byte bounds per batch.
         while result.is_ok() && (pending.len() > max || pending.held_bytes() > max_bytes) {
             let mut head = pending.split_first(max.min(pending.fitting(max_bytes)));
-            result = batches.cut(&mut head, false).await;
+            result = batches.cut(&mut head, Cut::Head).await;
         }
         if result.is_ok() {
-            result = batches.cut(&mut pending, true).await;
+            // A checkpointed job that is stopped keeps its open windows for
+            // after the resume, unless it is drained.
+            let emit_all = !batches.interrupted
+                || self.checkpoint.is_none()
+                || self.drain.load(std::sync::atomic::Ordering::Relaxed);
+            result = batches.cut(&mut pending, Cut::Final { emit_all }).await;
         }
         if result.is_ok() && !batches.interrupted {
             while let Some(r) = source_tasks.join_next().await {
@@ -226,6 +294,8 @@ pub(super) struct Pending {
     pub(super) len: usize,
     /// Where the Kafka records among them came from, by stream, in order.
     pub(super) offsets: Vec<(usize, Positions)>,
+    /// Per source, in order, where its records here take it.
+    pub(super) positions: Vec<(usize, Position)>,
 }
 
 impl Pending {
@@ -234,7 +304,13 @@ impl Pending {
             streams: vec![Batch::new(); streams.max(1)],
             len: 0,
             offsets: Vec::new(),
+            positions: Vec::new(),
         }
+    }
+
+    /// Notes that `source`'s records here take it to `position`.
+    pub(super) fn note(&mut self, source: usize, position: Position) {
+        self.positions.push((source, position));
     }
 
     pub(super) fn len(&self) -> usize {
@@ -277,14 +353,30 @@ impl Pending {
         std::mem::replace(&mut self.streams, vec![Batch::new(); n])
     }
 
-    /// Adds a whole chunk, with its Kafka positions.
+    /// Adds a whole chunk, with its positions.
     pub(super) fn push_chunk(&mut self, chunk: Chunk) {
         self.push(chunk.stream, &chunk.records);
-        self.add_offsets(chunk.stream, chunk.offsets);
+        self.add_offsets(chunk.source, chunk.stream, chunk.offsets);
+        if let Some(span) = chunk.span {
+            self.note(chunk.source, span.end);
+        }
     }
 
-    pub(super) fn add_offsets(&mut self, stream: usize, positions: Option<Positions>) {
-        self.offsets.extend(positions.map(|p| (stream, p)));
+    /// Adds the Kafka positions of records of `source` (feeding `stream`).
+    pub(super) fn add_offsets(
+        &mut self,
+        source: usize,
+        stream: usize,
+        positions: Option<Positions>,
+    ) {
+        let Some(p) = positions else { return };
+        let offsets = p
+            .next_offsets()
+            .into_iter()
+            .map(|((topic, partition), next)| (topic, partition, next))
+            .collect();
+        self.note(source, Position::Kafka { offsets });
+        self.offsets.push((stream, p));
     }
 
     /// Takes the first `n` records, streams in order, with their Kafka
@@ -308,7 +400,9 @@ impl Pending {
                 }
                 let part = positions.split_first(want);
                 want -= part.len();
-                head.add_offsets(stream, Some(part));
+                // The head's source positions stay with the rest (a head
+                // takes no checkpoint).
+                head.offsets.push((stream, part));
             }
             self.offsets.retain(|(_, p)| !p.is_empty());
         }

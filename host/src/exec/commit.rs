@@ -1,13 +1,20 @@
 //! The commit: one thread writes each micro-batch to every sink and the
 //! dead-letter file, in batch order, then commits the batch's input
 //! positions (or lets a transactional sink commit them with its output).
+//!
+//! With checkpoints, positions commit only at a checkpoint: the thread
+//! makes the sinks durable, notes how far each goes, writes the
+//! checkpoint, and then commits the input of every batch since the last
+//! one — an exactly-once sink's transaction, recording the batch, last.
 
 use super::JobStats;
+use super::checkpoint::Taken;
 use super::dead_letter::{DeadLetter, write_dead_letters};
 use super::job::JobError;
 use crate::model::batch::Batch;
 use crate::sink::{Ack, ConsumerOffsets, JsonlSink, Sink};
 use crate::source::kafka::Offsets;
+use crate::state::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,6 +25,8 @@ pub(super) struct SinkMsg {
     /// The Kafka offsets after the batch's input, committed once the
     /// batch is written.
     pub(super) offsets: Option<Offsets>,
+    /// The checkpoint this batch ends with.
+    pub(super) checkpoint: Option<Taken>,
 }
 
 /// A batch's Kafka offsets, as its sinks acknowledge it.
@@ -36,18 +45,41 @@ pub(super) struct Written {
     pub(super) dead: u64,
 }
 
+/// Where the dead-letter file starts.
+pub(super) enum Resume {
+    /// At the length a checkpoint recorded.
+    To(serde_json::Value),
+    /// Empty.
+    Afresh,
+    /// After what is there.
+    Append,
+}
+
 pub(super) type SinkThread = std::thread::JoinHandle<Result<Written, JobError>>;
+
+fn sink_error(sink: String) -> impl FnOnce(std::io::Error) -> JobError {
+    move |error| JobError::Sink { sink, error }
+}
 
 pub(super) fn start_sink_thread(
     mut sinks: Vec<Box<dyn Sink>>,
     dead_letter: Option<PathBuf>,
+    dead_resume: Resume,
+    mut store: Option<Store>,
     stats: Arc<JobStats>,
 ) -> Result<(std::sync::mpsc::SyncSender<SinkMsg>, SinkThread), JobError> {
+    let dlq_name = |p: &PathBuf| format!("dead-letter {}", p.display());
     let mut dlq = match &dead_letter {
-        Some(p) => Some(JsonlSink::create(p).map_err(|error| JobError::Sink {
-            sink: format!("dead-letter {}", p.display()),
-            error,
-        })?),
+        Some(p) => {
+            let mut d = JsonlSink::create(p).map_err(sink_error(dlq_name(p)))?;
+            match &dead_resume {
+                Resume::To(v) => d.resume(Some(v)),
+                Resume::Afresh => d.resume(None),
+                Resume::Append => Ok(()),
+            }
+            .map_err(sink_error(dlq_name(p)))?;
+            Some(d)
+        }
         None => None,
     };
     // Two batches in flight: the next batch computes while this one is written.
@@ -59,18 +91,28 @@ pub(super) fn start_sink_thread(
                 records: 0,
                 dead: 0,
             };
+            // With checkpoints: the input of the batches since the last one.
+            let mut uncommitted: Option<Offsets> = None;
             for msg in rx {
                 if !msg.dead.is_empty() {
                     if let (Some(dlq), Some(path)) = (&mut dlq, &dead_letter) {
-                        write_dead_letters(dlq, &msg.dead).map_err(|error| JobError::Sink {
-                            sink: format!("dead-letter {}", path.display()),
-                            error,
-                        })?;
+                        write_dead_letters(dlq, &msg.dead).map_err(sink_error(dlq_name(path)))?;
                     }
                     written.dead += msg.dead.len() as u64;
                 }
                 let has_output = !msg.parts.iter().all(Batch::is_empty);
-                let offsets = msg.offsets;
+                let checkpointing = store.is_some();
+                let offsets = match (checkpointing, msg.offsets) {
+                    (false, o) => o,
+                    (true, o) => {
+                        match (&mut uncommitted, o) {
+                            (Some(u), Some(o)) => u.merge(o),
+                            (None, Some(o)) => uncommitted = Some(o),
+                            (_, None) => {}
+                        }
+                        None
+                    }
+                };
                 let mut committed = false;
                 for s in &mut sinks {
                     let result = if s.transactional() {
@@ -79,21 +121,58 @@ pub(super) fn start_sink_thread(
                             msg.batch_no,
                             &msg.parts,
                             offsets.as_ref().map(|o| o as &dyn Ack),
-                            true,
+                            !checkpointing,
                         )
                     } else if has_output {
                         s.write(msg.batch_no, &msg.parts)
                     } else {
                         Ok(())
                     };
-                    result.map_err(|error| JobError::Sink {
-                        sink: s.describe(),
-                        error,
-                    })?;
+                    result.map_err(sink_error(s.describe()))?;
                 }
                 let records = msg.parts.iter().map(|p| p.len() as u64).sum::<u64>();
                 written.records += records;
                 stats.written(records, msg.dead.len() as u64);
+                if let (Some(store), Some(mut taken)) = (&mut store, msg.checkpoint) {
+                    // Durable first, then the checkpoint, then the commit.
+                    for s in &mut sinks {
+                        let progress = s.checkpoint().map_err(sink_error(s.describe()))?;
+                        taken.meta.sinks.push(progress);
+                    }
+                    if let (Some(d), Some(path)) = (&mut dlq, &dead_letter) {
+                        taken.meta.dead_letter =
+                            d.checkpoint().map_err(sink_error(dlq_name(path)))?;
+                    }
+                    taken.meta.counts.records_out += written.records;
+                    let w = store
+                        .write(&mut taken.meta, &taken.changes)
+                        .map_err(|e| JobError::Checkpoint(e.to_string()))?;
+                    stats.checkpointed(msg.batch_no, w.bytes, w.took);
+                    tracing::debug!(
+                        batch = msg.batch_no,
+                        "checkpoint of {} bytes written in {:?}",
+                        w.bytes,
+                        w.took
+                    );
+                    let input = uncommitted.take();
+                    let mut committed = false;
+                    for s in sinks.iter_mut().filter(|s| s.transactional()) {
+                        committed = true;
+                        s.write_transaction(
+                            msg.batch_no,
+                            &[],
+                            input.as_ref().map(|o| o as &dyn Ack),
+                            true,
+                        )
+                        .map_err(sink_error(s.describe()))?;
+                    }
+                    if let Some(o) = &input {
+                        if !committed {
+                            o.commit();
+                        }
+                        o.finish();
+                    }
+                }
                 // Every sink has the batch: its sources may forget it (a
                 // transactional sink already committed the offsets).
                 if let Some(o) = &offsets {
@@ -104,16 +183,13 @@ pub(super) fn start_sink_thread(
                 }
             }
             for s in &mut sinks {
-                s.close().map_err(|error| JobError::Sink {
-                    sink: s.describe(),
-                    error,
-                })?;
+                s.close().map_err(sink_error(s.describe()))?;
             }
             if let Some(d) = &mut dlq {
-                d.close().map_err(|error| JobError::Sink {
-                    sink: "dead-letter".into(),
-                    error,
-                })?;
+                d.close().map_err(sink_error("dead-letter".into()))?;
+            }
+            if let Some(store) = &mut store {
+                store.wait_compaction();
             }
             Ok(written)
         })

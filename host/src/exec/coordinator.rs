@@ -5,17 +5,20 @@
 
 use super::JobStats;
 use super::batcher::Pending;
+use super::checkpoint::{Cut, Plan};
 use super::commit::SinkMsg;
 use super::dead_letter::DeadLetter;
 use super::exchange::{Split, exchange};
 use super::job::{JobError, Summary};
 use super::plan::Stage;
-use super::worker::{StageOutput, Task, Workers};
+use super::worker::{StageOutput, Task, Work, Workers};
 use crate::model::batch::{self, Batch};
 use crate::model::partition;
 use crate::operators::BatchContext;
 use crate::source::kafka::Offsets;
+use crate::source::position::Position;
 use crate::spec::PartitionBy;
+use crate::state::{Counts, Fingerprint};
 use crate::wasm::reload::Reloader;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,7 +37,7 @@ pub(super) struct Settings {
 /// A micro-batch for the coordinator's task.
 pub(super) struct CutRequest {
     pub(super) pending: Pending,
-    pub(super) end_of_input: bool,
+    pub(super) cut: Cut,
     pub(super) records_in: u64,
     pub(super) done: oneshot::Sender<Result<(), JobError>>,
 }
@@ -63,7 +66,7 @@ impl BatchRunner {
         let task = tokio::spawn(async move {
             while let Some(mut req) = rx.recv().await {
                 coordinator.summary.records_in = req.records_in;
-                let result = coordinator.cut(&mut req.pending, req.end_of_input).await;
+                let result = coordinator.cut(&mut req.pending, req.cut).await;
                 let failed = result.is_err();
                 let _ = req.done.send(result);
                 if failed {
@@ -99,16 +102,12 @@ impl BatchRunner {
 
     /// Hands the pending records over as one micro-batch, once the previous
     /// batch is done; fails with the previous batch's error, if any.
-    pub(super) async fn cut(
-        &mut self,
-        pending: &mut Pending,
-        end_of_input: bool,
-    ) -> Result<(), JobError> {
+    pub(super) async fn cut(&mut self, pending: &mut Pending, cut: Cut) -> Result<(), JobError> {
         self.wait().await?;
         let (done, rx) = oneshot::channel();
         let req = CutRequest {
             pending: std::mem::replace(pending, Pending::new(self.streams)),
-            end_of_input,
+            cut,
             records_in: self.records_in,
             done,
         };
@@ -184,22 +183,27 @@ pub(super) struct Coordinator {
     /// Every partition runs this batch, even without records: a new
     /// operator version is probed on it.
     pub(super) probe_all: bool,
+    /// When the next checkpoint is taken (a job with checkpoints).
+    pub(super) checkpoint: Option<Plan>,
+    /// Per source, where the batches so far have taken it.
+    pub(super) positions: Vec<Option<Position>>,
+    /// What the job is made of, for its checkpoints.
+    pub(super) fingerprint: Fingerprint,
+    /// The counts of the runs before this one (from the checkpoint).
+    pub(super) counts_before: Counts,
 }
 
 impl Coordinator {
     /// Runs the pending records as one micro-batch. An empty batch is cut
     /// only when a stateful stage needs the boundary (to close windows on
-    /// time); `end_of_input` makes stateful operators emit everything.
-    pub(super) async fn cut(
-        &mut self,
-        pending: &mut Pending,
-        end_of_input: bool,
-    ) -> Result<(), JobError> {
+    /// time); a [`Cut::Final`] with `emit_all` makes stateful operators
+    /// emit everything.
+    pub(super) async fn cut(&mut self, pending: &mut Pending, cut: Cut) -> Result<(), JobError> {
         let started = Instant::now();
         let late_before = self.summary.late;
         let had_records = !pending.is_empty();
         let batch_no = self.next_batch_no;
-        let result = self.run_batch(pending, end_of_input).await;
+        let result = self.run_batch(pending, cut).await;
         // A new operator version probed on this batch is adopted or refused
         // between this batch and the next.
         if result.is_ok() && self.next_batch_no > batch_no {
@@ -216,12 +220,15 @@ impl Coordinator {
     pub(super) async fn run_batch(
         &mut self,
         pending: &mut Pending,
-        end_of_input: bool,
+        cut: Cut,
     ) -> Result<(), JobError> {
+        let end_of_input = cut.end_of_input();
         let stateful = self.stages.iter().any(|s| s.stateful);
-        if pending.is_empty() && !stateful {
+        let last_checkpoint = self.checkpoint.is_some() && matches!(cut, Cut::Final { .. });
+        if pending.is_empty() && !stateful && !last_checkpoint {
             return Ok(());
         }
+        self.note_positions(pending);
         let had_records = !pending.is_empty();
         let offsets = Offsets::after(pending.offsets.iter().map(|(_, p)| p));
         pending.offsets.clear();
@@ -351,7 +358,16 @@ impl Coordinator {
                 }
             }
         }
-        if parts.iter().all(Batch::is_empty) && dead.is_empty() && offsets.is_none() {
+        let due = self.checkpoint.as_mut().is_some_and(|plan| plan.due(cut));
+        let checkpoint = match due {
+            true => Some(self.take_checkpoint(batch_no).await?),
+            false => None,
+        };
+        if parts.iter().all(Batch::is_empty)
+            && dead.is_empty()
+            && offsets.is_none()
+            && checkpoint.is_none()
+        {
             return Ok(());
         }
         let msg = SinkMsg {
@@ -359,6 +375,7 @@ impl Coordinator {
             parts,
             dead,
             offsets,
+            checkpoint,
         };
         let tx = self.sink_tx.clone();
         // The sink thread applies back-pressure through its bounded channel.
@@ -440,9 +457,10 @@ impl Coordinator {
                     };
                     let sender = self.workers.senders[w].clone();
                     // Bounded queue: wait off the async threads if it is full.
-                    let sent = tokio::task::spawn_blocking(move || sender.send(task).is_ok())
-                        .await
-                        .map_err(|e| JobError::Invalid(e.to_string()))?;
+                    let sent =
+                        tokio::task::spawn_blocking(move || sender.send(Work::Batch(task)).is_ok())
+                            .await
+                            .map_err(|e| JobError::Invalid(e.to_string()))?;
                     if !sent {
                         return Err(JobError::WorkerLost(w));
                     }

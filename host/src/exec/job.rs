@@ -100,6 +100,20 @@ pub enum JobError {
     /// A worker thread is gone (it panicked).
     #[error("worker {0} stopped unexpectedly")]
     WorkerLost(usize),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The job changed incompatibly with the checkpoint it would resume from.
+    #[error(
+        "the job changed incompatibly with its checkpoint in {}: {changes}; run with --reset-state to start afresh (its state and input positions are then lost), or restore the job as it was",
+        dir.display()
+    )]
+    Incompatible {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// What changed.
+        changes: String,
+    },
 }
 
 /// What a finished job did.
@@ -198,6 +212,8 @@ pub struct Job {
     pub(super) drain: Arc<AtomicBool>,
     /// What the job is made of, for its checkpoints.
     pub(super) fingerprint: Fingerprint,
+    /// The configurations of the sinks opened from configuration.
+    pub(super) sink_configs: Vec<SinkConfig>,
 }
 
 /// Where and how often a job keeps checkpoints (the job file's `[checkpoint]`).
@@ -444,6 +460,7 @@ impl JobBuilder {
         if job.sinks.is_empty() {
             return Err(JobError::Invalid("a job needs at least one sink".into()));
         }
+        job.sink_configs = self.sink_configs.clone();
         if let Some(p) = &job.dead_letter {
             job.dead_letter = Some(self.base.join(p));
         }
@@ -481,6 +498,7 @@ impl Job {
                 checkpoint: None,
                 drain: Arc::new(AtomicBool::new(false)),
                 fingerprint: Fingerprint::default(),
+                sink_configs: Vec::new(),
             },
             sink_configs: Vec::new(),
             cells: Vec::new(),

@@ -40,6 +40,7 @@
 //! ```
 
 mod batcher;
+mod checkpoint;
 mod commit;
 mod coordinator;
 mod dead_letter;

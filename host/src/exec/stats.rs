@@ -19,6 +19,10 @@ pub struct JobStats {
     late: AtomicU64,
     batches: AtomicU64,
     last_batch_us: AtomicU64,
+    checkpoints: AtomicU64,
+    last_checkpoint_batch: AtomicU64,
+    last_checkpoint_bytes: AtomicU64,
+    last_checkpoint_us: AtomicU64,
     skipped: SkipCount,
     versions: Mutex<Vec<VersionEvent>>,
 }
@@ -42,6 +46,14 @@ pub struct StatsSnapshot {
     pub batches: u64,
     /// How long the last micro-batch took to process, in milliseconds.
     pub last_batch_ms: u64,
+    /// Checkpoints written while the job ran.
+    pub checkpoints: u64,
+    /// The batch of the last checkpoint written.
+    pub last_checkpoint_batch: u64,
+    /// The size of the last checkpoint file, in bytes.
+    pub last_checkpoint_bytes: u64,
+    /// How long writing the last checkpoint took, in microseconds.
+    pub last_checkpoint_us: u64,
     /// Operator versions adopted or refused while the job ran, oldest first
     /// (the last [`MAX_VERSION_EVENTS`]).
     pub versions: Vec<VersionEvent>,
@@ -66,6 +78,10 @@ impl JobStats {
             skipped: self.skipped.get(),
             batches: self.batches.load(Ordering::Relaxed),
             last_batch_ms: self.last_batch_us.load(Ordering::Relaxed) / 1000,
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            last_checkpoint_batch: self.last_checkpoint_batch.load(Ordering::Relaxed),
+            last_checkpoint_bytes: self.last_checkpoint_bytes.load(Ordering::Relaxed),
+            last_checkpoint_us: self.last_checkpoint_us.load(Ordering::Relaxed),
             versions: self.versions().clone(),
         }
     }
@@ -88,6 +104,14 @@ impl JobStats {
         }
         self.late.fetch_add(late, Ordering::Relaxed);
         self.last_batch_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn checkpointed(&self, batch: u64, bytes: u64, took: std::time::Duration) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.last_checkpoint_batch.store(batch, Ordering::Relaxed);
+        self.last_checkpoint_bytes.store(bytes, Ordering::Relaxed);
+        self.last_checkpoint_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
     }
 

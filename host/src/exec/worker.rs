@@ -11,6 +11,8 @@ use super::plan::Stage;
 use crate::model::batch::{self, Batch};
 use crate::operators::{BatchContext, Diverted, Operator, OperatorFactory};
 use crate::spec::limits::OnBreach;
+use crate::state::{DeltaWriter, Instance, InstanceState};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::oneshot;
@@ -28,6 +30,21 @@ pub(crate) struct Task {
     pub partition: usize,
     pub input: Batch,
     pub reply: oneshot::Sender<Result<StageOutput, JobError>>,
+}
+
+/// What a worker is asked to do.
+pub(crate) enum Work {
+    /// Run a partition batch through a stage.
+    Batch(Task),
+    /// Write every instance's state changes since the last checkpoint
+    /// (between batches: the queue is in order).
+    Checkpoint(oneshot::Sender<Result<Vec<(Instance, Vec<u8>)>, JobError>>),
+}
+
+/// The name of the instance of operator `i` of stage `stage` for
+/// `partition` in checkpoints.
+pub(crate) fn instance(name: &str, stage: usize, i: usize, partition: usize) -> Instance {
+    (format!("{name}@{stage}.{i}"), partition as u32)
 }
 
 /// A stage's output for one partition.
@@ -76,10 +93,17 @@ pub(crate) struct WorkerOps {
 impl WorkerOps {
     pub(crate) fn serve(
         mut self,
-        tasks: crossbeam_channel::Receiver<Task>,
+        tasks: crossbeam_channel::Receiver<Work>,
         busy: Arc<std::sync::atomic::AtomicU64>,
     ) {
-        for task in tasks {
+        for work in tasks {
+            let task = match work {
+                Work::Batch(task) => task,
+                Work::Checkpoint(reply) => {
+                    let _ = reply.send(self.checkpoint());
+                    continue;
+                }
+            };
             let started = std::time::Instant::now();
             let result = self
                 .run_chain(
@@ -118,6 +142,28 @@ impl WorkerOps {
             // The coordinator may have gone (job failed elsewhere); nothing to do then.
             let _ = task.reply.send(result);
         }
+    }
+
+    /// Every instance's state changes since the last checkpoint.
+    fn checkpoint(&mut self) -> Result<Vec<(Instance, Vec<u8>)>, JobError> {
+        let mut out = Vec::new();
+        for (s, slots) in self.stages.iter_mut().enumerate() {
+            for (slot, ops) in slots.iter_mut().enumerate() {
+                let partition = slot * self.workers + self.worker;
+                for (i, WorkerOp { name, op, .. }) in ops.iter_mut().enumerate() {
+                    let mut w = DeltaWriter::default();
+                    op.checkpoint(&mut w).map_err(|e| {
+                        JobError::Checkpoint(format!(
+                            "operator `{name}` (partition {partition}) could not write its state: {e}"
+                        ))
+                    })?;
+                    if !w.bytes.is_empty() {
+                        out.push((instance(name, s, i, partition), w.bytes));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn run_chain(
@@ -212,7 +258,7 @@ impl WorkerOps {
 }
 
 pub(super) struct Workers {
-    pub(super) senders: Vec<crossbeam_channel::Sender<Task>>,
+    pub(super) senders: Vec<crossbeam_channel::Sender<Work>>,
     pub(super) threads: Vec<std::thread::JoinHandle<()>>,
     pub(super) busy: Arc<AtomicU64>,
 }
@@ -226,7 +272,14 @@ impl Drop for Workers {
     }
 }
 
-pub(super) fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobError> {
+/// Starts the workers; with checkpoints their instances record their
+/// changes, and with `restored` (a checkpoint's state) each takes its own back.
+pub(super) fn start_workers(
+    job: &Job,
+    stages: &[Stage],
+    restored: Option<Arc<HashMap<Instance, InstanceState>>>,
+) -> Result<Workers, JobError> {
+    let track = job.checkpoint.is_some();
     let busy = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
     let mut threads = Vec::new();
@@ -235,7 +288,8 @@ pub(super) fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobE
     for w in 0..n_workers {
         // The partitions this worker runs: p with p % n_workers == w.
         let slots = (w..job.partitions).step_by(n_workers).count();
-        let (tx, rx) = crossbeam_channel::bounded::<Task>(job.partitions * 2 + 4);
+        let (tx, rx) = crossbeam_channel::bounded::<Work>(job.partitions * 2 + 4);
+        let restored = restored.clone();
         senders.push(tx);
         let factories: Vec<Vec<(Arc<dyn OperatorFactory>, Route)>> = stages
             .iter()
@@ -263,12 +317,31 @@ pub(super) fn start_workers(job: &Job, stages: &[Stage]) -> Result<Workers, JobE
                 // One instance of each operator per partition, so that an
                 // operator's state is the state of one partition.
                 let mut stages = Vec::new();
-                for ops in &factories {
+                for (s, ops) in factories.iter().enumerate() {
                     let mut per_partition = Vec::new();
-                    for _ in 0..slots {
+                    for slot in 0..slots {
+                        let partition = slot * n_workers + w;
                         let mut instances = Vec::new();
-                        for (f, route) in ops {
-                            match f.instantiate_limited(&job_name, w, &limits) {
+                        for (i, (f, route)) in ops.iter().enumerate() {
+                            let made =
+                                f.instantiate_limited(&job_name, w, &limits)
+                                    .and_then(|mut op| {
+                                        if track {
+                                            op.track_changes();
+                                        }
+                                        let state = restored.as_ref().and_then(|r| {
+                                            r.get(&instance(f.name(), s, i, partition))
+                                        });
+                                        if let Some(state) = state {
+                                            let entries: Vec<(Vec<u8>, Vec<u8>)> = state
+                                                .iter()
+                                                .map(|(k, v)| (k.clone(), v.clone()))
+                                                .collect();
+                                            op.restore_entries(&entries)?;
+                                        }
+                                        Ok(op)
+                                    });
+                            match made {
                                 Ok(op) => instances.push(WorkerOp {
                                     name: f.name().to_string(),
                                     op,

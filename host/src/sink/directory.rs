@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 /// Writes each batch to `batch-NNNNNNNNN.jsonl` in a directory, atomically:
 /// the file is written under a hidden temporary name, synced, then renamed,
 /// so a reader never sees a partial batch file. Numbers continue after the
-/// highest file already there, so a restarted job never overwrites output.
+/// highest file already there, so a restarted job never overwrites output;
+/// a job resumed from a checkpoint goes back to the number it recorded,
+/// removing the files after it, which it writes again.
 pub struct DirectorySink {
     dir: PathBuf,
     next: u64,
@@ -22,13 +24,7 @@ impl DirectorySink {
         std::fs::create_dir_all(dir)?;
         let mut next = 0;
         for entry in std::fs::read_dir(dir)? {
-            let name = entry?.file_name();
-            let n = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("batch-"))
-                .and_then(|n| n.strip_suffix(".jsonl"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(n) = n {
+            if let Some(n) = batch_number(&entry?.file_name()) {
                 next = next.max(n + 1);
             }
         }
@@ -44,6 +40,33 @@ impl Sink for DirectorySink {
         format!("directory {}", self.dir.display())
     }
 
+    fn checkpoint(&mut self) -> std::io::Result<serde_json::Value> {
+        // Each file was synced before its rename; the renames need the
+        // directory synced.
+        File::open(&self.dir)?.sync_all()?;
+        Ok(serde_json::json!({ "next": self.next }))
+    }
+
+    fn resume(&mut self, progress: Option<&serde_json::Value>) -> std::io::Result<()> {
+        let Some(p) = progress else {
+            return Ok(());
+        };
+        let next = p.get("next").and_then(|n| n.as_u64()).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the checkpoint's progress of this directory is {p}, not a batch file number"
+            ))
+        })?;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if batch_number(&entry.file_name()).is_some_and(|n| n >= next) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        File::open(&self.dir)?.sync_all()?;
+        self.next = next;
+        Ok(())
+    }
+
     fn write(&mut self, _batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
         let name = format!("batch-{:09}.jsonl", self.next);
         self.next += 1;
@@ -56,6 +79,14 @@ impl Sink for DirectorySink {
         file.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(name))
     }
+}
+
+/// The number of a batch file's name.
+fn batch_number(name: &std::ffi::OsStr) -> Option<u64> {
+    name.to_str()
+        .and_then(|n| n.strip_prefix("batch-"))
+        .and_then(|n| n.strip_suffix(".jsonl"))
+        .and_then(|n| n.parse::<u64>().ok())
 }
 
 #[cfg(test)]

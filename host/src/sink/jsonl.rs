@@ -4,7 +4,7 @@
 use super::Sink;
 use crate::model::batch::{Batch, Header};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes one record as a JSON object: `key` (absent when the record has
@@ -80,20 +80,31 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Appends every record to a JSON-lines file, flushed at each batch end.
+/// Opening keeps what the file holds; the job then [`Sink::resume`]s it:
+/// back to the length a checkpoint recorded, or empty for a fresh start.
 pub struct JsonlSink {
     path: PathBuf,
     out: BufWriter<File>,
 }
 
+/// The key of a jsonl file's progress in a checkpoint: its length in bytes.
+const LEN: &str = "len";
+
 impl JsonlSink {
-    /// Creates (truncates) `path`, creating its directory if needed.
+    /// Opens `path` for appending, creating it and its directory if needed.
     pub fn create(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)?;
+        file.seek(SeekFrom::End(0))?;
         Ok(JsonlSink {
             path: path.to_owned(),
-            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+            out: BufWriter::with_capacity(1 << 20, file),
         })
     }
 }
@@ -121,6 +132,37 @@ impl Sink for JsonlSink {
     fn close(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
         self.out.get_ref().sync_all()
+    }
+
+    fn checkpoint(&mut self) -> std::io::Result<serde_json::Value> {
+        self.out.flush()?;
+        let file = self.out.get_mut();
+        file.sync_data()?;
+        let len = file.stream_position()?;
+        Ok(serde_json::json!({ LEN: len }))
+    }
+
+    fn resume(&mut self, progress: Option<&serde_json::Value>) -> std::io::Result<()> {
+        let len = match progress {
+            None => 0,
+            Some(p) => p.get(LEN).and_then(|l| l.as_u64()).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "the checkpoint's progress of this file is {p}, not a length"
+                ))
+            })?,
+        };
+        self.out.flush()?;
+        let file = self.out.get_mut();
+        let now = file.metadata()?.len();
+        if now < len {
+            return Err(std::io::Error::other(format!(
+                "holds {now} bytes, fewer than the {len} its checkpoint recorded: it was changed outside the job (start afresh with --reset-state)"
+            )));
+        }
+        // What was written after the checkpoint is written again.
+        file.set_len(len)?;
+        file.seek(SeekFrom::Start(len))?;
+        file.sync_data()
     }
 }
 

@@ -1,5 +1,7 @@
 //! The generator source: deterministic synthetic records at a chosen rate.
 
+use super::Lines;
+use super::position::{Position, Span};
 use crate::model::batch::Batch;
 use crate::model::time::now_ms;
 use std::time::{Duration, Instant};
@@ -51,18 +53,19 @@ impl Generator {
         });
     }
 
-    /// Sends `records` records (forever when `None`) at `rate` per second
-    /// (full speed when `None`), until `stop`.
-    pub async fn run(
+    /// Sends records `from` to `records` (forever when `None`) at `rate`
+    /// per second (full speed when `None`), until `stop`.
+    pub(crate) async fn run(
         &self,
+        from: u64,
         records: Option<u64>,
         rate: Option<u64>,
-        tx: &mpsc::Sender<Batch>,
+        tx: &mpsc::Sender<Lines>,
         stop: &mut watch::Receiver<bool>,
     ) {
         let total = records.unwrap_or(u64::MAX);
         let start = Instant::now();
-        let mut next = 0u64;
+        let mut next = from;
         while next < total {
             if *stop.borrow() {
                 return;
@@ -71,7 +74,7 @@ impl Generator {
                 None => (next + CHUNK).min(total),
                 Some(r) => {
                     let elapsed = start.elapsed().as_secs_f64();
-                    ((elapsed * r as f64) as u64 + 1).min(total)
+                    (from + (elapsed * r as f64) as u64 + 1).min(total)
                 }
             };
             if due <= next {
@@ -87,8 +90,16 @@ impl Generator {
             for i in next..end {
                 self.record(i, ts, &mut chunk);
             }
+            let span = Span {
+                start: Position::Generator { next },
+                end: Position::Generator { next: end },
+            };
             next = end;
-            if tx.send(chunk).await.is_err() {
+            let lines = Lines {
+                records: chunk,
+                span: Some(span),
+            };
+            if tx.send(lines).await.is_err() {
                 return;
             }
         }

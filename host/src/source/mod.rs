@@ -21,6 +21,7 @@ pub use generator::Generator;
 use crate::model::batch::Batch;
 use crate::model::units::parse_duration;
 use crate::spec::SourceConfig;
+use position::Position;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -28,15 +29,36 @@ use tokio::sync::{mpsc, watch};
 /// Records per chunk sent to the batcher by line sources.
 pub const CHUNK_RECORDS: usize = 4096;
 
-/// What a source hands over: records, and for a Kafka source where each
-/// record came from, so that offsets commit once the records are durable.
+/// What a source hands over: records, and where they came from — for a
+/// Kafka source each record's offset, so that offsets commit once the
+/// records are durable; for a file, a directory or the generator the span
+/// of the input they cover, for checkpoints.
 pub struct Chunk {
+    /// The source's index in its job.
+    pub source: usize,
     /// The stream of the source that read them.
     pub stream: usize,
     /// The records.
     pub records: Batch,
     /// Per record, its Kafka topic, partition and offset.
     pub offsets: Option<kafka::Positions>,
+    /// Where the records are in the source's input (sources that can seek).
+    pub span: Option<position::Span>,
+}
+
+/// Records of a source of plain records, with their span of its input.
+pub(crate) struct Lines {
+    pub(crate) records: Batch,
+    pub(crate) span: Option<position::Span>,
+}
+
+impl From<Batch> for Lines {
+    fn from(records: Batch) -> Self {
+        Lines {
+            records,
+            span: None,
+        }
+    }
 }
 
 /// A source failed.
@@ -118,34 +140,42 @@ pub fn preflight(cfg: &SourceConfig) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// Runs one source until it ends or `stop` turns true.
+/// Runs one source, the job's `source`-th, until it ends or `stop` turns
+/// true; a source that can seek starts at `resume` (a checkpoint's
+/// position of it).
 pub async fn run(
     cfg: SourceConfig,
+    source: usize,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
     max_line: usize,
+    resume: Option<Position>,
 ) -> Result<(), SourceError> {
     if let SourceConfig::Kafka(k) = cfg {
         let name = describe(&SourceConfig::Kafka(k.clone()));
-        return tokio::task::spawn_blocking(move || kafka::run(k, stream, tx, stop, max_line))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-            .map_err(|message| SourceError {
-                source_name: name,
-                message,
-            });
+        return tokio::task::spawn_blocking(move || {
+            kafka::run(k, source, stream, tx, stop, max_line)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|message| SourceError {
+            source_name: name,
+            message,
+        });
     }
     // Sources of plain records: every chunk is durable once written.
-    let (records_tx, mut records_rx) = mpsc::channel::<Batch>(4);
+    let (records_tx, mut records_rx) = mpsc::channel::<Lines>(4);
     let forward = async move {
-        while let Some(records) = records_rx.recv().await {
+        while let Some(Lines { records, span }) = records_rx.recv().await {
             if tx
                 .send(Chunk {
+                    source,
                     stream,
                     records,
                     offsets: None,
+                    span,
                 })
                 .await
                 .is_err()
@@ -154,15 +184,19 @@ pub async fn run(
             }
         }
     };
-    let (result, ()) = tokio::join!(run_records(cfg, records_tx, stop, max_line), forward);
+    let (result, ()) = tokio::join!(
+        run_records(cfg, records_tx, stop, max_line, resume),
+        forward
+    );
     result
 }
 
 async fn run_records(
     cfg: SourceConfig,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Lines>,
     mut stop: watch::Receiver<bool>,
     max_line: usize,
+    resume: Option<Position>,
 ) -> Result<(), SourceError> {
     let name = describe(&cfg);
     let err = |message: String| SourceError {
@@ -170,7 +204,7 @@ async fn run_records(
         message,
     };
     match cfg {
-        SourceConfig::File { path } => file::read(path, tx, stop.clone(), max_line)
+        SourceConfig::File { path } => file::read(path, tx, stop.clone(), max_line, resume)
             .await
             .map_err(err),
         SourceConfig::Stdin {} => stdin::read(tx, stop.clone(), max_line).await.map_err(err),
@@ -185,7 +219,7 @@ async fn run_records(
                 .transpose()
                 .map_err(err)?
                 .unwrap_or(Duration::from_secs(1));
-            directory::watch_directory(path, poll, existing, tx, stop, max_line)
+            directory::watch_directory(path, poll, existing, tx, stop, max_line, resume)
                 .await
                 .map_err(err)
         }
@@ -200,7 +234,11 @@ async fn run_records(
             seed,
         } => {
             let generator = Generator::new(seed, value_size, keys);
-            generator.run(records, rate, &tx, &mut stop).await;
+            let from = match resume {
+                Some(Position::Generator { next }) => next,
+                _ => 0,
+            };
+            generator.run(from, records, rate, &tx, &mut stop).await;
             Ok(())
         }
         SourceConfig::Kafka(_) => unreachable!("handled by `run`"),

@@ -2,7 +2,6 @@
 //! `socketTextStream`.
 
 use super::lines::LineSplitter;
-use crate::model::batch::Batch;
 use crate::model::time::now_ms;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -12,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 /// fails on a line longer than `max_line` bytes.
 pub(super) async fn read_socket(
     address: &str,
-    tx: &mpsc::Sender<Batch>,
+    tx: &mpsc::Sender<super::Lines>,
     stop: &mut watch::Receiver<bool>,
     max_line: usize,
 ) -> Result<(), String> {
@@ -37,7 +36,7 @@ pub(super) async fn read_socket(
                         r = stream.read(&mut buf) => r,
                         _ = crate::signal::stopped(stop) => {
                             if let Some(chunk) = splitter.take_if(1) {
-                                let _ = tx.send(chunk).await;
+                                let _ = tx.send(chunk.into()).await;
                             }
                             return Ok(());
                         }
@@ -52,7 +51,7 @@ pub(super) async fn read_socket(
                                 splitter.take_if(1)
                             };
                             if let Some(chunk) = last
-                                && tx.send(chunk).await.is_err()
+                                && tx.send(chunk.into()).await.is_err()
                             {
                                 return Ok(());
                             }
@@ -67,7 +66,7 @@ pub(super) async fn read_socket(
                             }
                             // Forward what arrived now: a socket is a live stream.
                             if let Some(chunk) = splitter.take_if(1)
-                                && tx.send(chunk).await.is_err()
+                                && tx.send(chunk.into()).await.is_err()
                             {
                                 return Ok(());
                             }

@@ -1,12 +1,11 @@
 //! The `stdin` source: lines of standard input, until end of file.
 
-use super::lines;
-use crate::model::batch::Batch;
+use super::{Lines, lines};
 use tokio::sync::{mpsc, watch};
 
 /// Reads the lines of standard input until its end or `stop`.
 pub(super) async fn read(
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Lines>,
     stop: watch::Receiver<bool>,
     max_line: usize,
 ) -> Result<(), String> {
@@ -18,12 +17,13 @@ pub(super) async fn read(
     std::thread::Builder::new()
         .name("sluice-stdin".into())
         .spawn(move || {
-            let result = lines::read_lines(std::io::stdin().lock(), &tx, &stop, 1, max_line);
+            let result = lines::read_lines(std::io::stdin().lock(), &tx, &stop, 1, max_line, None);
             let _ = done_tx.send(result);
         })
         .map_err(|e| format!("cannot start reader thread: {e}"))?;
     done_rx
         .await
         .map_err(|_| "reader thread stopped".to_string())?
+        .map(|_| ())
         .map_err(|e| format!("read failed: {e}"))
 }

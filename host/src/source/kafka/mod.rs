@@ -138,9 +138,16 @@ fn check_topics(consumer: &SourceConsumer, topics: &[String]) -> Result<(), Topi
     Ok(())
 }
 
+/// The batch of the last transaction that committed the group's offsets
+/// (`sluice-batch=N` in their metadata), if any.
+pub fn committed_batch(_cfg: &KafkaSourceConfig) -> Result<Option<u64>, String> {
+    Ok(None)
+}
+
 /// Reads until `stop`; runs on a blocking thread.
 pub fn run(
     cfg: KafkaSourceConfig,
+    source: usize,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
@@ -162,6 +169,7 @@ pub fn run(
         positions: Positions::new(&consumer, &ownership),
         consumer,
         ownership,
+        source,
         stream,
         tx,
         runtime: tokio::runtime::Handle::current(),
@@ -239,6 +247,8 @@ struct Reader {
     pending: Option<(Batch, Positions)>,
     consumer: Arc<SourceConsumer>,
     ownership: Arc<Ownership>,
+    /// The source's index in its job.
+    source: usize,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     runtime: tokio::runtime::Handle,
@@ -348,9 +358,11 @@ impl Reader {
         };
         self.ownership.handed(positions.next_offsets());
         permit.send(Chunk {
+            source: self.source,
             stream: self.stream,
             records,
             offsets: Some(positions),
+            span: None,
         });
         self.resume();
         true
@@ -362,9 +374,11 @@ impl Reader {
         for (records, positions) in chunks.into_iter().flatten() {
             self.ownership.handed(positions.next_offsets());
             let chunk = Chunk {
+                source: self.source,
                 stream: self.stream,
                 records,
                 offsets: Some(positions),
+                span: None,
             };
             if self.tx.blocking_send(chunk).is_err() {
                 break;

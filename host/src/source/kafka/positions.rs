@@ -52,7 +52,7 @@ impl Positions {
     }
 
     /// Per partition, the offset after its last record here.
-    pub(super) fn next_offsets(&self) -> Vec<(Partition, i64)> {
+    pub(crate) fn next_offsets(&self) -> Vec<(Partition, i64)> {
         let mut next = vec![i64::MIN; self.partitions.len()];
         for &(i, offset) in &self.records {
             next[i as usize] = next[i as usize].max(offset.saturating_add(1));
@@ -198,6 +198,27 @@ impl Offsets {
         }
         by_consumer.retain(|c| !c.next.is_empty());
         (!by_consumer.is_empty()).then_some(Offsets { by_consumer })
+    }
+
+    /// Adds the offsets of a later batch: per consumer and partition the
+    /// later position wins (a later assignment's over an earlier one's).
+    pub fn merge(&mut self, later: Offsets) {
+        for c in later.by_consumer {
+            match self
+                .by_consumer
+                .iter_mut()
+                .find(|o| Arc::ptr_eq(&o.consumer, &c.consumer))
+            {
+                Some(o) => {
+                    for (p, next) in c.next {
+                        let e = o.next.entry(p).or_insert(next);
+                        *e = (*e).max(next);
+                    }
+                    o.lease = c.lease;
+                }
+                None => self.by_consumer.push(c),
+            }
+        }
     }
 
     /// The one consumer a transaction commits for (exactly-once takes a job
