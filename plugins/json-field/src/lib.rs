@@ -2,9 +2,14 @@
 //!
 //! Settings:
 //!
-//! - `field` (required): the field whose value becomes the key; a dotted path
+//! - `field`: the field whose value becomes the key; a dotted path
 //!   (`user.id`) reaches into nested objects. Strings are used as they are,
-//!   other JSON values as their JSON text.
+//!   other JSON values as their JSON text. Without it the record keeps its
+//!   key (then `value` or `timestamp` must be set).
+//! - `value` (optional): a field (dotted path) whose text replaces the
+//!   value, as the key is made (`{"n": 5}` with `value = "n"` gives `5`), so
+//!   that a reducer such as `sum` can read it; a record without it is
+//!   rejected.
 //! - `missing` (`reject` or `keep`, default `reject`): what to do with an object
 //!   that lacks the field — reject the record, or pass it on without a key.
 //! - `timestamp` (optional): a field (dotted path) holding the record's event
@@ -19,7 +24,8 @@ use sluice_sdk::{Config, Error, Operator, Output, Record, export_operator};
 
 /// Keys records by a JSON field.
 pub struct JsonField {
-    path: Vec<String>,
+    path: Option<Vec<String>>,
+    value: Option<Vec<String>>,
     keep_missing: bool,
     timestamp: Option<Vec<String>>,
 }
@@ -39,12 +45,24 @@ fn lookup<'a>(doc: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_j
 
 impl Operator for JsonField {
     fn init(config: &Config) -> Result<Self, Error> {
-        config.allow_only(&["field", "missing", "timestamp"])?;
-        let path = dotted("field", config.require("field")?)?;
+        config.allow_only(&["field", "missing", "timestamp", "value"])?;
+        let path = config
+            .get("field")
+            .map(|f| dotted("field", f))
+            .transpose()?;
         let timestamp = config
             .get("timestamp")
             .map(|t| dotted("timestamp", t))
             .transpose()?;
+        let value = config
+            .get("value")
+            .map(|v| dotted("value", v))
+            .transpose()?;
+        if path.is_none() && value.is_none() && timestamp.is_none() {
+            return Err(Error::BadConfig(
+                "setting `field` is missing (or set `value` or `timestamp` to keep the key)".into(),
+            ));
+        }
         let keep_missing = match config.get("missing").unwrap_or("reject") {
             "reject" => false,
             "keep" => true,
@@ -56,6 +74,7 @@ impl Operator for JsonField {
         };
         Ok(JsonField {
             path,
+            value,
             keep_missing,
             timestamp,
         })
@@ -78,18 +97,30 @@ impl Operator for JsonField {
                     )
                 })?,
         };
-        // The record keeps its value and headers; only its key (and
-        // perhaps its timestamp) change.
-        let (value, headers) = (record.value, record.headers);
-        match lookup(&doc, &self.path) {
-            Some(serde_json::Value::String(s)) => {
-                out.emit_with_headers(Some(s.as_bytes()), value, ts, headers)
-            }
-            Some(other) => {
-                out.emit_with_headers(Some(other.to_string().as_bytes()), value, ts, headers)
-            }
+        // The record keeps its headers, and its value unless `value` says
+        // otherwise; its key (and perhaps its timestamp) change.
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let new_value = match &self.value {
+            None => None,
+            Some(path) => Some(
+                lookup(&doc, path)
+                    .map(text)
+                    .ok_or_else(|| format!("field `{}` is missing", path.join(".")))?,
+            ),
+        };
+        let value = new_value.as_deref().map_or(record.value, str::as_bytes);
+        let headers = record.headers;
+        let Some(path) = &self.path else {
+            out.emit_with_headers(record.key, value, ts, headers);
+            return Ok(());
+        };
+        match lookup(&doc, path) {
+            Some(v) => out.emit_with_headers(Some(text(v).as_bytes()), value, ts, headers),
             None if self.keep_missing => out.emit_with_headers(None, value, ts, headers),
-            None => return Err(format!("field `{}` is missing", self.path.join("."))),
+            None => return Err(format!("field `{}` is missing", path.join("."))),
         }
         Ok(())
     }
@@ -111,6 +142,28 @@ mod tests {
         let keys: Vec<_> = out.iter().map(|r| r.key.unwrap().to_vec()).collect();
         assert_eq!(keys, [b"ada".to_vec(), b"42".to_vec()]);
         assert_eq!(out.get(0).unwrap().value, input.get(0).unwrap().value);
+    }
+
+    #[test]
+    fn value_replaces_the_value_and_without_field_the_key_stays() {
+        let mut h = Harness::<JsonField>::new(&[("value", "n")]).unwrap();
+        let mut input = Batch::new();
+        input.push(Some(b"k"), br#"{"n":5,"w":"x"}"#, 1);
+        input.push(Some(b"j"), br#"{"n":"seven"}"#, 2);
+        let out = h.run(&input).unwrap();
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.key.unwrap().to_vec(), r.value.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b"k".to_vec(), b"5".to_vec()),
+                (b"j".to_vec(), b"seven".to_vec())
+            ]
+        );
+        assert!(h.run(&Batch::from_values([r#"{"m":1}"#], 0)).is_err());
+        assert!(Harness::<JsonField>::new(&[("missing", "keep")]).is_err());
     }
 
     #[test]
