@@ -11,6 +11,7 @@ mod joins;
 mod kafka;
 mod layout;
 mod plugins;
+mod recovery;
 mod reducers;
 mod reload;
 mod serve;

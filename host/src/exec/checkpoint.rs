@@ -45,6 +45,7 @@ impl Cut {
 pub(super) struct Plan {
     pub(super) every: Every,
     pub(super) last: Instant,
+    /// Batches with records or output since the last checkpoint.
     pub(super) batches: u64,
 }
 
@@ -57,9 +58,14 @@ impl Plan {
         }
     }
 
-    /// Counts a batch; whether it takes a checkpoint.
-    pub(super) fn due(&mut self, cut: Cut) -> bool {
-        self.batches += 1;
+    /// Counts a batch, `active` if it had records or output; whether it
+    /// takes a checkpoint. Idle batches (a stateful job marking time) add
+    /// nothing worth a checkpoint.
+    pub(super) fn due(&mut self, cut: Cut, active: bool) -> bool {
+        self.batches += u64::from(active);
+        if self.batches == 0 {
+            return false;
+        }
         let due = match (cut, self.every) {
             (Cut::Head, _) => false,
             (Cut::Final { .. }, _) => true,

@@ -358,7 +358,11 @@ impl Coordinator {
                 }
             }
         }
-        let due = self.checkpoint.as_mut().is_some_and(|plan| plan.due(cut));
+        let active = had_records || !dead.is_empty() || parts.iter().any(|p| !p.is_empty());
+        let due = self
+            .checkpoint
+            .as_mut()
+            .is_some_and(|plan| plan.due(cut, active));
         let checkpoint = match due {
             true => Some(self.take_checkpoint(batch_no).await?),
             false => None,

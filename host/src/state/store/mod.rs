@@ -77,14 +77,17 @@ fn file_name(batch: u64, kind: &str) -> String {
 }
 
 /// The checkpoint files of `dir`: `(batch, is_base, path)`, oldest first.
-fn list(dir: &Path) -> Result<Vec<(u64, bool, PathBuf)>, StoreError> {
+/// With `clean`, removes files left by writes a crash cut short (only
+/// while nothing is writing).
+fn list(dir: &Path, clean: bool) -> Result<Vec<(u64, bool, PathBuf)>, StoreError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
-            // A write cut short by a crash.
-            let _ = std::fs::remove_file(entry.path());
+            if clean {
+                let _ = std::fs::remove_file(entry.path());
+            }
             continue;
         }
         let Some((n, kind)) = name.split_once('.') else {
@@ -254,7 +257,7 @@ impl Store {
     /// Removes every checkpoint (`--reset-state`).
     pub fn reset(&mut self) -> Result<(), StoreError> {
         self.wait_compaction();
-        for (_, _, path) in list(&self.dir)? {
+        for (_, _, path) in list(&self.dir, true)? {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
         self.last = None;
@@ -268,7 +271,7 @@ impl Store {
     /// that fail their check are renamed `*.corrupt`, each with a warning.
     pub fn load(&mut self, accept: impl Fn(u64) -> bool) -> Result<Option<Loaded>, StoreError> {
         self.wait_compaction();
-        let mut files = list(&self.dir)?;
+        let mut files = list(&self.dir, true)?;
         let mut batches: Vec<u64> = files.iter().map(|f| f.0).collect();
         batches.dedup();
         for &batch in batches.iter().rev() {
@@ -373,7 +376,7 @@ impl Store {
 /// Merges the chain ending at `batch` into `<batch>.base`, then removes the
 /// files older than the base before it (one older chain stays, in case).
 pub fn compact(dir: &Path, batch: u64) -> Result<(), String> {
-    let files = list(dir).map_err(|e| e.to_string())?;
+    let files = list(dir, false).map_err(|e| e.to_string())?;
     let chain = read_chain(&files, batch).map_err(|(p, e)| format!("{}: {e}", p.display()))?;
     let loaded = merge(chain)?;
     let encoded: Vec<(Instance, Vec<u8>)> = loaded

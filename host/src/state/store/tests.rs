@@ -49,7 +49,7 @@ fn the_newest_checkpoint_loads_as_the_changes_written_and_merges_keep_it() {
     let mut store = Store::open(dir.path()).unwrap();
     let after = write_many(&mut store, 25);
     // Merges ran: bases beside the first, and the oldest files are gone.
-    let files = list(dir.path()).unwrap();
+    let files = list(dir.path(), false).unwrap();
     let bases: Vec<u64> = files.iter().filter(|f| f.1).map(|f| f.0).collect();
     assert!(bases.len() >= 2, "{files:?}");
     assert!(
@@ -69,7 +69,7 @@ fn the_newest_checkpoint_loads_as_the_changes_written_and_merges_keep_it() {
     let loaded = store.load(|b| b <= 17).unwrap().unwrap();
     assert_eq!(loaded.meta.batch, 17);
     assert_eq!(loaded.state, after[17]);
-    assert!(list(dir.path()).unwrap().iter().all(|f| f.0 <= 17));
+    assert!(list(dir.path(), false).unwrap().iter().all(|f| f.0 <= 17));
     // Writing goes on after it as a delta of 17.
     let mut m = meta(18);
     store.write(&mut m, &[]).unwrap();
