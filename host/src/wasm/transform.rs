@@ -83,12 +83,16 @@ impl Operator for WasmOperator {
         !self.session.plugin.info().stateful
     }
 
+    /// The instance's state, read from the running instance, which goes on
+    /// as it was: a `snapshot` that returns an error leaves it and its
+    /// state in place. (One that traps or passes `memory` or
+    /// `cpu_per_batch` loses the instance, as any call does.)
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OperatorError> {
         if !self.session.plugin.info().stateful {
             return Ok(None);
         }
         self.session
-            .call(0, |bindings, store| match &bindings.state {
+            .call_for_state(|bindings, store| match &bindings.state {
                 Some(state) => state.call_snapshot(store),
                 None => Ok(Err(wit_types::Error::Failed(
                     "the instance has no `stateful` exports".into(),
