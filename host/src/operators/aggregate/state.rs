@@ -187,7 +187,7 @@ impl Aggregate {
         self.sessions.clear();
         self.budget.clear();
         let kind = self.kind();
-        let mut sessions: HashMap<Key, Vec<(Window, (Acc, bool))>> = HashMap::new();
+        let mut sessions: HashMap<Key, Sessions<(Acc, bool)>> = HashMap::new();
         for (k, v) in entries {
             let e = read_key(k)?;
             if e.kind != kind {
@@ -220,18 +220,21 @@ impl Aggregate {
                 }
                 Some(w) => sessions
                     .entry(e.key.map(<[u8]>::to_vec))
-                    .or_default()
+                    .or_insert_with(|| Sessions {
+                        windows: Vec::new(),
+                    })
+                    .windows
                     .push((w, (acc, flag))),
             }
         }
-        for (key, mut windows) in sessions {
+        for (key, mut held) in sessions {
             let bytes = session_key_bytes(key.as_ref().map_or(0, Vec::len))
-                + windows.len() as u64 * session_bytes();
+                + held.windows.len() as u64 * session_bytes();
             self.budget.admit(bytes, || {
                 format!("the checkpoint's sessions of {}", key_name(key.as_deref()))
             })?;
-            windows.sort_unstable_by_key(|(w, _)| w.start);
-            self.sessions.insert(key, Sessions { windows });
+            held.windows.sort_unstable_by_key(|(w, _)| w.start);
+            self.sessions.insert(key, held);
         }
         Ok(())
     }
