@@ -19,6 +19,8 @@ pub trait StateWriter {
 pub struct Changes {
     on: bool,
     keys: hashbrown::HashSet<Vec<u8>, rustc_hash::FxBuildHasher>,
+    /// Where [`Changes::touch_built`] builds a key.
+    scratch: Vec<u8>,
 }
 
 impl Changes {
@@ -47,6 +49,21 @@ impl Changes {
         if self.on {
             self.keys.insert(key());
         }
+    }
+
+    /// Records that the entry whose key `build` writes changed. The key is
+    /// built in a buffer kept across calls, so a key already recorded costs
+    /// no allocation; `build` runs only when changes are recorded.
+    #[inline]
+    pub fn touch_built(&mut self, build: impl FnOnce(&mut Encoder)) {
+        if !self.on {
+            return;
+        }
+        let mut key = Encoder(std::mem::take(&mut self.scratch));
+        key.0.clear();
+        build(&mut key);
+        self.touch(&key.0);
+        self.scratch = key.0;
     }
 
     /// The changed keys, forgotten as they are taken.
@@ -87,6 +104,11 @@ impl Encoder {
     /// Appends an `f64`.
     pub fn f64(&mut self, v: f64) -> &mut Self {
         self.0.extend_from_slice(&v.to_bits().to_le_bytes());
+        self
+    }
+    /// Appends a byte (an entry's kind).
+    pub fn tag(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
         self
     }
     /// Appends a `bool`.
@@ -146,6 +168,10 @@ impl<'a> Decoder<'a> {
     pub fn f64(&mut self) -> Result<f64, super::OperatorError> {
         Ok(f64::from_bits(self.u64()?))
     }
+    /// Reads a byte (an entry's kind).
+    pub fn tag(&mut self) -> Result<u8, super::OperatorError> {
+        Ok(self.take(1)?[0])
+    }
     /// Reads a `bool`.
     pub fn bool(&mut self) -> Result<bool, super::OperatorError> {
         Ok(self.take(1)?[0] != 0)
@@ -167,6 +193,133 @@ impl<'a> Decoder<'a> {
     /// Whether everything was read.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// What the checkpoint tests of the stateful operators share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::StateWriter;
+    use crate::operators::Operator;
+    use std::collections::HashMap;
+
+    /// The store's view of one operator instance: every checkpoint's puts
+    /// and deletes merged in order, as `state::entries::apply` merges them
+    /// (that layer sits above this one, so the tests of operators cannot
+    /// name it), with the changes of the last checkpoint counted.
+    #[derive(Debug, Default)]
+    pub(crate) struct Merged {
+        pub(crate) entries: HashMap<Vec<u8>, Vec<u8>>,
+        /// Puts of the last checkpoint.
+        pub(crate) puts: usize,
+        /// Deletes of the last checkpoint.
+        pub(crate) deletes: usize,
+    }
+
+    impl StateWriter for Merged {
+        fn put(&mut self, key: &[u8], value: &[u8]) {
+            self.entries.insert(key.to_vec(), value.to_vec());
+            self.puts += 1;
+        }
+        fn delete(&mut self, key: &[u8]) {
+            self.entries.remove(key);
+            self.deletes += 1;
+        }
+    }
+
+    impl Merged {
+        /// Takes a checkpoint of `op` and merges it in: returns its puts
+        /// and deletes.
+        pub(crate) fn checkpoint(&mut self, op: &mut dyn Operator) -> (usize, usize) {
+            (self.puts, self.deletes) = (0, 0);
+            op.checkpoint(self).expect("checkpoint");
+            (self.puts, self.deletes)
+        }
+
+        /// The entries, as a restore takes them: in an order unrelated to
+        /// the one they were written in (keys descending).
+        pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let mut all: Vec<_> = self
+                .entries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            all.sort_by(|a, b| b.0.cmp(&a.0));
+            all
+        }
+    }
+
+    /// A checkpoint [`resume_matches`] took of the reference instance.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Taken {
+        /// After which step.
+        pub(crate) step: usize,
+        /// The entries of the merged state after it.
+        pub(crate) entries: usize,
+        /// Its puts.
+        pub(crate) puts: usize,
+        /// Its deletes.
+        pub(crate) deletes: usize,
+    }
+
+    /// Runs `steps` through an instance `a` of `make` that tracks changes,
+    /// taking a checkpoint after each step `checkpoint_after` picks. Before
+    /// step `resume` (which must follow a checkpoint) it makes an instance
+    /// `b` from the merged state and from then on runs every step through
+    /// both, asserting that `run` gives the same for both (`a`, never
+    /// stopped, is the reference), that `b`'s checkpoints write what `a`'s
+    /// do, and that a checkpoint right after another writes nothing.
+    /// Returns `a`'s checkpoints.
+    pub(crate) fn resume_matches<S, R: PartialEq + std::fmt::Debug>(
+        make: &dyn Fn() -> Box<dyn Operator>,
+        steps: &[S],
+        run: &dyn Fn(&mut dyn Operator, &S) -> R,
+        checkpoint_after: &dyn Fn(usize) -> bool,
+        resume: usize,
+    ) -> Vec<Taken> {
+        assert!(resume > 0 && checkpoint_after(resume - 1));
+        let mut a = make();
+        a.track_changes();
+        let mut merged = Merged::default();
+        let mut b: Option<(Box<dyn Operator>, Merged)> = None;
+        let mut taken = Vec::new();
+        for (n, step) in steps.iter().enumerate() {
+            if n == resume {
+                let mut op = make();
+                op.track_changes();
+                op.restore_entries(&merged.entries()).expect("restore");
+                let store = Merged {
+                    entries: merged.entries.clone(),
+                    ..Merged::default()
+                };
+                b = Some((op, store));
+            }
+            let out = run(&mut *a, step);
+            if let Some((op, _)) = &mut b {
+                assert_eq!(run(&mut **op, step), out, "step {n}: the resumed instance");
+            }
+            if !checkpoint_after(n) {
+                continue;
+            }
+            let (puts, deletes) = merged.checkpoint(&mut *a);
+            taken.push(Taken {
+                step: n,
+                entries: merged.entries.len(),
+                puts,
+                deletes,
+            });
+            assert_eq!(
+                merged.checkpoint(&mut *a),
+                (0, 0),
+                "step {n}: nothing changed"
+            );
+            if let Some((op, store)) = &mut b {
+                let written = store.checkpoint(&mut **op);
+                assert_eq!(written, (puts, deletes), "step {n}: the resumed checkpoint");
+                assert_eq!(store.entries, merged.entries, "step {n}: the resumed state");
+            }
+        }
+        taken
     }
 }
 

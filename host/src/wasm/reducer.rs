@@ -12,13 +12,18 @@
 //! accumulator would take the state past it keeps what it had, and its
 //! records of the batch are refused ([`SideOutput::refuse`]); the other keys
 //! of the batch are stored as usual.
+//!
+//! A checkpoint holds one entry per key ([`Table`]), written when the key's
+//! accumulator changes.
 
 use super::reduce_bindings::exports::sluice::operator::reducer as wit;
 use super::{LogTags, Plugin, Session, reduce_bindings};
 use crate::model::batch::{Batch, preview};
 use crate::operators::budget::{StateBudget, entry_bytes};
+use crate::operators::changes::corrupt;
 use crate::operators::{
-    BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+    BatchContext, Changes, Decoder, Encoder, Operator, OperatorError, OperatorFactory,
+    RejectedRecord, SideOutput, StateWriter,
 };
 use crate::spec::ReduceMode;
 use crate::spec::limits::Limits;
@@ -163,14 +168,149 @@ impl<'a> Grouping<'a> {
     }
 }
 
+/// The accumulators kept for the keys of one partition: all of a
+/// [`WasmReducer`] that outlives a batch (the component itself keeps
+/// nothing that must).
+///
+/// A checkpoint holds one entry per key: its key is the record key as it
+/// is; its value the latest event time of the key's records (`i64`) and the
+/// accumulator (bytes).
+struct Table {
+    keys: FxMap<Vec<u8>, KeyState>,
+    /// The bytes of the keys and accumulators held.
+    budget: StateBudget,
+    /// The keys whose accumulators changed since the last checkpoint.
+    changes: Changes,
+}
+
+impl Table {
+    fn new(state: u64) -> Self {
+        Table {
+            keys: FxMap::default(),
+            budget: StateBudget::new(state),
+            changes: Changes::default(),
+        }
+    }
+
+    /// Stores the new accumulators and returns the update-mode output. A
+    /// key whose accumulator does not fit the state limit keeps the one it
+    /// had, and its records of `input` are refused into `side`.
+    fn store(
+        &mut self,
+        mode: ReduceMode,
+        input: &Batch,
+        grouping: &Grouping<'_>,
+        out: &Accumulators,
+        side: &mut SideOutput,
+    ) -> Batch {
+        let mut emitted = Batch::new();
+        // The records of the keys refused, set aside in input order.
+        let mut refused: Vec<(u32, OperatorError)> = Vec::new();
+        for (k, key) in grouping.keys.iter().enumerate() {
+            let accumulator = out.get(k).unwrap_or_default();
+            let ts = grouping.timestamps[k];
+            let held = self.keys.get(*key).map(|s| s.accumulator.len());
+            let (grows, shrinks) = match held {
+                None => (entry_bytes(key.len(), accumulator.len()), 0),
+                Some(old) => (
+                    accumulator.len().saturating_sub(old) as u64,
+                    old.saturating_sub(accumulator.len()) as u64,
+                ),
+            };
+            let what = || match held {
+                None => format!("the accumulator of new key {}", preview(key)),
+                Some(_) => format!("the longer accumulator of key {}", preview(key)),
+            };
+            if let Err(breach) = self.budget.admit(grows, what) {
+                refused.extend(grouping.records(k).iter().map(|&i| (i, breach.clone())));
+                continue;
+            }
+            self.budget.release(shrinks);
+            self.changes.touch(key);
+            let state = match self.keys.get_mut(*key) {
+                Some(s) => {
+                    s.accumulator.clear();
+                    s.accumulator.extend_from_slice(accumulator);
+                    s.timestamp = s.timestamp.max(ts);
+                    s
+                }
+                None => self.keys.entry(key.to_vec()).or_insert(KeyState {
+                    accumulator: accumulator.to_vec(),
+                    timestamp: ts,
+                }),
+            };
+            if mode == ReduceMode::Update {
+                emitted.push(Some(key), &state.accumulator, state.timestamp);
+            }
+        }
+        refused.sort_unstable_by_key(|(i, _)| *i);
+        for (i, breach) in refused {
+            if let Some(r) = input.get(i as usize) {
+                side.refuse(&r, breach);
+            }
+        }
+        emitted
+    }
+
+    /// Every key with its accumulator, in key order (complete mode).
+    fn all(&self) -> Batch {
+        let mut rows: Vec<(&Vec<u8>, &KeyState)> = self.keys.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = Batch::new();
+        for (key, state) in rows {
+            out.push(Some(key), &state.accumulator, state.timestamp);
+        }
+        out
+    }
+
+    /// [`Operator::checkpoint`]: a put for each key whose accumulator
+    /// changed since the last call.
+    fn write_changes(&mut self, out: &mut dyn StateWriter) {
+        let mut keys = self.changes.take();
+        keys.sort_unstable();
+        let mut value = Encoder::new();
+        for key in keys {
+            match self.keys.get(&key) {
+                Some(s) => out.put(&key, &value.i64(s.timestamp).bytes(&s.accumulator).finish()),
+                // Keys are never forgotten; a delete keeps the contract.
+                None => out.delete(&key),
+            }
+        }
+    }
+
+    /// [`Operator::restore_entries`]: the accumulators of `entries` replace
+    /// those held, counted against the `state` limit as they were when
+    /// they were stored.
+    fn take_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        self.keys.clear();
+        self.budget.clear();
+        for (key, v) in entries {
+            let mut d = Decoder(v);
+            let timestamp = d.i64()?;
+            let accumulator = d.bytes()?.to_vec();
+            if !d.is_empty() {
+                return Err(corrupt("a reducer entry's value is longer than its fields"));
+            }
+            self.budget
+                .admit(entry_bytes(key.len(), accumulator.len()), || {
+                    format!("the checkpoint's accumulator of key {}", preview(key))
+                })?;
+            let state = KeyState {
+                accumulator,
+                timestamp,
+            };
+            self.keys.insert(key.clone(), state);
+        }
+        Ok(())
+    }
+}
+
 /// One instance of a `reduce` component, owned by one worker, with the
 /// accumulators of the keys of the partition it runs.
 pub struct WasmReducer {
     session: Session<reduce_bindings::Reduce>,
     mode: ReduceMode,
-    state: FxMap<Vec<u8>, KeyState>,
-    /// The bytes of the keys and accumulators held.
-    budget: StateBudget,
+    table: Table,
     /// The records of keys whose accumulators did not fit.
     side: SideOutput,
     /// The call's argument, kept to reuse its buffers.
@@ -188,8 +328,7 @@ impl WasmReducer {
         WasmReducer {
             session,
             mode,
-            state: FxMap::default(),
-            budget: StateBudget::new(state),
+            table: Table::new(state),
             side: SideOutput::default(),
             scratch: Groups::default(),
         }
@@ -197,12 +336,12 @@ impl WasmReducer {
 
     /// Number of keys whose accumulator is kept.
     pub fn keys(&self) -> usize {
-        self.state.len()
+        self.table.keys.len()
     }
 
     /// The accumulator kept for `key`, if any.
     pub fn accumulator(&self, key: &[u8]) -> Option<&[u8]> {
-        self.state.get(key).map(|s| s.accumulator.as_slice())
+        self.table.keys.get(key).map(|s| s.accumulator.as_slice())
     }
 
     /// Rejects the records without a key, which a reducer cannot fold.
@@ -231,7 +370,7 @@ impl WasmReducer {
         let groups = &mut self.scratch;
         groups.clear();
         for (k, key) in grouping.keys.iter().enumerate() {
-            let accumulator = self.state.get(*key).map(|s| s.accumulator.as_slice());
+            let accumulator = self.table.keys.get(*key).map(|s| s.accumulator.as_slice());
             let values = grouping.records(k).iter().map(|&i| value_of(input, i));
             groups.push(key, accumulator, values);
         }
@@ -272,58 +411,6 @@ impl WasmReducer {
             data: out.data,
             ends: out.ends,
         })
-    }
-
-    /// Stores the new accumulators and returns the update-mode output. A
-    /// key whose accumulator does not fit the state limit keeps the one it
-    /// had, and its records of `input` are refused.
-    fn store(&mut self, input: &Batch, grouping: &Grouping<'_>, out: &Accumulators) -> Batch {
-        let mut emitted = Batch::new();
-        // The records of the keys refused, set aside in input order.
-        let mut refused: Vec<(u32, OperatorError)> = Vec::new();
-        for (k, key) in grouping.keys.iter().enumerate() {
-            let accumulator = out.get(k).unwrap_or_default();
-            let ts = grouping.timestamps[k];
-            let held = self.state.get(*key).map(|s| s.accumulator.len());
-            let (grows, shrinks) = match held {
-                None => (entry_bytes(key.len(), accumulator.len()), 0),
-                Some(old) => (
-                    accumulator.len().saturating_sub(old) as u64,
-                    old.saturating_sub(accumulator.len()) as u64,
-                ),
-            };
-            let what = || match held {
-                None => format!("the accumulator of new key {}", preview(key)),
-                Some(_) => format!("the longer accumulator of key {}", preview(key)),
-            };
-            if let Err(breach) = self.budget.admit(grows, what) {
-                refused.extend(grouping.records(k).iter().map(|&i| (i, breach.clone())));
-                continue;
-            }
-            self.budget.release(shrinks);
-            let state = match self.state.get_mut(*key) {
-                Some(s) => {
-                    s.accumulator.clear();
-                    s.accumulator.extend_from_slice(accumulator);
-                    s.timestamp = s.timestamp.max(ts);
-                    s
-                }
-                None => self.state.entry(key.to_vec()).or_insert(KeyState {
-                    accumulator: accumulator.to_vec(),
-                    timestamp: ts,
-                }),
-            };
-            if self.mode == ReduceMode::Update {
-                emitted.push(Some(key), &state.accumulator, state.timestamp);
-            }
-        }
-        refused.sort_unstable_by_key(|(i, _)| *i);
-        for (i, breach) in refused {
-            if let Some(r) = input.get(i as usize) {
-                self.side.refuse(&r, breach);
-            }
-        }
-        emitted
     }
 }
 
@@ -424,7 +511,8 @@ impl Operator for WasmReducer {
         // worker retries a batch with rejected records without them.
         let out = self.call().map_err(|e| map_rejections(e, &grouping))?;
         check_result(&out, grouping.keys.len())?;
-        Ok(self.store(input, &grouping, &out))
+        let (mode, side) = (self.mode, &mut self.side);
+        Ok(self.table.store(mode, input, &grouping, &out, side))
     }
 
     fn side_output(&mut self) -> SideOutput {
@@ -437,13 +525,20 @@ impl Operator for WasmReducer {
         if self.mode != ReduceMode::Complete || !ctx.has_records {
             return Ok(Batch::new());
         }
-        let mut rows: Vec<(&Vec<u8>, &KeyState)> = self.state.iter().collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut out = Batch::new();
-        for (key, state) in rows {
-            out.push(Some(key), &state.accumulator, state.timestamp);
-        }
-        Ok(out)
+        Ok(self.table.all())
+    }
+
+    fn track_changes(&mut self) {
+        self.table.changes.track();
+    }
+
+    fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+        self.table.write_changes(out);
+        Ok(())
+    }
+
+    fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        self.table.take_entries(entries)
     }
 }
 
@@ -527,6 +622,174 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("data has 3 bytes")
+        );
+    }
+
+    /// A reducer without its component: [`Table`] with the sums of the
+    /// `sum` plugin computed here, as decimal text (so accumulators grow).
+    struct Summing {
+        table: Table,
+        mode: ReduceMode,
+        side: SideOutput,
+    }
+
+    impl Operator for Summing {
+        fn process(&mut self, input: &mut Batch) -> Result<Batch, OperatorError> {
+            let grouping = Grouping::new(input);
+            let mut out = Accumulators::default();
+            for (k, key) in grouping.keys.iter().enumerate() {
+                let held = self.table.keys.get(*key).map(|s| s.accumulator.as_slice());
+                let parse = |b: &[u8]| std::str::from_utf8(b).unwrap().parse::<i64>().unwrap();
+                let sum: i64 = grouping
+                    .records(k)
+                    .iter()
+                    .map(|&i| parse(value_of(input, i)))
+                    .sum::<i64>()
+                    + held.map_or(0, parse);
+                out.data.extend_from_slice(sum.to_string().as_bytes());
+                out.ends.push(out.data.len() as u32);
+            }
+            let side = &mut self.side;
+            Ok(self.table.store(self.mode, input, &grouping, &out, side))
+        }
+        fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
+            Ok(match self.mode {
+                ReduceMode::Complete if ctx.has_records => self.table.all(),
+                _ => Batch::new(),
+            })
+        }
+        fn side_output(&mut self) -> SideOutput {
+            std::mem::take(&mut self.side)
+        }
+        fn track_changes(&mut self) {
+            self.table.changes.track();
+        }
+        fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+            self.table.write_changes(out);
+            Ok(())
+        }
+        fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+            self.table.take_entries(entries)
+        }
+    }
+
+    fn summing(mode: ReduceMode, state: u64) -> Summing {
+        Summing {
+            table: Table::new(state),
+            mode,
+            side: SideOutput::default(),
+        }
+    }
+
+    /// Batches of records of eight keys, values up to 999 (so accumulators
+    /// grow by a digit now and then), every fourth batch without records.
+    fn steps() -> Vec<(Batch, BatchContext)> {
+        let mut x: u64 = 3;
+        let mut next = move |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        (0..16u64)
+            .map(|n| {
+                let mut b = Batch::new();
+                if n % 4 != 3 {
+                    for _ in 0..6 {
+                        let key = format!("k{}", next(8));
+                        let ts = (n * 10 + next(10)) as i64;
+                        b.push(Some(key.as_bytes()), next(1000).to_string().as_bytes(), ts);
+                    }
+                }
+                let ctx = BatchContext {
+                    batch_no: n,
+                    has_records: !b.is_empty(),
+                    ..BatchContext::default()
+                };
+                (b, ctx)
+            })
+            .collect()
+    }
+
+    /// What a batch gives: what `process` and `finish_batch` return, and
+    /// the records refused.
+    fn run(
+        op: &mut dyn Operator,
+        (batch, ctx): &(Batch, BatchContext),
+    ) -> (Batch, Batch, Vec<Vec<u8>>) {
+        let processed = op.process_with(&mut batch.clone(), ctx).unwrap();
+        let finished = op.finish_batch(ctx).unwrap();
+        let refused = op.side_output().refused.into_iter().map(|d| d.value);
+        (processed, finished, refused.collect())
+    }
+
+    #[test]
+    fn a_resumed_reducer_goes_on_as_the_one_that_never_stopped() {
+        use crate::operators::changes::testing::{Taken, resume_matches};
+        let checkpoint_after = |n: usize| ![1, 5, 8, 12].contains(&n);
+        let steps = steps();
+        for mode in [ReduceMode::Update, ReduceMode::Complete] {
+            // Unlimited, and room for about five keys.
+            for state in [u64::MAX, 5 * entry_bytes(2, 4)] {
+                let make = || Box::new(summing(mode, state)) as Box<dyn Operator>;
+                let mut taken = Vec::new();
+                for resume in (1..steps.len()).filter(|r| checkpoint_after(r - 1)) {
+                    taken = resume_matches(&make, &steps, &run, &checkpoint_after, resume);
+                }
+                // A batch without records, right after a checkpoint,
+                // changes nothing.
+                let quiet = |t: &&Taken| steps[t.step].0.is_empty() && checkpoint_after(t.step - 1);
+                assert_eq!(taken.iter().filter(quiet).count(), 4);
+                for t in taken.iter().filter(quiet) {
+                    assert_eq!((t.puts, t.deletes), (0, 0), "{t:?}");
+                }
+                assert!(taken.iter().all(|t| t.deletes == 0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_reducer_checkpoint_writes_the_keys_that_changed_only() {
+        use crate::operators::changes::testing::Merged;
+        let mut a = summing(ReduceMode::Complete, u64::MAX);
+        a.track_changes();
+        let mut merged = Merged::default();
+        let batch = |keys: std::ops::Range<u32>| {
+            let mut b = Batch::new();
+            for k in keys {
+                b.push(Some(format!("key-{k}").as_bytes()), b"1", 1);
+            }
+            b
+        };
+        a.process(&mut batch(0..1000)).unwrap();
+        assert_eq!(merged.checkpoint(&mut a), (1000, 0));
+        a.process(&mut batch(990..1000)).unwrap();
+        let all = BatchContext {
+            has_records: true,
+            ..BatchContext::default()
+        };
+        assert_eq!(a.finish_batch(&all).unwrap().len(), 1000);
+        assert_eq!(merged.checkpoint(&mut a), (10, 0));
+        assert_eq!(merged.entries.len(), 1000);
+        // The restored table counts what it holds against the limit.
+        let held = a.table.budget.held();
+        let mut b = summing(ReduceMode::Complete, held);
+        b.restore_entries(&merged.entries()).unwrap();
+        assert_eq!(b.table.budget.held(), held);
+        assert_eq!(b.table.keys.get(&b"key-995"[..]).unwrap().accumulator, b"2");
+        let err = summing(ReduceMode::Complete, held - 1)
+            .restore_entries(&merged.entries())
+            .unwrap_err();
+        assert!(
+            matches!(&err, OperatorError::Limit { detail, .. }
+                if detail.contains("the checkpoint's accumulator of key")),
+            "{err:?}"
+        );
+        let cut = [(b"k".to_vec(), vec![1, 2, 3])];
+        assert!(
+            summing(ReduceMode::Update, u64::MAX)
+                .restore_entries(&cut)
+                .is_err()
         );
     }
 }

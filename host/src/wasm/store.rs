@@ -288,10 +288,32 @@ impl<B: WorldBindings> Session<B> {
         input: usize,
         f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, wit_types::Error>>,
     ) -> Result<T, OperatorError> {
+        let fuel = sandbox::hostcall_fuel(&self.limits, input);
+        self.call_with_fuel(input, fuel, f)
+    }
+
+    /// Like [`Session::call`] without input, for the call that hands the
+    /// instance's state to the host (`snapshot`): the state is no output of
+    /// a batch, so `output_ratio` does not hold it (a snapshot past it would
+    /// fail and take the instance, and the state, with it); it cannot be
+    /// larger than the instance's `memory`, which bounds it instead.
+    pub(super) fn call_for_state<T>(
+        &mut self,
+        f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, wit_types::Error>>,
+    ) -> Result<T, OperatorError> {
+        let fuel = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);
+        self.call_with_fuel(0, fuel, f)
+    }
+
+    fn call_with_fuel<T>(
+        &mut self,
+        input: usize,
+        fuel: usize,
+        f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, wit_types::Error>>,
+    ) -> Result<T, OperatorError> {
         // Only what the guest writes during this call may explain a trap in it.
         self.log.take_stderr_tail();
         let deadline = self.deadline();
-        let fuel = sandbox::hostcall_fuel(&self.limits, input);
         let instance = self.ensure_instance()?;
         arm(&mut instance.store, deadline, fuel);
         let result = f(&instance.bindings, &mut instance.store);

@@ -4,7 +4,9 @@
 
 use super::reload::{CellState, Version, VersionCell};
 use crate::model::batch::Batch;
-use crate::operators::{BatchContext, Operator, OperatorError, OperatorFactory, SideOutput};
+use crate::operators::{
+    BatchContext, Operator, OperatorError, OperatorFactory, SideOutput, StateWriter,
+};
 use crate::spec::limits::Limits;
 use crate::wasm::Plugin;
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,7 @@ impl OperatorFactory for SwappableFactory {
             version: current.number,
             shadow: None,
             lost: None,
+            tracking: false,
         }))
     }
 }
@@ -80,6 +83,9 @@ struct Swappable {
     shadow: Option<(u64, Box<dyn Operator>)>,
     /// Why this partition could not move to the adopted version.
     lost: Option<String>,
+    /// Whether the job keeps checkpoints ([`Operator::track_changes`]):
+    /// every instance of a version is told so.
+    tracking: bool,
 }
 
 impl Swappable {
@@ -89,6 +95,9 @@ impl Swappable {
             .factory
             .instantiate_limited(&self.job, self.worker, &self.limits)
             .map_err(|e| format!("it does not start: {e}"))?;
+        if self.tracking {
+            next.track_changes();
+        }
         let state = self
             .active
             .snapshot()
@@ -184,6 +193,25 @@ impl Operator for Swappable {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), OperatorError> {
         self.active.restore(state)
+    }
+
+    fn track_changes(&mut self) {
+        self.tracking = true;
+        self.active.track_changes();
+        if let Some((_, shadow)) = &mut self.shadow {
+            shadow.track_changes();
+        }
+    }
+
+    /// The running version's: a `plugin` operator's checkpoint holds its
+    /// state whole, so after a swap the new version's first checkpoint
+    /// replaces the old version's entry.
+    fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+        self.active.checkpoint(out)
+    }
+
+    fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        self.active.restore_entries(entries)
     }
 
     /// As the running version: a batch re-run in parts (to find the

@@ -7,7 +7,8 @@ use super::sandbox;
 use super::store::{Session, TransformBindings};
 use super::{wit, wit_types};
 use crate::model::batch::Batch;
-use crate::operators::{Operator, OperatorError, OperatorFactory};
+use crate::operators::changes::corrupt;
+use crate::operators::{Operator, OperatorError, OperatorFactory, StateWriter};
 use crate::spec::limits::Limits;
 
 /// Makes one [`WasmOperator`] per partition.
@@ -83,12 +84,16 @@ impl Operator for WasmOperator {
         !self.session.plugin.info().stateful
     }
 
+    /// The instance's state, read from the running instance, which goes on
+    /// as it was: a `snapshot` that returns an error leaves it and its
+    /// state in place. (One that traps or passes `memory` or
+    /// `cpu_per_batch` loses the instance, as any call does.)
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OperatorError> {
         if !self.session.plugin.info().stateful {
             return Ok(None);
         }
         self.session
-            .call(0, |bindings, store| match &bindings.state {
+            .call_for_state(|bindings, store| match &bindings.state {
                 Some(state) => state.call_snapshot(store),
                 None => Ok(Err(wit_types::Error::Failed(
                     "the instance has no `stateful` exports".into(),
@@ -113,7 +118,38 @@ impl Operator for WasmOperator {
                 ))),
             })
     }
+
+    /// A component's state is opaque to the host, so every checkpoint of a
+    /// stateful one writes it whole: its [`Operator::snapshot`], as one
+    /// entry under the empty key (what it costs follows the state's size,
+    /// not its change). A stateless component writes nothing.
+    fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+        if let Some(state) = self.snapshot()? {
+            out.put(WHOLE_STATE, &state);
+        }
+        Ok(())
+    }
+
+    /// Hands the entry [`Operator::checkpoint`] wrote to the fresh
+    /// instance's `restore`.
+    fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        match entries {
+            [] => Ok(()),
+            _ if !self.session.plugin.info().stateful => Err(OperatorError::Host(format!(
+                "the checkpoint holds state for `{}`, which keeps none: it does not export \
+                 `{STATEFUL_EXPORT}` (world `stateful-transform`)",
+                self.session.plugin.name()
+            ))),
+            [(key, state)] if key.as_slice() == WHOLE_STATE => self.restore(state),
+            _ => Err(corrupt(
+                "a plugin's state is one entry, under the empty key",
+            )),
+        }
+    }
 }
+
+/// The key of a stateful component's state in a checkpoint.
+const WHOLE_STATE: &[u8] = b"";
 
 /// Moves `batch`'s buffers into the contract's record, leaving it empty.
 /// Without headers only the option's tag crosses the boundary.

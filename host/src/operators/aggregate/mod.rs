@@ -9,8 +9,11 @@
 //! would need a new total or window past the limit is refused
 //! ([`SideOutput::refuse`]) and changes nothing; records of totals and
 //! windows already held are always taken.
+//!
+//! A checkpoint holds one entry per total and window ([`state`]).
 
 mod config;
+mod state;
 
 use crate::model::batch::{Batch, Headers, preview};
 pub use crate::model::time::TimeDomain;
@@ -18,8 +21,8 @@ use crate::model::time::{Sessions, Window, WindowKind};
 use crate::operators::budget::{StateBudget, entry_bytes};
 pub use crate::operators::window::SettingError;
 use crate::operators::{
-    BatchContext, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
-    RejectedRecord, SideOutput, WatermarkRules, partial_count,
+    BatchContext, Changes, Combiner, CountCombiner, Operator, OperatorError, OperatorFactory,
+    RejectedRecord, SideOutput, StateWriter, WatermarkRules, partial_count,
 };
 use crate::spec::limits::Limits;
 pub use config::{AggregateConfig, FUNCTIONS, Function, Mode, SETTINGS};
@@ -160,6 +163,9 @@ pub struct Aggregate {
     slots: Vec<((Key, Window), bool)>,
     /// The bytes of the totals, windows and sessions held.
     budget: StateBudget,
+    /// The totals and windows changed since the last checkpoint, by their
+    /// keys in the checkpoint ([`state`]).
+    changes: Changes,
 }
 
 /// The state bytes of a running total of a key with `key` bytes.
@@ -215,6 +221,7 @@ impl Aggregate {
             scratch: Vec::new(),
             slots: Vec::new(),
             budget: StateBudget::new(limits.state),
+            changes: Changes::default(),
         }
     }
 
@@ -256,16 +263,21 @@ impl Operator for Aggregate {
             // records; batches that only mark time emit nothing.
             let all = self.cfg.mode == Mode::Complete && ctx.has_records;
             let mut rows: Vec<(Option<&[u8]>, Acc)> = Vec::new();
+            let changes = &mut self.changes;
             if let Some((acc, changed)) = &mut self.unkeyed
                 && (all || *changed)
             {
                 rows.push((None, *acc));
-                *changed = false;
+                if std::mem::take(changed) {
+                    state::touch(changes, state::TOTAL, None, None);
+                }
             }
             for (k, (acc, changed)) in &mut self.totals {
                 if all || *changed {
                     rows.push((Some(k.as_slice()), *acc));
-                    *changed = false;
+                    if std::mem::take(changed) {
+                        state::touch(changes, state::TOTAL, Some(k.as_slice()), None);
+                    }
                 }
             }
             rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -285,17 +297,23 @@ impl Operator for Aggregate {
         // update mode); forget it once no record can reach it any more.
         let mut rows: Vec<(Window, Key, Acc)> = Vec::new();
         let budget = &mut self.budget;
+        let changes = &mut self.changes;
         for (k, sessions) in &mut self.sessions {
             for (w, (acc, dirty)) in &mut sessions.windows {
                 if *dirty && (update || w.end <= wm) {
                     rows.push((*w, k.clone(), *acc));
                     *dirty = false;
+                    state::touch(changes, state::SESSION, k.as_deref(), Some(*w));
                 }
             }
             let before = sessions.windows.len();
-            sessions
-                .windows
-                .retain(|(w, _)| w.end.saturating_add(lateness) > wm);
+            sessions.windows.retain(|(w, _)| {
+                let keep = w.end.saturating_add(lateness) > wm;
+                if !keep {
+                    state::touch(changes, state::SESSION, k.as_deref(), Some(*w));
+                }
+                keep
+            });
             budget.release((before - sessions.windows.len()) as u64 * session_bytes());
         }
         self.sessions.retain(|k, s| {
@@ -309,12 +327,14 @@ impl Operator for Aggregate {
             if st.dirty && (update || w.end <= wm) {
                 rows.push((*w, k.clone(), st.acc));
                 st.dirty = false;
+                state::touch(changes, state::WINDOW, k.as_deref(), Some(*w));
             }
         }
         self.windows.retain(|(k, w), _| {
             let keep = w.end.saturating_add(lateness) > wm;
             if !keep {
                 budget.release(window_bytes(k.as_ref().map_or(0, Vec::len)));
+                state::touch(changes, state::WINDOW, k.as_deref(), Some(*w));
             }
             keep
         });
@@ -328,6 +348,18 @@ impl Operator for Aggregate {
 
     fn side_output(&mut self) -> SideOutput {
         std::mem::take(&mut self.side)
+    }
+
+    fn track_changes(&mut self) {
+        self.changes.track();
+    }
+
+    fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+        self.write_changes(out)
+    }
+
+    fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        self.take_entries(entries)
     }
 }
 
@@ -405,6 +437,7 @@ impl Aggregate {
                     slot.0.add(x, r.timestamp);
                 }
                 slot.1 = true;
+                state::touch(&mut self.changes, state::TOTAL, r.key, None);
                 continue;
             }
             let key: Key = r.key.map(<[u8]>::to_vec);
@@ -444,13 +477,15 @@ impl Aggregate {
                         .or_insert_with(|| Sessions {
                             windows: Vec::new(),
                         });
-                    sessions.add(
+                    state::touch_merged(&mut self.changes, r.key, sessions, ts, gap);
+                    let w = sessions.add(
                         ts,
                         gap,
                         || (Acc::new(), true),
                         |a, b| a.0.merge(b.0),
                         |a| a.0.add(x, r.timestamp),
                     );
+                    state::touch(&mut self.changes, state::SESSION, r.key, Some(w));
                     self.changed.insert(key);
                 }
                 Some(kind) => {
@@ -485,6 +520,7 @@ impl Aggregate {
                         continue;
                     }
                     for (slot, _) in slots.drain(..) {
+                        state::touch(&mut self.changes, state::WINDOW, r.key, Some(slot.1));
                         let st = self.windows.entry(slot).or_insert(WindowState {
                             acc: Acc::new(),
                             dirty: true,

@@ -21,14 +21,18 @@
 //! micro-batch. A record that would take either past its limit is refused
 //! ([`SideOutput::refuse`]): it is neither buffered nor paired, and the
 //! records before and after it are joined as usual.
+//!
+//! A checkpoint holds one entry per buffered record ([`state`]).
+
+mod state;
 
 use crate::model::batch::{Batch, Headers, preview};
 use crate::model::time::{TimeDomain, Window, WindowKind};
 use crate::operators::budget::{StateBudget, entry_bytes};
 use crate::operators::window::{SettingError, WindowSettings};
 use crate::operators::{
-    BatchContext, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
-    WatermarkRules,
+    BatchContext, Changes, Operator, OperatorError, OperatorFactory, RejectedRecord, SideOutput,
+    StateWriter, WatermarkRules,
 };
 use crate::spec::limits::{Limit, Limits};
 use std::collections::BTreeMap;
@@ -213,6 +217,8 @@ pub struct Join {
     /// The micro-batch being joined, and the records emitted for it so far
     /// (over the calls for both streams).
     emitted: (u64, u64),
+    /// The entries changed since the last checkpoint ([`state`]).
+    changes: Changes,
 }
 
 impl Join {
@@ -225,6 +231,7 @@ impl Join {
             budget: StateBudget::new(limits.state),
             max_output: limits.join_output,
             emitted: (0, 0),
+            changes: Changes::default(),
         }
     }
 
@@ -250,8 +257,9 @@ impl Join {
             if end.saturating_add(lateness) > watermark {
                 break;
             }
-            if let Some((_, keys)) = self.windows.pop_first() {
+            if let Some((window, keys)) = self.windows.pop_first() {
                 self.budget.release(keys.bytes);
+                state::touch_window(&mut self.changes, window, &keys);
             }
         }
     }
@@ -329,6 +337,9 @@ impl Operator for Join {
         let closed = self.closed_below(ctx);
         self.purge(closed);
         if self.emitted.0 != ctx.batch_no {
+            if self.emitted.1 != 0 {
+                state::touch_emitted(&mut self.changes);
+            }
             self.emitted = (ctx.batch_no, 0);
         }
         let from_left = ctx.input == 0;
@@ -372,6 +383,9 @@ impl Operator for Join {
                 continue;
             }
             self.emitted.1 += pairs;
+            if pairs != 0 {
+                state::touch_emitted(&mut self.changes);
+            }
             for w in &wins {
                 let keys = self
                     .windows
@@ -404,6 +418,8 @@ impl Operator for Join {
                     value: r.value.to_vec(),
                     timestamp: r.timestamp,
                 });
+                let index = own.len() - 1;
+                state::touch_row(&mut self.changes, (w.end, w.start), key, !from_left, index);
             }
             self.scratch = wins;
         }
@@ -417,6 +433,18 @@ impl Operator for Join {
 
     fn side_output(&mut self) -> SideOutput {
         std::mem::take(&mut self.side)
+    }
+
+    fn track_changes(&mut self) {
+        self.changes.track();
+    }
+
+    fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
+        self.write_changes(out)
+    }
+
+    fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {
+        self.take_entries(entries)
     }
 }
 
