@@ -770,3 +770,129 @@ async fn a_kafka_record_past_max_line_bytes_fails_the_job_naming_it_and_is_not_c
     assert_eq!(distinct(&out), 41);
     assert_eq!(kafka::committed_total(&group, &input, 1), 41);
 }
+
+/// The input of a hand-made transaction: the offsets to commit, with the
+/// group's metadata from a consumer that never joins it.
+struct TestInput {
+    consumer: rdkafka::consumer::BaseConsumer,
+    offsets: Vec<(String, i32, i64)>,
+}
+
+impl sluice::sink::Ack for TestInput {
+    fn commit(&self) {
+        unreachable!("the transaction commits the offsets");
+    }
+
+    fn consumer_offsets(&self) -> Result<sluice::sink::ConsumerOffsets, String> {
+        use rdkafka::consumer::Consumer;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, partition, offset) in &self.offsets {
+            tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))
+                .map_err(|e| e.to_string())?;
+        }
+        let metadata = self.consumer.group_metadata().ok_or("no group metadata")?;
+        Ok((tpl, metadata))
+    }
+}
+
+/// A transaction commits its source offsets marked with the number of the
+/// last batch it holds, and `committed_batch` reads that back; a
+/// transaction left open does not count, whether its producer just went
+/// away or a new one with its id took over. One transaction may hold
+/// several batches (a checkpoint interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_a_transaction_committed_is_read_back_and_an_open_one_does_not_count() {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use sluice::model::batch::Batch;
+    use sluice::sink::Sink;
+    use sluice::sink::kafka::KafkaSink;
+    use sluice::source::kafka::committed_batch;
+    use sluice::spec::{Delivery, KafkaSinkConfig, KafkaSourceConfig, KafkaStart};
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 2).await;
+    kafka::create_topic(&output, 1).await;
+    let source = KafkaSourceConfig {
+        brokers: kafka::broker(),
+        topics: vec![input.clone()],
+        group: group.clone(),
+        start: KafkaStart::Earliest,
+        connect_timeout: None,
+        config: BTreeMap::new(),
+    };
+    let sink = KafkaSinkConfig {
+        brokers: kafka::broker(),
+        topic: output.clone(),
+        delivery: Delivery::ExactlyOnce,
+        transactional_id: Some(kafka::unique_topic("txn")),
+        config: BTreeMap::new(),
+    };
+    let (input2, output2, group2) = (input.clone(), output.clone(), group.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let (input, group) = (input2, group2);
+        let member = || -> rdkafka::consumer::BaseConsumer {
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", kafka::broker())
+                .set("group.id", &group)
+                .create()
+                .unwrap()
+        };
+        let at = |offsets: &[(i32, i64)]| TestInput {
+            consumer: member(),
+            offsets: offsets
+                .iter()
+                .map(|&(p, o)| (input.clone(), p, o))
+                .collect(),
+        };
+        let batch = |value: &str| {
+            let mut b = Batch::new();
+            b.push(None, value.as_bytes(), 0);
+            vec![b]
+        };
+        assert_eq!(committed_batch(&source), Ok(None), "nothing committed");
+        // A commit outside a transaction names no batch.
+        let mut plain = rdkafka::TopicPartitionList::new();
+        plain
+            .add_partition_offset(&input, 0, rdkafka::Offset::Offset(1))
+            .unwrap();
+        member().commit(&plain, CommitMode::Sync).unwrap();
+        assert_eq!(committed_batch(&source), Ok(None), "a plain commit");
+
+        let mut producer = KafkaSink::create(&sink).unwrap();
+        producer
+            .write_transaction(7, &batch("seven"), Some(&at(&[(0, 3), (1, 2)])), true)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)));
+
+        // Left open, then the producer goes away: not committed.
+        producer
+            .write_transaction(8, &batch("eight"), Some(&at(&[(0, 5), (1, 4)])), false)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)), "an open transaction");
+        drop(producer);
+        assert_eq!(committed_batch(&source), Ok(Some(7)), "its producer gone");
+        // A new producer with the same id aborts it.
+        let mut producer = KafkaSink::create(&sink).unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)), "aborted");
+        assert_eq!(kafka::committed_total(&group, &input, 2), 5);
+
+        // Two batches, one transaction, committed at the second.
+        producer
+            .write_transaction(9, &batch("nine"), None, false)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)));
+        producer
+            .write_transaction(10, &batch("ten"), Some(&at(&[(0, 6), (1, 4)])), true)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(10)));
+        assert_eq!(kafka::committed_total(&group, &input, 2), 10);
+        producer.close().unwrap();
+        kafka::consume(&output2, 3, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    let values: Vec<&str> = out.iter().map(|(_, v)| v.as_str()).collect();
+    // read_committed: the aborted batch never shows.
+    assert_eq!(values, ["seven", "nine", "ten"]);
+}

@@ -23,8 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+mod committed;
 mod ownership;
 mod positions;
+pub use committed::{BATCH_METADATA, batch_metadata, committed_batch};
 use ownership::{Ownership, SourceContext};
 pub use positions::{Offsets, Positions};
 
