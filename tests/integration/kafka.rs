@@ -820,6 +820,7 @@ async fn the_batch_a_transaction_committed_is_read_back_and_an_open_one_does_not
         start: KafkaStart::Earliest,
         connect_timeout: None,
         config: BTreeMap::new(),
+        resume: Vec::new(),
     };
     let sink = KafkaSinkConfig {
         brokers: kafka::broker(),

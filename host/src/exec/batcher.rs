@@ -30,9 +30,14 @@ impl Job {
 
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(64);
         let mut source_tasks = tokio::task::JoinSet::new();
-        for (s, (_, cfg)) in sources.iter().zip(std::mem::take(&mut self.sources)) {
+        for (i, (s, (_, cfg))) in sources
+            .iter()
+            .zip(std::mem::take(&mut self.sources))
+            .enumerate()
+        {
             source_tasks.spawn(source::run(
                 cfg,
+                i,
                 *s,
                 chunk_tx.clone(),
                 stop.clone(),

@@ -118,9 +118,11 @@ pub fn preflight(cfg: &SourceConfig) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// Runs one source until it ends or `stop` turns true.
+/// Runs one source until it ends or `stop` turns true. `source` is its
+/// index among the job's sources, `stream` the stream it feeds.
 pub async fn run(
     cfg: SourceConfig,
+    source: usize,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
@@ -128,14 +130,16 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     if let SourceConfig::Kafka(k) = cfg {
         let name = describe(&SourceConfig::Kafka(k.clone()));
-        return tokio::task::spawn_blocking(move || kafka::run(k, stream, tx, stop, max_line))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-            .map_err(|message| SourceError {
-                source_name: name,
-                message,
-            });
+        return tokio::task::spawn_blocking(move || {
+            kafka::run(k, source, stream, tx, stop, max_line)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|message| SourceError {
+            source_name: name,
+            message,
+        });
     }
     // Sources of plain records: every chunk is durable once written.
     let (records_tx, mut records_rx) = mpsc::channel::<Batch>(4);

@@ -106,6 +106,14 @@ pub struct KafkaSourceConfig {
     /// `{ "session.timeout.ms" = "10000" }`.
     #[serde(default)]
     pub config: std::collections::BTreeMap<String, String>,
+    /// Where a checkpoint the job resumes from had got to: `(topic,
+    /// partition, next offset)`, filled in by the job (not read from the
+    /// job file). Records of a partition below its offset are dropped as
+    /// they are read: their output is in the checkpoint. The group's
+    /// committed offsets may be behind these (a crash between the
+    /// checkpoint and the commit), never ahead.
+    #[serde(skip)]
+    pub resume: Vec<(String, i32, i64)>,
 }
 
 /// Where a Kafka partition without a committed offset starts.

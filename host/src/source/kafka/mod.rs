@@ -19,6 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -27,7 +28,7 @@ mod committed;
 mod ownership;
 mod positions;
 pub use committed::{BATCH_METADATA, batch_metadata, committed_batch};
-use ownership::{Ownership, SourceContext};
+use ownership::{Ownership, Partition, SourceContext};
 pub use positions::{Offsets, Positions};
 
 /// How long brokers may stay unreachable at start by default.
@@ -140,9 +141,12 @@ fn check_topics(consumer: &SourceConsumer, topics: &[String]) -> Result<(), Topi
     Ok(())
 }
 
-/// Reads until `stop`; runs on a blocking thread.
+/// Reads until `stop`; runs on a blocking thread. `source` is the
+/// source's index in the job (its checkpointed positions are kept by it),
+/// `stream` the stream it feeds.
 pub fn run(
     cfg: KafkaSourceConfig,
+    source: usize,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
@@ -160,10 +164,15 @@ pub fn run(
         cfg.brokers,
         cfg.group
     );
-    let mut reader = Reader {
-        positions: Positions::new(&consumer, &ownership),
+    let origin = Origin {
         consumer,
         ownership,
+        source,
+        resume: Arc::new(resume_offsets(&cfg.resume)),
+    };
+    let mut reader = Reader {
+        positions: Positions::new(&origin),
+        origin,
         stream,
         tx,
         runtime: tokio::runtime::Handle::current(),
@@ -173,7 +182,7 @@ pub fn run(
         paused: false,
         generation: 0,
     };
-    let consumer = reader.consumer.clone();
+    let consumer = reader.origin.consumer.clone();
     loop {
         if *stop.borrow() {
             return reader.finish();
@@ -239,8 +248,7 @@ struct Reader {
     positions: Positions,
     /// A full chunk waiting for room in the job.
     pending: Option<(Batch, Positions)>,
-    consumer: Arc<SourceConsumer>,
-    ownership: Arc<Ownership>,
+    origin: Origin,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     runtime: tokio::runtime::Handle,
@@ -252,8 +260,12 @@ struct Reader {
 }
 
 impl Reader {
-    /// Adds a record to the chunk.
+    /// Adds a record to the chunk, unless the checkpoint the job resumed
+    /// from holds it already.
     fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), String> {
+        let Some(at) = self.positions.admit(m.topic(), m.partition(), m.offset()) else {
+            return Ok(());
+        };
         // A record is bounded like a line: a batch's offsets are 32-bit,
         // and one record must never come near them.
         let size = m.key().map_or(0, <[u8]>::len)
@@ -284,7 +296,7 @@ impl Reader {
                 self.chunk.push_header(h.key.as_bytes(), h.value);
             }
         }
-        self.positions.push(m.topic(), m.partition(), m.offset());
+        self.positions.push_at(at, m.offset());
         Ok(())
     }
 
@@ -292,7 +304,7 @@ impl Reader {
         if self.chunk.is_empty() {
             return None;
         }
-        let fresh = Positions::new(&self.consumer, &self.ownership);
+        let fresh = Positions::new(&self.origin);
         Some((
             std::mem::take(&mut self.chunk),
             std::mem::replace(&mut self.positions, fresh),
@@ -303,7 +315,7 @@ impl Reader {
     /// job does not have yet (their next owner reads them), and pauses any
     /// partitions newly assigned while the job pushes back.
     fn follow_rebalance(&mut self) {
-        let generation = self.ownership.generation();
+        let generation = self.origin.ownership.generation();
         if generation == self.generation {
             return;
         }
@@ -348,7 +360,7 @@ impl Reader {
                 Err(_) => {}
             }
         };
-        self.ownership.handed(positions.next_offsets());
+        self.origin.ownership.handed(positions.next_offsets());
         permit.send(Chunk {
             stream: self.stream,
             records,
@@ -362,7 +374,7 @@ impl Reader {
     fn finish(mut self) -> Result<(), String> {
         let chunks = [self.pending.take(), self.take_chunk()];
         for (records, positions) in chunks.into_iter().flatten() {
-            self.ownership.handed(positions.next_offsets());
+            self.origin.ownership.handed(positions.next_offsets());
             let chunk = Chunk {
                 stream: self.stream,
                 records,
@@ -388,11 +400,11 @@ impl Reader {
         if self.paused == paused {
             return;
         }
-        let done = self.consumer.assignment().and_then(|a| {
+        let done = self.origin.consumer.assignment().and_then(|a| {
             if paused {
-                self.consumer.pause(&a)
+                self.origin.consumer.pause(&a)
             } else {
-                self.consumer.resume(&a)
+                self.origin.consumer.resume(&a)
             }
         });
         match done {
@@ -403,6 +415,32 @@ impl Reader {
             ),
         }
     }
+}
+
+/// What the positions of a source's records share: its consumer, the
+/// ownership of its partitions, its index in the job and the offsets it
+/// resumed from.
+#[derive(Clone)]
+pub(super) struct Origin {
+    consumer: Arc<SourceConsumer>,
+    ownership: Arc<Ownership>,
+    /// The source's index in the job.
+    source: usize,
+    /// Per partition, the offset below which records are dropped as read:
+    /// the checkpoint the job resumed from holds their output.
+    resume: Arc<HashMap<Partition, i64>>,
+}
+
+/// A checkpoint's offsets by partition (the largest, should one repeat).
+fn resume_offsets(resume: &[(String, i32, i64)]) -> HashMap<Partition, i64> {
+    let mut by_partition = HashMap::with_capacity(resume.len());
+    for (topic, partition, next) in resume {
+        let e = by_partition
+            .entry((topic.clone(), *partition))
+            .or_insert(*next);
+        *e = (*e).max(*next);
+    }
+    by_partition
 }
 
 /// A source's consumer, with its rebalance callbacks.
