@@ -771,6 +771,161 @@ async fn a_kafka_record_past_max_line_bytes_fails_the_job_naming_it_and_is_not_c
     assert_eq!(kafka::committed_total(&group, &input, 1), 41);
 }
 
+/// A job killed by SIGKILL and started again read nothing for about 45 s:
+/// the group waited for the dead member's session (`session.timeout.ms`)
+/// to time out before it gave the partitions to the new one. Now each
+/// source joins as a static member named after the job, the source and the
+/// host, and the restarted process takes the partitions back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_restarted_after_sigkill_takes_its_partitions_back_at_once() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    kafka::produce(&input, &records(0..1000));
+    const SESSION: Duration = Duration::from_secs(45);
+    let toml = job_toml(
+        &input,
+        &output,
+        &group,
+        &format!(
+            "config = {{ \"session.timeout.ms\" = \"{}\" }}",
+            SESSION.as_millis()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A job name of its own: no other test's processes share its ids.
+    let job = sluice_tests::write_job(dir.path(), "restarted-after-sigkill.toml", &toml);
+    let run = |log: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["run", "--quiet"])
+            .arg(&job)
+            .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let logs = |dir: &std::path::Path| {
+        ["first.log", "second.log"]
+            .map(|l| std::fs::read_to_string(dir.join(l)).unwrap_or_default())
+            .join("\n--- restarted ---\n")
+    };
+    let follower = kafka::Follower::new(&output);
+    let number = |v: &str| -> usize { v.trim_start_matches("VALUE ").parse().unwrap() };
+    let mut first = run("first.log");
+    // It makes progress.
+    let mut seen = 0;
+    while seen < 300 {
+        let next = tokio::task::block_in_place(|| follower.next(Duration::from_secs(60)));
+        assert!(
+            next.is_some(),
+            "the first run wrote {seen} record(s)\n{}",
+            logs(dir.path())
+        );
+        seen += 1;
+    }
+    first.kill().unwrap(); // SIGKILL: it does not leave the group
+    first.wait().unwrap();
+    kafka::produce(&input, &records(1000..1100));
+
+    let restarted = std::time::Instant::now();
+    let mut second = run("second.log");
+    // The first output of a record produced after the kill: only the
+    // restarted run can have written it.
+    let first_new = tokio::task::block_in_place(|| {
+        loop {
+            match follower.next(SESSION + Duration::from_secs(30)) {
+                Some((at, v)) if number(&v) >= 1000 => break Some(at),
+                Some(_) => {}
+                None => break None,
+            }
+        }
+    });
+    let first_new = first_new.unwrap_or_else(|| panic!("no new output\n{}", logs(dir.path())));
+    let took = first_new.duration_since(restarted);
+    eprintln!(
+        "restart to first new output: {took:?} (session.timeout.ms = {:?})",
+        SESSION
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the restarted run wrote its first new record after {took:?}\n{}",
+        logs(dir.path())
+    );
+    // And it goes on to read everything.
+    let mut new: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    tokio::task::block_in_place(|| {
+        while new.len() < 99 {
+            let Some((_, v)) = follower.next(Duration::from_secs(60)) else {
+                break;
+            };
+            if number(&v) >= 1000 {
+                new.insert(number(&v));
+            }
+        }
+    });
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let status = second.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", logs(dir.path()));
+    assert_eq!(new.len(), 99, "the rest of the new records after the first");
+    let log = logs(dir.path());
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// A static member does not leave its group when it closes (KIP-345): a
+/// job stopped cleanly kept its partitions from the other runs of the job
+/// until its session timed out. A derived `group.instance.id` leaves the
+/// group at a clean stop, so the other run takes over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_cleanly_hands_its_partitions_over_at_once() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    let toml = job_toml(
+        &input,
+        &output,
+        &group,
+        r#"config = { "session.timeout.ms" = "45000" }"#,
+    );
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (stop_a, job_a) = start(dir_a.path(), &toml);
+    let (stop_b, job_b) = start(dir_b.path(), &toml);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let follower = kafka::Follower::new(&output);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut wait_for = |range: std::ops::Range<usize>| {
+        tokio::task::block_in_place(|| {
+            while !range.clone().all(|i| seen.contains(&i)) {
+                let Some((_, v)) = follower.next(Duration::from_secs(90)) else {
+                    break;
+                };
+                seen.insert(v.trim_start_matches("VALUE ").parse::<usize>().unwrap());
+            }
+        });
+        range.clone().filter(|i| seen.contains(i)).count()
+    };
+    kafka::produce(&input, &records(0..400));
+    assert_eq!(wait_for(0..400), 400);
+    stop_a.send(true).unwrap();
+    let a = job_a.await.unwrap().unwrap();
+    let stopped = std::time::Instant::now();
+    kafka::produce(&input, &records(400..800));
+    assert_eq!(wait_for(400..800), 400, "nothing lost across the takeover");
+    let took = stopped.elapsed();
+    eprintln!("clean stop to the other run's taking over: {took:?} (session.timeout.ms = 45s)");
+    stop_b.send(true).unwrap();
+    let b = job_b.await.unwrap().unwrap();
+    assert!(a.records_in > 0 && b.records_in >= 400);
+    assert!(
+        took < Duration::from_secs(20),
+        "the remaining run read all new records only after {took:?}"
+    );
+}
+
 /// The input of a hand-made transaction: the offsets to commit, with the
 /// group's metadata from a consumer that never joins it.
 struct TestInput {
@@ -820,6 +975,7 @@ async fn the_batch_a_transaction_committed_is_read_back_and_an_open_one_does_not
         start: KafkaStart::Earliest,
         connect_timeout: None,
         config: BTreeMap::new(),
+        job: None,
         resume: Vec::new(),
     };
     let sink = KafkaSinkConfig {

@@ -25,9 +25,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 mod committed;
+mod membership;
 mod ownership;
 mod positions;
 pub use committed::{BATCH_METADATA, batch_metadata, committed_batch};
+use membership::Membership;
+pub use membership::group_instance_id;
 use ownership::{Ownership, Partition, SourceContext};
 pub use positions::{Offsets, Positions};
 
@@ -58,19 +61,25 @@ pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
 /// Creates the consumer, so that a malformed setting is reported before the
 /// job starts.
 pub fn create_consumer(cfg: &KafkaSourceConfig) -> Result<(), String> {
-    create_consumer_for(cfg, Arc::default()).map(drop)
+    create_consumer_for(cfg, Arc::default(), Membership::Dynamic).map(drop)
 }
 
 fn create_consumer_for(
     cfg: &KafkaSourceConfig,
     ownership: Arc<Ownership>,
+    membership: Membership,
 ) -> Result<SourceConsumer, String> {
-    client_config(cfg)
+    let mut config = client_config(cfg);
+    if let Some(id) = membership.derived_id() {
+        config.set("group.instance.id", id);
+    }
+    let inner = config
         .create_with_context(SourceContext {
             ownership,
             drain: ownership::drain_for(cfg.config.get("max.poll.interval.ms").map(String::as_str)),
         })
-        .map_err(|e| format!("invalid Kafka settings: {e}"))
+        .map_err(|e| format!("invalid Kafka settings: {e}"))?;
+    Ok(SourceConsumer { inner, membership })
 }
 
 /// Waits until the brokers answer and every topic exists, retrying with
@@ -153,14 +162,20 @@ pub fn run(
     max_record: usize,
 ) -> Result<(), String> {
     let ownership = Arc::new(Ownership::default());
-    let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone())?);
+    let membership = membership::claim(&cfg, source);
+    let member = match &membership {
+        Membership::Derived { id, .. } => format!(" as static member `{id}`"),
+        Membership::Configured => " as the static member set in its config".into(),
+        Membership::Dynamic => String::new(),
+    };
+    let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone(), membership)?);
     await_topics(&consumer, &cfg, &stop)?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
     tracing::info!(
-        "reading {topics:?} from {} as group `{}`",
+        "reading {topics:?} from {} as group `{}`{member}",
         cfg.brokers,
         cfg.group
     );
@@ -443,8 +458,64 @@ fn resume_offsets(resume: &[(String, i32, i64)]) -> HashMap<Partition, i64> {
     by_partition
 }
 
-/// A source's consumer, with its rebalance callbacks.
-type SourceConsumer = BaseConsumer<SourceContext>;
+/// A source's consumer, with its rebalance callbacks, and its claim on its
+/// `group.instance.id`.
+pub(super) struct SourceConsumer {
+    // The consumer closes before the claim on its id ends.
+    inner: BaseConsumer<SourceContext>,
+    membership: Membership,
+}
+
+impl std::ops::Deref for SourceConsumer {
+    type Target = BaseConsumer<SourceContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+/// How long a static member that stops waits for its leave request to be
+/// sent before it closes anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Drop for SourceConsumer {
+    /// A static member does not leave its group when it closes (KIP-345):
+    /// its partitions would wait for its session timeout. One with a
+    /// derived id unsubscribes first, which leaves, so that a clean stop
+    /// hands the partitions over at once as a dynamic member's does.
+    fn drop(&mut self) {
+        if !self.membership.leaves_on_close() {
+            return;
+        }
+        self.inner.unsubscribe();
+        let deadline = Instant::now() + LEAVE_TIMEOUT;
+        // The revocation runs in a poll; the leave request goes once it
+        // has, and the member id is forgotten then. Closing before would
+        // not send it.
+        while member_id(&self.inner).is_some_and(|id| !id.is_empty()) && Instant::now() < deadline {
+            let _ = self.inner.poll(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The consumer's member id in its group (empty before it joined and once
+/// it left).
+fn member_id(consumer: &BaseConsumer<SourceContext>) -> Option<String> {
+    use rdkafka::bindings::{rd_kafka_mem_free, rd_kafka_memberid};
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is a live client handle; librdkafka returns a
+    // NUL-terminated string it allocated (or null), which is copied and
+    // then freed with its own allocator.
+    unsafe {
+        let id = rd_kafka_memberid(rk);
+        if id.is_null() {
+            return None;
+        }
+        let owned = std::ffi::CStr::from_ptr(id).to_string_lossy().into_owned();
+        rd_kafka_mem_free(rk, id.cast());
+        Some(owned)
+    }
+}
 
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(

@@ -355,6 +355,7 @@ impl Offsets {
 mod tests {
     use super::*;
     use crate::source::kafka::SourceContext;
+    use crate::source::kafka::membership::Membership;
     use crate::source::kafka::ownership::Ownership;
     use rdkafka::config::ClientConfig;
     use std::time::Duration;
@@ -365,7 +366,7 @@ mod tests {
 
     /// A consumer that never connects (nothing is polled).
     fn consumer(ownership: &Arc<Ownership>) -> Arc<SourceConsumer> {
-        let c = ClientConfig::new()
+        let inner = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:9")
             .set("group.id", "unit")
             .create_with_context(SourceContext {
@@ -373,7 +374,10 @@ mod tests {
                 drain: Duration::ZERO,
             })
             .unwrap();
-        Arc::new(c)
+        Arc::new(SourceConsumer {
+            inner,
+            membership: Membership::Dynamic,
+        })
     }
 
     /// Source number `source` reading with consumer `c`, resumed from
