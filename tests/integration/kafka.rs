@@ -770,3 +770,286 @@ async fn a_kafka_record_past_max_line_bytes_fails_the_job_naming_it_and_is_not_c
     assert_eq!(distinct(&out), 41);
     assert_eq!(kafka::committed_total(&group, &input, 1), 41);
 }
+
+/// A job killed by SIGKILL and started again read nothing for about 45 s:
+/// the group waited for the dead member's session (`session.timeout.ms`)
+/// to time out before it gave the partitions to the new one. Now each
+/// source joins as a static member named after the job, the source and the
+/// host, and the restarted process takes the partitions back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_restarted_after_sigkill_takes_its_partitions_back_at_once() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    kafka::produce(&input, &records(0..1000));
+    const SESSION: Duration = Duration::from_secs(45);
+    let toml = job_toml(
+        &input,
+        &output,
+        &group,
+        &format!(
+            "config = {{ \"session.timeout.ms\" = \"{}\" }}",
+            SESSION.as_millis()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A job name of its own: no other test's processes share its ids.
+    let job = sluice_tests::write_job(dir.path(), "restarted-after-sigkill.toml", &toml);
+    let run = |log: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["run", "--quiet"])
+            .arg(&job)
+            .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let logs = |dir: &std::path::Path| {
+        ["first.log", "second.log"]
+            .map(|l| std::fs::read_to_string(dir.join(l)).unwrap_or_default())
+            .join("\n--- restarted ---\n")
+    };
+    let follower = kafka::Follower::new(&output);
+    let number = |v: &str| -> usize { v.trim_start_matches("VALUE ").parse().unwrap() };
+    let mut first = run("first.log");
+    // It makes progress.
+    let mut seen = 0;
+    while seen < 300 {
+        let next = tokio::task::block_in_place(|| follower.next(Duration::from_secs(60)));
+        assert!(
+            next.is_some(),
+            "the first run wrote {seen} record(s)\n{}",
+            logs(dir.path())
+        );
+        seen += 1;
+    }
+    first.kill().unwrap(); // SIGKILL: it does not leave the group
+    first.wait().unwrap();
+    kafka::produce(&input, &records(1000..1100));
+
+    let restarted = std::time::Instant::now();
+    let mut second = run("second.log");
+    // The first output of a record produced after the kill: only the
+    // restarted run can have written it.
+    let first_new = tokio::task::block_in_place(|| {
+        loop {
+            match follower.next(SESSION + Duration::from_secs(30)) {
+                Some((at, v)) if number(&v) >= 1000 => break Some(at),
+                Some(_) => {}
+                None => break None,
+            }
+        }
+    });
+    let first_new = first_new.unwrap_or_else(|| panic!("no new output\n{}", logs(dir.path())));
+    let took = first_new.duration_since(restarted);
+    eprintln!(
+        "restart to first new output: {took:?} (session.timeout.ms = {:?})",
+        SESSION
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the restarted run wrote its first new record after {took:?}\n{}",
+        logs(dir.path())
+    );
+    // And it goes on to read everything.
+    let mut new: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    tokio::task::block_in_place(|| {
+        while new.len() < 99 {
+            let Some((_, v)) = follower.next(Duration::from_secs(60)) else {
+                break;
+            };
+            if number(&v) >= 1000 {
+                new.insert(number(&v));
+            }
+        }
+    });
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let status = second.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", logs(dir.path()));
+    assert_eq!(new.len(), 99, "the rest of the new records after the first");
+    let log = logs(dir.path());
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// A static member does not leave its group when it closes (KIP-345): a
+/// job stopped cleanly kept its partitions from the other runs of the job
+/// until its session timed out. A derived `group.instance.id` leaves the
+/// group at a clean stop, so the other run takes over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_cleanly_hands_its_partitions_over_at_once() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 4).await;
+    kafka::create_topic(&output, 4).await;
+    let toml = job_toml(
+        &input,
+        &output,
+        &group,
+        r#"config = { "session.timeout.ms" = "45000" }"#,
+    );
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (stop_a, job_a) = start(dir_a.path(), &toml);
+    let (stop_b, job_b) = start(dir_b.path(), &toml);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let follower = kafka::Follower::new(&output);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut wait_for = |range: std::ops::Range<usize>| {
+        tokio::task::block_in_place(|| {
+            while !range.clone().all(|i| seen.contains(&i)) {
+                let Some((_, v)) = follower.next(Duration::from_secs(90)) else {
+                    break;
+                };
+                seen.insert(v.trim_start_matches("VALUE ").parse::<usize>().unwrap());
+            }
+        });
+        range.clone().filter(|i| seen.contains(i)).count()
+    };
+    kafka::produce(&input, &records(0..400));
+    assert_eq!(wait_for(0..400), 400);
+    stop_a.send(true).unwrap();
+    let a = job_a.await.unwrap().unwrap();
+    let stopped = std::time::Instant::now();
+    kafka::produce(&input, &records(400..800));
+    assert_eq!(wait_for(400..800), 400, "nothing lost across the takeover");
+    let took = stopped.elapsed();
+    eprintln!("clean stop to the other run's taking over: {took:?} (session.timeout.ms = 45s)");
+    stop_b.send(true).unwrap();
+    let b = job_b.await.unwrap().unwrap();
+    assert!(a.records_in > 0 && b.records_in >= 400);
+    assert!(
+        took < Duration::from_secs(20),
+        "the remaining run read all new records only after {took:?}"
+    );
+}
+
+/// The input of a hand-made transaction: the offsets to commit, with the
+/// group's metadata from a consumer that never joins it.
+struct TestInput {
+    consumer: rdkafka::consumer::BaseConsumer,
+    offsets: Vec<(String, i32, i64)>,
+}
+
+impl sluice::sink::Ack for TestInput {
+    fn commit(&self) {
+        unreachable!("the transaction commits the offsets");
+    }
+
+    fn consumer_offsets(&self) -> Result<sluice::sink::ConsumerOffsets, String> {
+        use rdkafka::consumer::Consumer;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, partition, offset) in &self.offsets {
+            tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))
+                .map_err(|e| e.to_string())?;
+        }
+        let metadata = self.consumer.group_metadata().ok_or("no group metadata")?;
+        Ok((tpl, metadata))
+    }
+}
+
+/// A transaction commits its source offsets marked with the number of the
+/// last batch it holds, and `committed_batch` reads that back; a
+/// transaction left open does not count, whether its producer just went
+/// away or a new one with its id took over. One transaction may hold
+/// several batches (a checkpoint interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_a_transaction_committed_is_read_back_and_an_open_one_does_not_count() {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use sluice::model::batch::Batch;
+    use sluice::sink::Sink;
+    use sluice::sink::kafka::KafkaSink;
+    use sluice::source::kafka::committed_batch;
+    use sluice::spec::{Delivery, KafkaSinkConfig, KafkaSourceConfig, KafkaStart};
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("in"), kafka::unique_topic("out"));
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 2).await;
+    kafka::create_topic(&output, 1).await;
+    let source = KafkaSourceConfig {
+        brokers: kafka::broker(),
+        topics: vec![input.clone()],
+        group: group.clone(),
+        start: KafkaStart::Earliest,
+        connect_timeout: None,
+        config: BTreeMap::new(),
+        job: None,
+        resume: Vec::new(),
+    };
+    let sink = KafkaSinkConfig {
+        brokers: kafka::broker(),
+        topic: output.clone(),
+        delivery: Delivery::ExactlyOnce,
+        transactional_id: Some(kafka::unique_topic("txn")),
+        config: BTreeMap::new(),
+    };
+    let (input2, output2, group2) = (input.clone(), output.clone(), group.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let (input, group) = (input2, group2);
+        let member = || -> rdkafka::consumer::BaseConsumer {
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", kafka::broker())
+                .set("group.id", &group)
+                .create()
+                .unwrap()
+        };
+        let at = |offsets: &[(i32, i64)]| TestInput {
+            consumer: member(),
+            offsets: offsets
+                .iter()
+                .map(|&(p, o)| (input.clone(), p, o))
+                .collect(),
+        };
+        let batch = |value: &str| {
+            let mut b = Batch::new();
+            b.push(None, value.as_bytes(), 0);
+            vec![b]
+        };
+        assert_eq!(committed_batch(&source), Ok(None), "nothing committed");
+        // A commit outside a transaction names no batch.
+        let mut plain = rdkafka::TopicPartitionList::new();
+        plain
+            .add_partition_offset(&input, 0, rdkafka::Offset::Offset(1))
+            .unwrap();
+        member().commit(&plain, CommitMode::Sync).unwrap();
+        assert_eq!(committed_batch(&source), Ok(None), "a plain commit");
+
+        let mut producer = KafkaSink::create(&sink).unwrap();
+        producer
+            .write_transaction(7, &batch("seven"), Some(&at(&[(0, 3), (1, 2)])), true)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)));
+
+        // Left open, then the producer goes away: not committed.
+        producer
+            .write_transaction(8, &batch("eight"), Some(&at(&[(0, 5), (1, 4)])), false)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)), "an open transaction");
+        drop(producer);
+        assert_eq!(committed_batch(&source), Ok(Some(7)), "its producer gone");
+        // A new producer with the same id aborts it.
+        let mut producer = KafkaSink::create(&sink).unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)), "aborted");
+        assert_eq!(kafka::committed_total(&group, &input, 2), 5);
+
+        // Two batches, one transaction, committed at the second.
+        producer
+            .write_transaction(9, &batch("nine"), None, false)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(7)));
+        producer
+            .write_transaction(10, &batch("ten"), Some(&at(&[(0, 6), (1, 4)])), true)
+            .unwrap();
+        assert_eq!(committed_batch(&source), Ok(Some(10)));
+        assert_eq!(kafka::committed_total(&group, &input, 2), 10);
+        producer.close().unwrap();
+        kafka::consume(&output2, 3, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    let values: Vec<&str> = out.iter().map(|(_, v)| v.as_str()).collect();
+    // read_committed: the aborted batch never shows.
+    assert_eq!(values, ["seven", "nine", "ten"]);
+}

@@ -269,6 +269,45 @@ fn reader(topic: &str) -> BaseConsumer {
     consumer
 }
 
+/// Follows `topic` from its start (`read_committed`), on a thread of its
+/// own, until dropped: each record's value, with when it arrived.
+pub struct Follower {
+    arrived: std::sync::mpsc::Receiver<(Instant, String)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Follower {
+    /// Starts following `topic`.
+    pub fn new(topic: &str) -> Follower {
+        let consumer = reader(topic);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, arrived) = std::sync::mpsc::channel();
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let value = String::from_utf8_lossy(m.payload().unwrap_or_default());
+                    if tx.send((Instant::now(), value.into_owned())).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Follower { arrived, stop }
+    }
+
+    /// The next value to arrive within `timeout`, with when it arrived.
+    pub fn next(&self, timeout: Duration) -> Option<(Instant, String)> {
+        self.arrived.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Reads `topic` from the start until `want` records arrived or `timeout`
 /// passed; returns `(key, value)` pairs.
 pub fn consume(topic: &str, want: usize, timeout: Duration) -> Vec<(Option<String>, String)> {

@@ -30,9 +30,9 @@ impl Job {
         let sets_aside = self.limits.on_breach != OnBreach::Fail;
         let stages = split_stages(&self.operators, &self.streams, &sources, sets_aside);
         // A job with checkpoints starts from its newest one, if any.
-        let (store, loaded) = match checkpoint::open(&self)? {
-            Some((store, loaded)) => (Some(store), loaded),
-            None => (None, None),
+        let (store, loaded, first_batch) = match checkpoint::open(&self)? {
+            Some(o) => (Some(o.store), o.loaded, o.first_batch),
+            None => (None, None, 0),
         };
         let restored = loaded.as_ref().map(|l| Arc::new(l.state.clone()));
         let workers = start_workers(&self, &stages, restored)?;
@@ -112,7 +112,7 @@ impl Job {
             },
             sink_tx,
             rr_next: watermarks.as_ref().map_or(0, |w| w.rr_next),
-            next_batch_no: meta.as_ref().map_or(0, |m| m.batch + 1),
+            next_batch_no: first_batch,
             stage_max_ts: wm(watermarks.as_ref().map(|w| w.stage_max_ts.clone())),
             stage_watermark_base: watermarks
                 .as_ref()

@@ -88,8 +88,16 @@ pub(super) struct Taken {
     pub(super) changes: Vec<(Instance, Vec<u8>)>,
 }
 
+/// A job's checkpoints as it starts: the store, the checkpoint it resumes
+/// from, and the number of its first batch.
+pub(super) struct Opened {
+    pub(super) store: Store,
+    pub(super) loaded: Option<Loaded>,
+    pub(super) first_batch: u64,
+}
+
 /// The job's store and the checkpoint it resumes from, if any.
-pub(super) fn open(job: &Job) -> Result<Option<(Store, Option<Loaded>)>, JobError> {
+pub(super) fn open(job: &Job) -> Result<Option<Opened>, JobError> {
     let Some(c) = &job.checkpoint else {
         return Ok(None);
     };
@@ -101,14 +109,24 @@ pub(super) fn open(job: &Job) -> Result<Option<(Store, Option<Loaded>)>, JobErro
             c.dir.display()
         );
         store.reset().map_err(failed)?;
-        return Ok(Some((store, None)));
     }
     // With an exactly-once sink, the batch its last transaction committed
     // decides: a checkpoint of a later batch was prepared, never adopted.
     let committed = committed_batch(job)?;
+    let had_checkpoints = store.has_checkpoints().map_err(failed)?;
     let loaded = store
         .load(|b| committed.is_none_or(|c| c.is_some_and(|c| b <= c)))
         .map_err(failed)?;
+    // Batch numbers go on after the last committed one, even afresh, so
+    // that the committed batch always names the newest transaction.
+    let after_committed = committed.flatten().map_or(0, |c| c + 1);
+    if !had_checkpoints {
+        return Ok(Some(Opened {
+            store,
+            loaded: None,
+            first_batch: after_committed,
+        }));
+    }
     if let Some(Some(c)) = committed
         && loaded.as_ref().is_none_or(|l| l.meta.batch != c)
     {
@@ -131,7 +149,14 @@ pub(super) fn open(job: &Job) -> Result<Option<(Store, Option<Loaded>)>, JobErro
             store.dir().display()
         );
     }
-    Ok(Some((store, loaded)))
+    let first_batch = loaded
+        .as_ref()
+        .map_or(after_committed, |l| l.meta.batch + 1);
+    Ok(Some(Opened {
+        store,
+        loaded,
+        first_batch,
+    }))
 }
 
 /// For a job with an exactly-once Kafka sink, the batch of the last

@@ -422,7 +422,11 @@ impl JobBuilder {
             .into_iter()
             .map(|(name, s)| (name, source::resolve(s, &self.base)))
             .collect();
-        for (_, s) in &job.sources {
+        for (_, s) in &mut job.sources {
+            // A Kafka source's static group membership is the job's.
+            if let SourceConfig::Kafka(k) = s {
+                k.job = Some(job.name.clone());
+            }
             source::preflight(s)?;
         }
         job.streams = name_streams(&job.sources, &job.operators)?;

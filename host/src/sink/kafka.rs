@@ -1,8 +1,9 @@
 //! The Kafka sink: an idempotent producer, flushed at the end of every
 //! micro-batch; a record the brokers refuse fails the batch. In
-//! exactly-once mode every batch is one transaction holding its output and
-//! the Kafka source's offsets after the batch's input. Records keep their
-//! key, value, timestamp and headers.
+//! exactly-once mode a transaction holds the output of one batch, or of
+//! every batch up to a checkpoint, and commits with the Kafka source's
+//! offsets after their input. Records keep their key, value, timestamp and
+//! headers.
 
 use super::{Ack, Sink};
 use crate::model::batch::{Batch, Headers, Record};
@@ -14,7 +15,7 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the end of a batch outside a transaction waits for the brokers
 /// to acknowledge it.
@@ -59,6 +60,8 @@ pub struct KafkaSink {
     exactly_once: bool,
     /// The brokers' `transaction.timeout.ms` for this producer.
     transaction_timeout: Duration,
+    /// When the open transaction began, if one is open.
+    open: Option<Instant>,
 }
 
 /// The transactional id of sink number `sink` of job `job` in
@@ -77,8 +80,8 @@ pub fn transactional_id(cfg: &KafkaSinkConfig, job: &str, sink: usize) -> String
 ///
 /// Nothing depends on it staying the same across restarts: a run killed
 /// mid-transaction is fenced by its consumer group (each transaction
-/// commits the source offsets with the group's generation, which the
-/// brokers check), and its open transaction is aborted after
+/// commits the source offsets with the group's generation and member id,
+/// which the brokers check), and its open transaction is aborted after
 /// `transaction.timeout.ms`. A sink that names a `transactional_id` of its
 /// own (unique to that process) has it aborted at the restart instead.
 pub fn default_transactional_id(job: &str, sink: usize, topic: &str) -> String {
@@ -100,8 +103,9 @@ pub fn default_transactional_id(job: &str, sink: usize, topic: &str) -> String {
 pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A transaction's time as the sink spends it: two thirds of
-/// `transaction.timeout.ms` for the brokers to acknowledge the records (and
-/// as the records' delivery timeout), the rest for adding the offsets and
+/// `transaction.timeout.ms`, from its begin, for the batches it holds to
+/// be written and the brokers to acknowledge their records (and as the
+/// records' delivery timeout), the rest for adding the offsets and
 /// committing, so that the brokers never abort a transaction that is still
 /// committing.
 fn flush_budget(transaction_timeout: Duration) -> Duration {
@@ -178,45 +182,97 @@ impl KafkaSink {
             deliveries,
             exactly_once,
             transaction_timeout,
+            open: None,
         })
     }
 
-    /// One batch as one transaction: its records and the offsets after its
-    /// input commit together, or neither does.
-    fn transaction(&mut self, parts: &[Batch], input: Option<&dyn Ack>) -> std::io::Result<()> {
-        let topic = self.topic.clone();
-        let fail = move |what: &str, e: KafkaError| {
-            std::io::Error::other(format!("transaction on `{topic}`: {what}: {e}"))
-        };
-        self.producer
-            .begin_transaction()
-            .map_err(|e| fail("cannot begin", e))?;
-        let began = std::time::Instant::now();
-        let result = (|| {
-            for r in parts.iter().flat_map(|p| p.iter()) {
-                self.send(r)?;
-            }
-            let budget = flush_budget(self.transaction_timeout);
-            self.flush(budget.saturating_sub(began.elapsed())).map_err(|e| {
-                std::io::Error::other(format!(
-                    "{e} (a transaction leaves two thirds of transaction.timeout.ms = {:?} for it; raise that in the sink's config)",
-                    self.transaction_timeout
-                ))
-            })?;
-            if let Some(input) = input {
-                let (list, metadata) = input.consumer_offsets().map_err(std::io::Error::other)?;
+    /// Writes one batch into the open transaction, beginning one if none
+    /// is open, and with `commit` commits it: its records and the offsets
+    /// after its input (marked with `batch_no`, see
+    /// [`crate::source::kafka::committed_batch`]) commit together, or
+    /// neither does. On an error the caller aborts.
+    fn transaction(
+        &mut self,
+        batch_no: u64,
+        parts: &[Batch],
+        input: Option<&dyn Ack>,
+        commit: bool,
+    ) -> std::io::Result<()> {
+        let began = match self.open {
+            Some(began) => began,
+            None => {
                 self.producer
-                    .send_offsets_to_transaction(&list, &metadata, TRANSACTION_TIMEOUT)
-                    .map_err(|e| fail("cannot add the source offsets", e))?;
+                    .begin_transaction()
+                    .map_err(|e| self.fail("cannot begin", e))?;
+                *self.open.insert(Instant::now())
+            }
+        };
+        for r in parts.iter().flat_map(|p| p.iter()) {
+            self.send(r)?;
+        }
+        let budget = flush_budget(self.transaction_timeout);
+        if !commit {
+            // Deliveries drain while the transaction stays open; a refused
+            // record fails the batch now rather than at the commit.
+            self.producer.poll(Duration::ZERO);
+            self.delivery_failures()?;
+            if began.elapsed() >= budget {
+                return Err(self.over_budget(began));
+            }
+            return Ok(());
+        }
+        self.flush(budget.saturating_sub(began.elapsed()))
+            .map_err(|e| {
+                std::io::Error::other(format!("{e} ({})", self.budget_explained(began)))
+            })?;
+        if let Some(input) = input {
+            let (list, metadata) = input.consumer_offsets().map_err(std::io::Error::other)?;
+            let marker = crate::source::kafka::batch_metadata(batch_no);
+            for mut e in list.elements() {
+                e.set_metadata(marker.as_str());
             }
             self.producer
-                .commit_transaction(TRANSACTION_TIMEOUT)
-                .map_err(|e| fail("cannot commit", e))
-        })();
-        if result.is_err() {
-            let _ = self.producer.abort_transaction(TRANSACTION_TIMEOUT);
+                .send_offsets_to_transaction(&list, &metadata, TRANSACTION_TIMEOUT)
+                .map_err(|e| self.fail("cannot add the source offsets", e))?;
         }
-        result
+        self.producer
+            .commit_transaction(TRANSACTION_TIMEOUT)
+            .map_err(|e| self.fail("cannot commit", e))?;
+        self.open = None;
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any.
+    fn abort(&mut self) {
+        if self.open.take().is_some()
+            && let Err(e) = self.producer.abort_transaction(TRANSACTION_TIMEOUT)
+        {
+            tracing::warn!(
+                "kafka: cannot abort the transaction on `{}`: {e}",
+                self.topic
+            );
+        }
+    }
+
+    fn fail(&self, what: &str, e: KafkaError) -> std::io::Error {
+        std::io::Error::other(format!("transaction on `{}`: {what}: {e}", self.topic))
+    }
+
+    /// What the flush budget is, and how to get more.
+    fn budget_explained(&self, began: Instant) -> String {
+        format!(
+            "the transaction has been open for {:.1?}; a transaction leaves two thirds of transaction.timeout.ms = {:?}, from its begin, for its batches and their records; raise that in the sink's config, or checkpoint more often",
+            began.elapsed(),
+            self.transaction_timeout
+        )
+    }
+
+    fn over_budget(&self, began: Instant) -> std::io::Error {
+        std::io::Error::other(format!(
+            "transaction on `{}` not committed in time: {}",
+            self.topic,
+            self.budget_explained(began)
+        ))
     }
 
     fn send(&self, r: Record<'_>) -> std::io::Result<()> {
@@ -276,6 +332,11 @@ impl KafkaSink {
                 self.topic, self.brokers
             ))
         })?;
+        self.delivery_failures()
+    }
+
+    /// Reports the records refused since the last report.
+    fn delivery_failures(&self) -> std::io::Result<()> {
         let mut failed = self
             .deliveries
             .failed
@@ -306,6 +367,15 @@ impl Sink for KafkaSink {
     }
 
     fn close(&mut self) -> std::io::Result<()> {
+        if self.open.is_some() {
+            // Its input's offsets were never committed: the records are
+            // read again, so their output must not show.
+            tracing::warn!(
+                "kafka: the job ended with a transaction open on `{}`; it is aborted",
+                self.topic
+            );
+            self.abort();
+        }
         self.flush(FLUSH_TIMEOUT)
     }
 
@@ -315,15 +385,20 @@ impl Sink for KafkaSink {
 
     fn write_transaction(
         &mut self,
-        _batch_no: u64,
+        batch_no: u64,
         parts: &[Batch],
         input: Option<&dyn Ack>,
-        _commit: bool,
+        commit: bool,
     ) -> std::io::Result<()> {
-        if input.is_none() && parts.iter().all(Batch::is_empty) {
+        let nothing = parts.iter().all(Batch::is_empty) && (input.is_none() || !commit);
+        if self.open.is_none() && nothing {
             return Ok(());
         }
-        self.transaction(parts, input)
+        let result = self.transaction(batch_no, parts, input, commit);
+        if result.is_err() {
+            self.abort();
+        }
+        result
     }
 }
 

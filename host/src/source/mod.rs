@@ -152,7 +152,10 @@ pub async fn run(
     max_line: usize,
     resume: Option<Position>,
 ) -> Result<(), SourceError> {
-    if let SourceConfig::Kafka(k) = cfg {
+    if let SourceConfig::Kafka(mut k) = cfg {
+        if let Some(Position::Kafka { offsets }) = resume {
+            k.resume = offsets;
+        }
         let name = describe(&SourceConfig::Kafka(k.clone()));
         return tokio::task::spawn_blocking(move || {
             kafka::run(k, source, stream, tx, stop, max_line)

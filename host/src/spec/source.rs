@@ -103,9 +103,43 @@ pub struct KafkaSourceConfig {
     /// (default).
     pub connect_timeout: Option<String>,
     /// Further librdkafka consumer settings, e.g.
-    /// `{ "session.timeout.ms" = "10000" }`.
+    /// `{ "session.timeout.ms" = "10000" }`. A `group.instance.id` here
+    /// replaces the one derived from [`KafkaSourceConfig::job`].
     #[serde(default)]
     pub config: std::collections::BTreeMap<String, String>,
+    /// The name of the job the source reads for, filled in when the job
+    /// is built (not read from the job file). With it the consumer joins
+    /// its group as a static member (KIP-345), `group.instance.id =
+    /// sluice-<job>-<source>-<host>` (characters Kafka does not take
+    /// replaced by `_`; see
+    /// [`crate::source::kafka::group_instance_id`]), so that a process
+    /// restarted after a crash takes its partitions back at once instead of
+    /// waiting out the dead member's `session.timeout.ms`. A second
+    /// process of the same job on the same host claims the next free
+    /// number, `sluice-<job>-<source>-<host>_1` and so on (by a lock file
+    /// in the temporary directory, released when the process ends).
+    ///
+    /// Two processes that derive the same id fence each other: the later
+    /// one takes the earlier one's partitions and the earlier one fails.
+    /// That happens to two jobs of the same name reading with the same
+    /// group from hosts of the same name (containers sharing a hostname),
+    /// or from one host with different temporary directories (`TMPDIR`);
+    /// give such jobs distinct names, or set `group.instance.id` in
+    /// `config` yourself. A derived id leaves the group when the job stops
+    /// cleanly, so that the others take its partitions over at once; an id
+    /// set in `config` keeps Kafka's static-member behaviour and does not
+    /// (its partitions wait for its return, or its session timeout).
+    /// `None`: a dynamic member, as a consumer outside a job is.
+    #[serde(skip)]
+    pub job: Option<String>,
+    /// Where a checkpoint the job resumes from had got to: `(topic,
+    /// partition, next offset)`, filled in by the job (not read from the
+    /// job file). Records of a partition below its offset are dropped as
+    /// they are read: their output is in the checkpoint. The group's
+    /// committed offsets may be behind these (a crash between the
+    /// checkpoint and the commit), never ahead.
+    #[serde(skip)]
+    pub resume: Vec<(String, i32, i64)>,
 }
 
 /// Where a Kafka partition without a committed offset starts.

@@ -19,13 +19,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+mod committed;
+mod membership;
 mod ownership;
 mod positions;
-use ownership::{Ownership, SourceContext};
+pub use committed::{BATCH_METADATA, batch_metadata, committed_batch};
+use membership::Membership;
+pub use membership::group_instance_id;
+use ownership::{Ownership, Partition, SourceContext};
 pub use positions::{Offsets, Positions};
 
 /// How long brokers may stay unreachable at start by default.
@@ -55,19 +61,25 @@ pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
 /// Creates the consumer, so that a malformed setting is reported before the
 /// job starts.
 pub fn create_consumer(cfg: &KafkaSourceConfig) -> Result<(), String> {
-    create_consumer_for(cfg, Arc::default()).map(drop)
+    create_consumer_for(cfg, Arc::default(), Membership::Dynamic).map(drop)
 }
 
 fn create_consumer_for(
     cfg: &KafkaSourceConfig,
     ownership: Arc<Ownership>,
+    membership: Membership,
 ) -> Result<SourceConsumer, String> {
-    client_config(cfg)
+    let mut config = client_config(cfg);
+    if let Some(id) = membership.derived_id() {
+        config.set("group.instance.id", id);
+    }
+    let inner = config
         .create_with_context(SourceContext {
             ownership,
             drain: ownership::drain_for(cfg.config.get("max.poll.interval.ms").map(String::as_str)),
         })
-        .map_err(|e| format!("invalid Kafka settings: {e}"))
+        .map_err(|e| format!("invalid Kafka settings: {e}"))?;
+    Ok(SourceConsumer { inner, membership })
 }
 
 /// Waits until the brokers answer and every topic exists, retrying with
@@ -138,13 +150,9 @@ fn check_topics(consumer: &SourceConsumer, topics: &[String]) -> Result<(), Topi
     Ok(())
 }
 
-/// The batch of the last transaction that committed the group's offsets
-/// (`sluice-batch=N` in their metadata), if any.
-pub fn committed_batch(_cfg: &KafkaSourceConfig) -> Result<Option<u64>, String> {
-    Ok(None)
-}
-
-/// Reads until `stop`; runs on a blocking thread.
+/// Reads until `stop`; runs on a blocking thread. `source` is the
+/// source's index in the job (its checkpointed positions are kept by it),
+/// `stream` the stream it feeds.
 pub fn run(
     cfg: KafkaSourceConfig,
     source: usize,
@@ -154,22 +162,32 @@ pub fn run(
     max_record: usize,
 ) -> Result<(), String> {
     let ownership = Arc::new(Ownership::default());
-    let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone())?);
+    let membership = membership::claim(&cfg, source);
+    let member = match &membership {
+        Membership::Derived { id, .. } => format!(" as static member `{id}`"),
+        Membership::Configured => " as the static member set in its config".into(),
+        Membership::Dynamic => String::new(),
+    };
+    let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone(), membership)?);
     await_topics(&consumer, &cfg, &stop)?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
     tracing::info!(
-        "reading {topics:?} from {} as group `{}`",
+        "reading {topics:?} from {} as group `{}`{member}",
         cfg.brokers,
         cfg.group
     );
-    let mut reader = Reader {
-        positions: Positions::new(&consumer, &ownership),
+    let origin = Origin {
         consumer,
         ownership,
         source,
+        resume: Arc::new(resume_offsets(&cfg.resume)),
+    };
+    let mut reader = Reader {
+        positions: Positions::new(&origin),
+        origin,
         stream,
         tx,
         runtime: tokio::runtime::Handle::current(),
@@ -179,7 +197,7 @@ pub fn run(
         paused: false,
         generation: 0,
     };
-    let consumer = reader.consumer.clone();
+    let consumer = reader.origin.consumer.clone();
     loop {
         if *stop.borrow() {
             return reader.finish();
@@ -245,10 +263,7 @@ struct Reader {
     positions: Positions,
     /// A full chunk waiting for room in the job.
     pending: Option<(Batch, Positions)>,
-    consumer: Arc<SourceConsumer>,
-    ownership: Arc<Ownership>,
-    /// The source's index in its job.
-    source: usize,
+    origin: Origin,
     stream: usize,
     tx: mpsc::Sender<Chunk>,
     runtime: tokio::runtime::Handle,
@@ -260,8 +275,12 @@ struct Reader {
 }
 
 impl Reader {
-    /// Adds a record to the chunk.
+    /// Adds a record to the chunk, unless the checkpoint the job resumed
+    /// from holds it already.
     fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), String> {
+        let Some(at) = self.positions.admit(m.topic(), m.partition(), m.offset()) else {
+            return Ok(());
+        };
         // A record is bounded like a line: a batch's offsets are 32-bit,
         // and one record must never come near them.
         let size = m.key().map_or(0, <[u8]>::len)
@@ -292,7 +311,7 @@ impl Reader {
                 self.chunk.push_header(h.key.as_bytes(), h.value);
             }
         }
-        self.positions.push(m.topic(), m.partition(), m.offset());
+        self.positions.push_at(at, m.offset());
         Ok(())
     }
 
@@ -300,7 +319,7 @@ impl Reader {
         if self.chunk.is_empty() {
             return None;
         }
-        let fresh = Positions::new(&self.consumer, &self.ownership);
+        let fresh = Positions::new(&self.origin);
         Some((
             std::mem::take(&mut self.chunk),
             std::mem::replace(&mut self.positions, fresh),
@@ -311,7 +330,7 @@ impl Reader {
     /// job does not have yet (their next owner reads them), and pauses any
     /// partitions newly assigned while the job pushes back.
     fn follow_rebalance(&mut self) {
-        let generation = self.ownership.generation();
+        let generation = self.origin.ownership.generation();
         if generation == self.generation {
             return;
         }
@@ -356,9 +375,9 @@ impl Reader {
                 Err(_) => {}
             }
         };
-        self.ownership.handed(positions.next_offsets());
+        self.origin.ownership.handed(positions.next_offsets());
         permit.send(Chunk {
-            source: self.source,
+            source: self.origin.source,
             stream: self.stream,
             records,
             offsets: Some(positions),
@@ -372,9 +391,9 @@ impl Reader {
     fn finish(mut self) -> Result<(), String> {
         let chunks = [self.pending.take(), self.take_chunk()];
         for (records, positions) in chunks.into_iter().flatten() {
-            self.ownership.handed(positions.next_offsets());
+            self.origin.ownership.handed(positions.next_offsets());
             let chunk = Chunk {
-                source: self.source,
+                source: self.origin.source,
                 stream: self.stream,
                 records,
                 offsets: Some(positions),
@@ -400,11 +419,11 @@ impl Reader {
         if self.paused == paused {
             return;
         }
-        let done = self.consumer.assignment().and_then(|a| {
+        let done = self.origin.consumer.assignment().and_then(|a| {
             if paused {
-                self.consumer.pause(&a)
+                self.origin.consumer.pause(&a)
             } else {
-                self.consumer.resume(&a)
+                self.origin.consumer.resume(&a)
             }
         });
         match done {
@@ -417,8 +436,90 @@ impl Reader {
     }
 }
 
-/// A source's consumer, with its rebalance callbacks.
-type SourceConsumer = BaseConsumer<SourceContext>;
+/// What the positions of a source's records share: its consumer, the
+/// ownership of its partitions, its index in the job and the offsets it
+/// resumed from.
+#[derive(Clone)]
+pub(super) struct Origin {
+    consumer: Arc<SourceConsumer>,
+    ownership: Arc<Ownership>,
+    /// The source's index in the job.
+    source: usize,
+    /// Per partition, the offset below which records are dropped as read:
+    /// the checkpoint the job resumed from holds their output.
+    resume: Arc<HashMap<Partition, i64>>,
+}
+
+/// A checkpoint's offsets by partition (the largest, should one repeat).
+fn resume_offsets(resume: &[(String, i32, i64)]) -> HashMap<Partition, i64> {
+    let mut by_partition = HashMap::with_capacity(resume.len());
+    for (topic, partition, next) in resume {
+        let e = by_partition
+            .entry((topic.clone(), *partition))
+            .or_insert(*next);
+        *e = (*e).max(*next);
+    }
+    by_partition
+}
+
+/// A source's consumer, with its rebalance callbacks, and its claim on its
+/// `group.instance.id`.
+pub(super) struct SourceConsumer {
+    // The consumer closes before the claim on its id ends.
+    inner: BaseConsumer<SourceContext>,
+    membership: Membership,
+}
+
+impl std::ops::Deref for SourceConsumer {
+    type Target = BaseConsumer<SourceContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+/// How long a static member that stops waits for its leave request to be
+/// sent before it closes anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Drop for SourceConsumer {
+    /// A static member does not leave its group when it closes (KIP-345):
+    /// its partitions would wait for its session timeout. One with a
+    /// derived id unsubscribes first, which leaves, so that a clean stop
+    /// hands the partitions over at once as a dynamic member's does.
+    fn drop(&mut self) {
+        if !self.membership.leaves_on_close() {
+            return;
+        }
+        self.inner.unsubscribe();
+        let deadline = Instant::now() + LEAVE_TIMEOUT;
+        // The revocation runs in a poll; the leave request goes once it
+        // has, and the member id is forgotten then. Closing before would
+        // not send it.
+        while member_id(&self.inner).is_some_and(|id| !id.is_empty()) && Instant::now() < deadline {
+            let _ = self.inner.poll(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The consumer's member id in its group (empty before it joined and once
+/// it left).
+fn member_id(consumer: &BaseConsumer<SourceContext>) -> Option<String> {
+    use rdkafka::bindings::{rd_kafka_mem_free, rd_kafka_memberid};
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is a live client handle; librdkafka returns a
+    // NUL-terminated string it allocated (or null), which is copied and
+    // then freed with its own allocator.
+    unsafe {
+        let id = rd_kafka_memberid(rk);
+        if id.is_null() {
+            return None;
+        }
+        let owned = std::ffi::CStr::from_ptr(id).to_string_lossy().into_owned();
+        rd_kafka_mem_free(rk, id.cast());
+        Some(owned)
+    }
+}
 
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(

@@ -1,12 +1,13 @@
 //! Where the records of a chunk came from, and the offsets to commit once
 //! the job has written them.
 
-use super::SourceConsumer;
-use super::ownership::{Lease, Ownership, Partition};
+use super::ownership::{Lease, Partition};
+use super::{Origin, SourceConsumer};
 use crate::model::batch::{self, Batch};
+use crate::source::position::Position;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Where each record of a chunk came from, and the consumer that read it.
@@ -15,28 +16,42 @@ pub struct Positions {
     // records.
     lease: Lease,
     consumer: Arc<SourceConsumer>,
+    /// The source's index in the job.
+    source: usize,
+    /// The offsets the source resumed from, by partition.
+    resume: Arc<HashMap<Partition, i64>>,
     /// The partitions the records come from, with the epoch of the
-    /// assignment they were read under.
-    partitions: Vec<(Partition, u64)>,
+    /// assignment they were read under and the offset the source resumed
+    /// from in them (`i64::MIN`: none).
+    partitions: Vec<(Partition, u64, i64)>,
     /// Per record: index into `partitions`, and offset.
     records: Vec<(u32, i64)>,
 }
 
 impl Positions {
-    pub(super) fn new(consumer: &Arc<SourceConsumer>, ownership: &Arc<Ownership>) -> Self {
+    pub(super) fn new(origin: &Origin) -> Self {
         Positions {
-            consumer: consumer.clone(),
-            lease: ownership.lease(),
+            consumer: origin.consumer.clone(),
+            lease: origin.ownership.lease(),
+            source: origin.source,
+            resume: origin.resume.clone(),
             partitions: Vec::new(),
             records: Vec::new(),
         }
     }
 
-    pub(super) fn push(&mut self, topic: &str, partition: i32, offset: i64) {
+    /// Where a record read at `offset` of `topic`/`partition` goes: the
+    /// index of its partition among these positions', for
+    /// [`Positions::push_at`]; `None` if it lies below the offset the
+    /// source resumed from in that partition (the checkpoint holds its
+    /// output), and the record is to be dropped. The resume offset is
+    /// looked up once per partition and chunk, when the partition first
+    /// appears in it.
+    pub(super) fn admit(&mut self, topic: &str, partition: i32, offset: i64) -> Option<u32> {
         let i = match self
             .partitions
             .iter()
-            .position(|((t, p), _)| *p == partition && t == topic)
+            .position(|((t, p), _, _)| *p == partition && t == topic)
         {
             Some(i) => i,
             None => {
@@ -44,11 +59,28 @@ impl Positions {
                 // A partition not owned (yet) gets no epoch that could
                 // commit.
                 let epoch = self.lease.ownership().epoch(&key).unwrap_or(0);
-                self.partitions.push((key, epoch));
+                let resume = self.resume.get(&key).copied().unwrap_or(i64::MIN);
+                self.partitions.push((key, epoch, resume));
                 self.partitions.len() - 1
             }
         };
-        self.records.push((i as u32, offset));
+        (offset >= self.partitions[i].2).then_some(i as u32)
+    }
+
+    /// Adds the position of a record admitted at index `at`.
+    pub(super) fn push_at(&mut self, at: u32, offset: i64) {
+        self.records.push((at, offset));
+    }
+
+    /// Adds the position of a record, unless it is below the offset the
+    /// source resumed from; whether it was added.
+    #[cfg(test)]
+    pub(super) fn push(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        let at = self.admit(topic, partition, offset);
+        if let Some(at) = at {
+            self.push_at(at, offset);
+        }
+        at.is_some()
     }
 
     /// Per partition, the offset after its last record here.
@@ -61,7 +93,7 @@ impl Positions {
             .iter()
             .zip(next)
             .filter(|(_, n)| *n != i64::MIN)
-            .map(|((p, _), n)| (p.clone(), n))
+            .map(|((p, _, _), n)| (p.clone(), n))
             .collect()
     }
 
@@ -73,7 +105,7 @@ impl Positions {
         let stale: Vec<bool> = self
             .partitions
             .iter()
-            .map(|(p, epoch)| !ownership.owns(p, *epoch))
+            .map(|(p, epoch, _)| !ownership.owns(p, *epoch))
             .collect();
         if !stale.contains(&true) {
             return records.clone();
@@ -117,6 +149,8 @@ impl Positions {
         Positions {
             consumer: self.consumer.clone(),
             lease: self.lease.clone(),
+            source: self.source,
+            resume: self.resume.clone(),
             partitions: self.partitions.clone(),
             records: std::mem::replace(&mut self.records, rest),
         }
@@ -135,6 +169,8 @@ struct ConsumerOffsets {
     // The lease drops before the consumer (see `Positions`).
     lease: Lease,
     consumer: Arc<SourceConsumer>,
+    /// The source's index in the job.
+    source: usize,
     /// Per partition: the epoch of the assignment the records were read
     /// under, and the offset after them.
     next: BTreeMap<Partition, (u64, i64)>,
@@ -183,6 +219,7 @@ impl Offsets {
                     by_consumer.push(ConsumerOffsets {
                         consumer: p.consumer.clone(),
                         lease: p.lease.clone(),
+                        source: p.source,
                         next: BTreeMap::new(),
                     });
                     by_consumer.len() - 1
@@ -190,7 +227,7 @@ impl Offsets {
             };
             let next = &mut by_consumer[i].next;
             for &(i, offset) in &p.records {
-                let (partition, epoch) = &p.partitions[i as usize];
+                let (partition, epoch, _) = &p.partitions[i as usize];
                 let e = next.entry(partition.clone()).or_insert((*epoch, 0));
                 // A later assignment's records supersede an earlier one's.
                 *e = (*e).max((*epoch, offset.saturating_add(1)));
@@ -200,8 +237,12 @@ impl Offsets {
         (!by_consumer.is_empty()).then_some(Offsets { by_consumer })
     }
 
-    /// Adds the offsets of a later batch: per consumer and partition the
-    /// later position wins (a later assignment's over an earlier one's).
+    /// Takes in the offsets of a `later` batch, so that one commit (at a
+    /// checkpoint) covers both: per consumer and partition, the later
+    /// batch's offset and epoch replace the earlier's. A partition only
+    /// the earlier batch read keeps its epoch, so that a commit still
+    /// leaves it out if it was reassigned since. [`Offsets::finish`] on the
+    /// merged offsets finishes every batch merged in.
     pub fn merge(&mut self, later: Offsets) {
         for c in later.by_consumer {
             match self
@@ -209,16 +250,35 @@ impl Offsets {
                 .iter_mut()
                 .find(|o| Arc::ptr_eq(&o.consumer, &c.consumer))
             {
-                Some(o) => {
-                    for (p, next) in c.next {
-                        let e = o.next.entry(p).or_insert(next);
-                        *e = (*e).max(next);
-                    }
-                    o.lease = c.lease;
-                }
+                // Records are read, and batches cut, in order: the later
+                // batch's records of a partition come from the same or a
+                // later assignment, further on.
+                Some(o) => o.next.extend(c.next),
                 None => self.by_consumer.push(c),
             }
         }
+    }
+
+    /// Where each Kafka source is after these offsets' records, by the
+    /// source's index in the job, for a checkpoint: per topic and
+    /// partition (sorted), the offset of the next record. A partition
+    /// revoked since its records were read is still listed: the job holds
+    /// those records' results.
+    pub fn positions(&self) -> Vec<(usize, Position)> {
+        let mut by_source: Vec<(usize, Position)> = self
+            .by_consumer
+            .iter()
+            .map(|c| {
+                let offsets = c
+                    .next
+                    .iter()
+                    .map(|((topic, partition), &(_, next))| (topic.clone(), *partition, next))
+                    .collect();
+                (c.source, Position::Kafka { offsets })
+            })
+            .collect();
+        by_source.sort_by_key(|(source, _)| *source);
+        by_source
     }
 
     /// The one consumer a transaction commits for (exactly-once takes a job
@@ -295,6 +355,8 @@ impl Offsets {
 mod tests {
     use super::*;
     use crate::source::kafka::SourceContext;
+    use crate::source::kafka::membership::Membership;
+    use crate::source::kafka::ownership::Ownership;
     use rdkafka::config::ClientConfig;
     use std::time::Duration;
 
@@ -304,7 +366,7 @@ mod tests {
 
     /// A consumer that never connects (nothing is polled).
     fn consumer(ownership: &Arc<Ownership>) -> Arc<SourceConsumer> {
-        let c = ClientConfig::new()
+        let inner = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:9")
             .set("group.id", "unit")
             .create_with_context(SourceContext {
@@ -312,7 +374,35 @@ mod tests {
                 drain: Duration::ZERO,
             })
             .unwrap();
-        Arc::new(c)
+        Arc::new(SourceConsumer {
+            inner,
+            membership: Membership::Dynamic,
+        })
+    }
+
+    /// Source number `source` reading with consumer `c`, resumed from
+    /// `resume`.
+    fn origin(
+        c: &Arc<SourceConsumer>,
+        o: &Arc<Ownership>,
+        source: usize,
+        resume: &[(&str, i32, i64)],
+    ) -> Origin {
+        let resume: Vec<(String, i32, i64)> = resume
+            .iter()
+            .map(|(t, p, n)| (t.to_string(), *p, *n))
+            .collect();
+        Origin {
+            consumer: c.clone(),
+            ownership: o.clone(),
+            source,
+            resume: Arc::new(crate::source::kafka::resume_offsets(&resume)),
+        }
+    }
+
+    /// Positions of source 0, not resumed.
+    fn positions(c: &Arc<SourceConsumer>, o: &Arc<Ownership>) -> Positions {
+        Positions::new(&origin(c, o, 0, &[]))
     }
 
     #[test]
@@ -320,11 +410,11 @@ mod tests {
         let o = Arc::new(Ownership::default());
         o.assigned([p(0), p(1)]);
         let c = consumer(&o);
-        let mut positions = Positions::new(&c, &o);
+        let mut positions = positions(&c, &o);
         let mut records = Batch::new();
         for (i, (partition, offset)) in [(0, 10), (1, 20), (0, 11), (1, 21)].iter().enumerate() {
             records.push(None, format!("r{i}").as_bytes(), 0);
-            positions.push("t", *partition, *offset);
+            assert!(positions.push("t", *partition, *offset));
         }
         o.revoked(&[p(0)], false, Duration::ZERO);
         let kept = positions.keep_owned(&records);
@@ -339,9 +429,8 @@ mod tests {
         let o = Arc::new(Ownership::default());
         o.assigned([p(0), p(1)]);
         let c = consumer(&o);
-        let mut positions = Positions::new(&c, &o);
-        positions.push("t", 0, 5);
-        positions.push("t", 1, 7);
+        let mut positions = positions(&c, &o);
+        assert!(positions.push("t", 0, 5) && positions.push("t", 1, 7));
         let offsets = Offsets::after([&positions]).unwrap();
         // p0 moves away and comes back: a new assignment, whose new owner
         // meanwhile may have committed further.
@@ -361,15 +450,138 @@ mod tests {
         let o = Arc::new(Ownership::default());
         o.assigned([p(0)]);
         let c = consumer(&o);
-        let mut before = Positions::new(&c, &o);
-        before.push("t", 0, 90);
+        let mut before = positions(&c, &o);
+        assert!(before.push("t", 0, 90));
         o.revoked(&[p(0)], false, Duration::ZERO);
         o.assigned([p(0)]);
         // The new assignment starts again at the last commit, below 90.
-        let mut after = Positions::new(&c, &o);
-        after.push("t", 0, 40);
+        let mut after = positions(&c, &o);
+        assert!(after.push("t", 0, 40));
         let offsets = Offsets::after([&before, &after]).unwrap();
         let (owned, _) = offsets.by_consumer[0].owned();
         assert_eq!(owned, vec![(&p(0), 41)]);
+    }
+
+    /// The offsets of chunks read by source `source` from `(partition,
+    /// offset)` records.
+    fn read(
+        c: &Arc<SourceConsumer>,
+        o: &Arc<Ownership>,
+        source: usize,
+        records: &[(i32, i64)],
+    ) -> Offsets {
+        let mut positions = Positions::new(&origin(c, o, source, &[]));
+        for &(partition, offset) in records {
+            assert!(positions.push("t", partition, offset));
+        }
+        Offsets::after([&positions]).unwrap()
+    }
+
+    #[test]
+    fn merged_offsets_take_the_later_batch_per_partition_and_keep_the_rest() {
+        let o = Arc::new(Ownership::default());
+        o.assigned([p(0), p(1), p(2)]);
+        let c = consumer(&o);
+        let mut merged = read(&c, &o, 0, &[(0, 10), (1, 20), (0, 11)]);
+        merged.merge(read(&c, &o, 0, &[(1, 21), (2, 5)]));
+        merged.merge(read(&c, &o, 0, &[(1, 22)]));
+        let (owned, revoked) = merged.by_consumer[0].owned();
+        assert_eq!(owned, vec![(&p(0), 12), (&p(1), 23), (&p(2), 6)]);
+        assert!(revoked.is_empty());
+        assert_eq!(merged.by_consumer.len(), 1);
+    }
+
+    #[test]
+    fn merged_offsets_keep_the_epochs_so_a_commit_still_skips_reassigned_partitions() {
+        let o = Arc::new(Ownership::default());
+        o.assigned([p(0), p(1)]);
+        let c = consumer(&o);
+        let mut merged = read(&c, &o, 0, &[(0, 90), (1, 30)]);
+        // p0 goes away and comes back: the new assignment starts again at
+        // the last commit, below 90. p1 goes away for good.
+        o.revoked(&[p(0), p(1)], false, Duration::ZERO);
+        o.assigned([p(0)]);
+        merged.merge(read(&c, &o, 0, &[(0, 40)]));
+        let (owned, revoked) = merged.by_consumer[0].owned();
+        // The later assignment's offset, under its epoch, commits; p1's
+        // stale epoch keeps it out.
+        assert_eq!(owned, vec![(&p(0), 41)]);
+        assert_eq!(revoked, vec![&p(1)]);
+        // A partition only the earlier batch read keeps that batch's
+        // epoch: reassigned since, it stays out.
+        o.assigned([p(1)]);
+        let mut stale = read(&c, &o, 0, &[(0, 50)]);
+        o.revoked(&[p(0)], false, Duration::ZERO);
+        o.assigned([p(0)]);
+        stale.merge(read(&c, &o, 0, &[(1, 7)]));
+        let (owned, revoked) = stale.by_consumer[0].owned();
+        assert_eq!(owned, vec![(&p(1), 8)]);
+        assert_eq!(revoked, vec![&p(0)]);
+    }
+
+    #[test]
+    fn offsets_of_two_sources_merge_apart_and_give_each_source_its_positions() {
+        let (oa, ob) = (
+            Arc::new(Ownership::default()),
+            Arc::new(Ownership::default()),
+        );
+        oa.assigned([p(0), p(1)]);
+        ob.assigned([("u".to_string(), 0)]);
+        let (ca, cb) = (consumer(&oa), consumer(&ob));
+        let mut merged = read(&ca, &oa, 1, &[(1, 4), (0, 8)]);
+        let mut other = Positions::new(&origin(&cb, &ob, 0, &[]));
+        assert!(other.push("u", 0, 2));
+        merged.merge(Offsets::after([&other]).unwrap());
+        merged.merge(read(&ca, &oa, 1, &[(1, 6)]));
+        assert_eq!(merged.by_consumer.len(), 2);
+        assert_eq!(
+            merged.positions(),
+            vec![
+                (
+                    0,
+                    Position::Kafka {
+                        offsets: vec![("u".into(), 0, 3)]
+                    }
+                ),
+                (
+                    1,
+                    Position::Kafka {
+                        offsets: vec![("t".into(), 0, 9), ("t".into(), 1, 7)]
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn records_below_the_offsets_resumed_from_are_dropped_per_partition() {
+        let o = Arc::new(Ownership::default());
+        o.assigned([p(0), p(1), p(2)]);
+        let c = consumer(&o);
+        // The checkpoint got to offset 12 of p0 and 5 of p1 (and of a
+        // partition this member does not read).
+        let from = origin(&c, &o, 0, &[("t", 0, 12), ("t", 1, 5), ("x", 0, 99)]);
+        let mut positions = Positions::new(&from);
+        let read = [(0, 10), (1, 5), (0, 11), (2, 0), (0, 12), (1, 6), (0, 13)];
+        let kept: Vec<(i32, i64)> = read
+            .iter()
+            .copied()
+            .filter(|&(partition, offset)| positions.push("t", partition, offset))
+            .collect();
+        assert_eq!(kept, vec![(1, 5), (2, 0), (0, 12), (1, 6), (0, 13)]);
+        assert_eq!(positions.len(), kept.len());
+        assert_eq!(
+            positions.next_offsets(),
+            vec![(p(0), 14), (p(1), 7), (p(2), 1)]
+        );
+        // The next chunk looks the offsets up again: a partition read again
+        // from an earlier commit (after a rebalance) is filtered again.
+        let mut next = Positions::new(&from);
+        assert!(!next.push("t", 0, 3));
+        assert!(next.push("t", 0, 12));
+        // A chunk cut between batches keeps the filter.
+        let mut rest = next.split_first(1);
+        assert!(!rest.push("t", 1, 4));
+        assert!(next.push("t", 1, 5));
     }
 }

@@ -254,6 +254,11 @@ impl Store {
         &self.dir
     }
 
+    /// Whether the directory holds any checkpoint file (whole or not).
+    pub fn has_checkpoints(&self) -> Result<bool, StoreError> {
+        Ok(!list(&self.dir, false)?.is_empty())
+    }
+
     /// Removes every checkpoint (`--reset-state`).
     pub fn reset(&mut self) -> Result<(), StoreError> {
         self.wait_compaction();
