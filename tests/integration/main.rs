@@ -12,6 +12,7 @@ mod kafka;
 mod layout;
 mod plugins;
 mod recovery;
+mod recovery_kafka;
 mod reducers;
 mod reload;
 mod serve;

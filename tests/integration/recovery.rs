@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn kills() -> usize {
+pub fn kills() -> usize {
     std::env::var("SLUICE_RECOVERY_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -131,11 +131,19 @@ fn start(job: &Path) -> Child {
 /// Kills `job` `kills` times, each after a random moment; returns how many
 /// kills left a checkpoint half-written.
 pub fn kill_repeatedly(job: &Path, kills: usize, rng: &mut Rng) -> usize {
+    kill_after(job, kills, rng, 150..1250)
+}
+
+/// Like [`kill_repeatedly`], each kill a random number of milliseconds in
+/// `range` after the start.
+pub fn kill_after(job: &Path, kills: usize, rng: &mut Rng, range: std::ops::Range<u64>) -> usize {
     let state = job.parent().unwrap().join("state");
     let mut mid_write = 0;
     for _ in 0..kills {
         let mut child = start(job);
-        std::thread::sleep(Duration::from_millis(150 + rng.below(1100)));
+        std::thread::sleep(Duration::from_millis(
+            range.start + rng.below(range.end - range.start),
+        ));
         child.kill().unwrap();
         let out = child.wait_with_output().unwrap();
         if out.status.code().is_some() {
@@ -166,15 +174,25 @@ fn run_to_end(job: &Path) {
 
 /// The last value written per key: a reducer's final totals.
 pub fn last_per_key(lines: &[serde_json::Value]) -> BTreeMap<String, u64> {
-    lines
-        .iter()
-        .map(|l| {
-            (
-                l["key"].as_str().unwrap().to_string(),
-                l["value"].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
+    totals(lines.iter().map(|l| {
+        (
+            l["key"].as_str().unwrap().to_string(),
+            l["value"].as_str().unwrap().to_string(),
+        )
+    }))
+}
+
+/// The last of each key's running totals, checking that each key's totals
+/// only grow: a batch whose output was written twice would repeat one.
+pub fn totals(records: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, u64> {
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, value) in records {
+        let v: u64 = value.parse().unwrap();
+        if let Some(before) = last.insert(key.clone(), v) {
+            assert!(v > before, "key {key}: total {v} after {before}");
+        }
+    }
+    last
 }
 
 /// The lines of a directory sink's files, in batch order.
@@ -437,18 +455,39 @@ fn an_incompatible_job_file_is_refused_until_reset_state() {
     );
 }
 
-/// Waits until the checkpoint directory has had no new file for a second.
-fn wait_until_checkpoints_settle(state: &Path) {
+/// Waits until the checkpoint directory has had no new checkpoint for a
+/// second: the job has taken in all its input.
+pub fn wait_until_checkpoints_settle(state: &Path) {
+    wait_until_quiet(state, Duration::from_secs(1));
+}
+
+/// Waits until no new checkpoint has appeared in `state` for `quiet` (at
+/// least `quiet` after the call, so a job still starting is waited for).
+pub fn wait_until_quiet(state: &Path, quiet: Duration) {
+    let newest = || {
+        std::fs::read_dir(state)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.ends_with(".tmp"))
+                    .max()
+            })
+            .unwrap_or_default()
+    };
     let started = Instant::now();
-    let mut last = (0usize, Instant::now());
+    let mut last = (newest(), Instant::now());
     loop {
-        let n = std::fs::read_dir(state).map(|d| d.count()).unwrap_or(0);
-        if n != last.0 {
-            last = (n, Instant::now());
-        } else if n > 0 && last.1.elapsed() > Duration::from_secs(1) {
+        let now = newest();
+        if now != last.0 {
+            eprintln!("{:?} newest {now:?}", started.elapsed());
+            last = (now, Instant::now());
+        } else if last.0.is_some() && last.1.elapsed() > quiet {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -226,15 +226,15 @@ mod tests {
         let mut s = LineSplitter::new(MAX);
         s.push(text, 0).unwrap();
         let (b, span) = s.take_span_if(1).unwrap();
-        assert_eq!((b.len(), span), (3, (0, 11)));
+        assert_eq!((b.len(), span), (3, (0, 10)));
         let (b, span) = s.finish_span(0).unwrap();
-        assert_eq!((b.len(), span), (1, (11, 13)));
+        assert_eq!((b.len(), span), (1, (10, 12)));
         let mut r = LineSplitter::resumed(MAX, 4, 1);
         r.push(&text[4..], 0).unwrap();
         let (b, span) = r.finish_span(0).unwrap();
         let vals: Vec<_> = b.iter().map(|r| r.value.to_vec()).collect();
         assert_eq!(vals, [b"ef".to_vec(), b"gh".to_vec()]);
-        assert_eq!(span, (8, 13));
+        assert_eq!(span, (7, 12));
     }
 
     /// A peer that never sends a newline once grew the partial line until

@@ -12,19 +12,11 @@
 //! directory ([`claim`]); the lock ends with the process, so a process
 //! restarted after a crash claims the same number again.
 
+#[cfg(test)]
+use crate::model::claim::numbered;
+use crate::model::claim::{MAX_ID, MAX_PROCESSES, NUMBER_ROOM, claim_in, hostname};
 use crate::spec::KafkaSourceConfig;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::Path;
-
-/// Kafka's longest `group.instance.id` (as for topic names).
-const MAX_ID: usize = 249;
-
-/// Room kept at the end of an id for the process number, `_<n>`.
-const NUMBER_ROOM: usize = 9;
-
-/// How many processes of one job's source on one host get an id of their
-/// own; past that, a source joins as a dynamic member.
-const MAX_PROCESSES: usize = 1000;
+use std::fs::File;
 
 /// The `group.instance.id` of source number `source` of job `job` on host
 /// `host`: `sluice-<job>-<source>-<host>`, with every character Kafka does
@@ -43,32 +35,6 @@ pub fn group_instance_id(job: &str, source: usize, host: &str) -> String {
         })
         .take(MAX_ID - NUMBER_ROOM)
         .collect()
-}
-
-/// The id of the process numbered `n` among those sharing `base` on one
-/// host: `base` itself for the first, then `base_1`, `base_2`... (host
-/// names hold no `_`, so no other host's first id looks like these).
-fn numbered(base: &str, n: usize) -> String {
-    if n == 0 {
-        base.to_string()
-    } else {
-        format!("{base}_{n}")
-    }
-}
-
-/// The host's name, or `localhost` when it cannot be read.
-pub fn hostname() -> String {
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| {
-        ["/proc/sys/kernel/hostname", "/etc/hostname"]
-            .iter()
-            .filter_map(|p| std::fs::read_to_string(p).ok())
-            .chain(std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().to_string())
-            .find(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into())
-    })
-    .clone()
 }
 
 /// How a source's consumer is a member of its group.
@@ -135,31 +101,6 @@ pub fn claim(cfg: &KafkaSourceConfig, source: usize) -> Membership {
     }
 }
 
-/// Claims the first free id of `base` by locking `<id>.lock` in `dir`.
-fn claim_in(dir: &Path, base: &str) -> std::io::Result<Option<(String, File)>> {
-    for n in 0..MAX_PROCESSES {
-        let id = numbered(base, n);
-        let path = dir.join(format!("{id}.lock"));
-        let file = match OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            // Another user's file: a lock needs no write access.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path)?,
-            Err(e) => return Err(e),
-        };
-        match file.try_lock() {
-            Ok(()) => return Ok(Some((id, file))),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => return Err(e),
-        }
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,19 +127,6 @@ mod tests {
         assert_eq!(long.len(), MAX_ID - NUMBER_ROOM);
         assert!(numbered(&long, MAX_PROCESSES - 1).len() <= MAX_ID);
         assert!(!hostname().is_empty());
-    }
-
-    #[test]
-    fn processes_sharing_an_id_claim_numbers_and_a_released_number_is_claimed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, lock) = claim_in(dir.path(), "sluice-j-0-h").unwrap().unwrap();
-        let (second, _lock2) = claim_in(dir.path(), "sluice-j-0-h").unwrap().unwrap();
-        assert_eq!(first, "sluice-j-0-h");
-        assert_eq!(second, "sluice-j-0-h_1");
-        // The first process ends (or dies): its restart gets its id back.
-        drop(lock);
-        let (again, _lock) = claim_in(dir.path(), "sluice-j-0-h").unwrap().unwrap();
-        assert_eq!(again, first);
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! A numbered claim on a name among the processes of one host: the first
+//! process to lock `<name>.lock` in a directory holds `name`, the next
+//! `name_1`, and so on; the lock ends with the process, so a process
+//! restarted after a crash claims its number again. Kafka's static group
+//! membership and the exactly-once sink's transactional ids use it, so a
+//! restarted job takes back its partitions and aborts its predecessor's
+//! open transaction at once.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::Path;
+
+/// Kafka's longest `group.instance.id` (as for topic names).
+pub const MAX_ID: usize = 249;
+
+/// Room kept at the end of an id for the process number, `_<n>`.
+pub const NUMBER_ROOM: usize = 9;
+
+/// How many processes of one job's source on one host get an id of their
+/// own; past that, a source joins as a dynamic member.
+pub const MAX_PROCESSES: usize = 1000;
+
+/// The id of the process numbered `n` among those sharing `base` on one
+/// host: `base` itself for the first, then `base_1`, `base_2`... (host
+/// names hold no `_`, so no other host's first id looks like these).
+pub fn numbered(base: &str, n: usize) -> String {
+    if n == 0 {
+        base.to_string()
+    } else {
+        format!("{base}_{n}")
+    }
+}
+
+/// The host's name, or `localhost` when it cannot be read.
+pub fn hostname() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .chain(std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .find(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
+    .clone()
+}
+
+/// Claims the first free id of `base` by locking `<id>.lock` in `dir`.
+pub fn claim_in(dir: &Path, base: &str) -> std::io::Result<Option<(String, File)>> {
+    for n in 0..MAX_PROCESSES {
+        let id = numbered(base, n);
+        let path = dir.join(format!("{id}.lock"));
+        let file = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            // Another user's file: a lock needs no write access.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path)?,
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => return Ok(Some((id, file))),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_sharing_an_id_claim_numbers_and_a_released_number_is_claimed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, lock) = claim_in(dir.path(), "sluice-j-0-h").unwrap().unwrap();
+        let (second, _lock2) = claim_in(dir.path(), "sluice-j-0-h").unwrap().unwrap();
+        assert_eq!(first, "sluice-j-0-h");
+        assert_eq!(second, "sluice-j-0-h_1");
+        // The first process ends (or dies): its restart gets its id back.
+        drop(lock);
+        let (again, _lock) = claim_in(dir.path(), "sluice-j-0-h").unwrap().unwrap();
+        assert_eq!(again, first);
+    }
+}

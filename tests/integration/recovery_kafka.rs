@@ -1,0 +1,105 @@
+//! Recovery from checkpoints with the real broker: Kafka → windowed count
+//! and Wasm reducer → Kafka (exactly-once) or jsonl, the job killed with
+//! SIGKILL at random moments and started again. A `read_committed` reader
+//! (or the file) sees each key's running totals grow, never repeat, up to
+//! the input's count per key.
+
+use crate::recovery::{
+    Rng, events, job, kill_after, kills, last_per_key, totals, wait_until_quiet,
+};
+use sluice_tests::kafka;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Produces the events (keyed by user, so each user's events stay in order).
+fn produce_events(topic: &str, lines: &[String]) {
+    let records: Vec<(Option<String>, String)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (Some(v["user"].as_str().unwrap().to_string()), l.clone())
+        })
+        .collect();
+    kafka::produce(topic, &records);
+}
+
+fn source(topic: &str, group: &str) -> String {
+    format!(
+        "[[sources]]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup = \"{group}\"\nstart = \"earliest\"",
+        kafka::broker()
+    )
+}
+
+/// Kills the job again and again, then runs it with `--drain` until its
+/// input is all in.
+fn crash_and_finish(job: &Path) {
+    let mut rng = Rng(21);
+    let mid_write = kill_after(job, kills(), &mut rng, 1_000..4_000);
+    eprintln!("{mid_write} kill(s) during a checkpoint write");
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["run", "--quiet", "--drain", job.to_str().unwrap()])
+        .env("SLUICE_LOG", "sluice=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the group join, then until the input is all in.
+    wait_until_quiet(&job.parent().unwrap().join("state"), Duration::from_secs(4));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("the last run:\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_kafka_exactly_once_with_state_survives_kills() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let (input, output) = (kafka::unique_topic("rin"), kafka::unique_topic("rout"));
+    let group = kafka::unique_topic("rgroup");
+    // One input partition: event time comes in order, so no record is late
+    // however the batches fall.
+    kafka::create_topic(&input, 1).await;
+    kafka::create_topic(&output, 3).await;
+    let (lines, counts) = events(30_000, 20, 31);
+    produce_events(&input, &lines);
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "[[sinks]]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{output}\"\ndelivery = \"exactly-once\"",
+        kafka::broker()
+    );
+    let job = sluice_tests::write_job(
+        dir.path(),
+        "recover-kafka-eos.toml",
+        &job(&source(&input, &group), false, &sink),
+    );
+    tokio::task::block_in_place(|| crash_and_finish(&job));
+    let records = tokio::task::block_in_place(|| {
+        kafka::consume(&output, usize::MAX, Duration::from_secs(15))
+    });
+    let got = totals(records.into_iter().map(|(k, v)| (k.unwrap(), v)));
+    assert_eq!(got, counts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_jsonl_with_state_survives_kills() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let input = kafka::unique_topic("rin");
+    let group = kafka::unique_topic("rgroup");
+    kafka::create_topic(&input, 1).await;
+    let (lines, counts) = events(30_000, 20, 32);
+    produce_events(&input, &lines);
+    let dir = tempfile::tempdir().unwrap();
+    let job = sluice_tests::write_job(
+        dir.path(),
+        "recover-kafka-jsonl.toml",
+        &job(
+            &source(&input, &group),
+            false,
+            "[[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"",
+        ),
+    );
+    tokio::task::block_in_place(|| crash_and_finish(&job));
+    let got = last_per_key(&crate::read_jsonl(&dir.path().join("out.jsonl")));
+    assert_eq!(got, counts);
+}
