@@ -22,6 +22,7 @@
 pub mod api;
 pub mod job;
 pub mod log;
+pub mod persist;
 pub mod spec;
 pub mod tenant;
 

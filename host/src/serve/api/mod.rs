@@ -235,21 +235,11 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-/// Writes `bytes` to `path` under a temporary name, then renames it, so
-/// readers never see half a file. Blocking: run it through [`blocking`].
+/// Writes `bytes` to `path` whole and durably (see
+/// [`crate::serve::persist::write_atomically`]), creating its directory.
+/// Blocking: run it through [`blocking`].
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // A name of its own per upload: two uploads to one path do not share
-    // a temporary file.
-    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}-{n}.upload", std::process::id()));
-    let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::serve::persist::write_atomically(path, bytes, true)
 }
 
 fn created(body: Value) -> Response {
