@@ -14,6 +14,7 @@ mod plugins;
 mod reducers;
 mod reload;
 mod serve;
+mod serve_persist;
 mod server;
 mod sources;
 mod windows;
