@@ -16,6 +16,7 @@ mod recovery_kafka;
 mod reducers;
 mod reload;
 mod serve;
+mod serve_persist;
 mod server;
 mod sources;
 mod windows;

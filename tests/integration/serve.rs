@@ -675,7 +675,7 @@ fn a_stalled_file_write_does_not_hold_up_other_requests() {
     // More uploads than the server has async threads (one per core).
     let stalled = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
     let fifos: Vec<std::path::PathBuf> = (0..stalled)
-        .map(|n| files.join(format!("stalled.txt.{}-{n}.upload", server.child.id())))
+        .map(|n| files.join(format!(".stalled.txt.{}-{n}.upload", server.child.id())))
         .collect();
     for fifo in &fifos {
         let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();

@@ -1,6 +1,7 @@
 //! A `sluice serve` process for the tests that drive the server over
 //! HTTP: started on a free port with a tenants file, asked as a tenant or
-//! the admin, polled until a condition holds, killed when dropped.
+//! the admin, polled until a condition holds, restarted on the same data
+//! directory, killed when dropped.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -34,25 +35,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tenants.toml");
         std::fs::write(&config, tenants_toml).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let Some(base) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            panic!("no address from the server: {line:?}; stderr: {log}");
-        };
-        let base = base.to_string();
+        let (child, base) = spawn(dir.path());
         let address = base.trim_start_matches("http://").to_string();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -66,6 +49,23 @@ impl Server {
             dir,
             agent,
         }
+    }
+
+    /// Ends the server with `signal` (`libc::SIGTERM`: it stops its jobs
+    /// and exits; `libc::SIGKILL`: it is killed on the spot), then starts
+    /// it again with the same tenants file and data directory, on a new
+    /// port.
+    pub fn restart(&mut self, signal: i32) {
+        let pid = self.child.id() as i32;
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+        let status = self.child.wait().unwrap();
+        if signal == libc::SIGTERM {
+            assert!(status.success(), "{status}; {}", self.log());
+        }
+        let (child, base) = spawn(self.dir.path());
+        self.child = child;
+        self.address = base.trim_start_matches("http://").to_string();
+        self.base = base;
     }
 
     pub fn request(
@@ -196,6 +196,34 @@ impl Server {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
     }
+}
+
+/// Starts `sluice serve` with `dir`'s `tenants.toml` and `data`, its
+/// stderr appended to `server.log`; returns it and its base URL.
+fn spawn(dir: &std::path::Path) -> (Child, String) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("tenants.toml"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let Some(base) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        panic!("no address from the server: {line:?}; stderr: {log}");
+    };
+    (child, base.to_string())
 }
 
 impl Drop for Server {

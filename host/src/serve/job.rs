@@ -2,16 +2,19 @@
 //! it, restarts it with backoff when it fails, and pauses it when it fails
 //! too often (the breaker).
 
+use super::lock;
 use super::log::SharedRing;
+use super::persist::{self, AdoptedRecord, JobRecord, RecordState};
 use super::tenant::Breaker;
 use crate::exec::{Job, JobError, JobStats, StatsSnapshot};
 use crate::signal::{Halt, stopped};
-use crate::spec::JobConfig;
+use crate::spec::{DEFAULT_CHECKPOINT_INTERVAL, Every, JobConfig};
 use crate::wasm::Runtime;
 use crate::wasm::reload::Reloader;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, watch};
@@ -69,6 +72,8 @@ impl Status {
 pub struct JobEntry {
     /// Server-wide unique id, hard to guess.
     pub id: String,
+    /// Its number among the server's jobs (kept across restarts).
+    pub seq: u64,
     /// The owner.
     pub tenant: String,
     /// The name the job file gave, or `job`.
@@ -77,6 +82,8 @@ pub struct JobEntry {
     pub engine_name: String,
     /// When it was submitted.
     pub submitted: SystemTime,
+    /// Its directory: job file, record, checkpoints, versions, dead letters.
+    pub dir: PathBuf,
     /// Its dead-letter file.
     pub dead_letter: PathBuf,
     /// Its recent log lines.
@@ -86,6 +93,35 @@ pub struct JobEntry {
     /// Every run's halt.
     halt: Halt,
     resume: Notify,
+    /// Its tenant stopped it: it stays stopped after a restart.
+    tenant_stop: AtomicBool,
+    /// The server stopped it, on its way down: its record keeps the state
+    /// before, so a restart starts it again.
+    server_stop: AtomicBool,
+    /// The stop asked for drains the job (`stop?drain=true`).
+    drain: AtomicBool,
+    /// The record last written; held while one is written, so that records
+    /// reach the disk in the order of the states they hold.
+    saved: Mutex<Option<Vec<u8>>>,
+}
+
+/// Who a job is: what [`JobEntry::new`] needs.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The job's id.
+    pub id: String,
+    /// Its number among the server's jobs.
+    pub seq: u64,
+    /// The owner.
+    pub tenant: String,
+    /// The job file's name, or `job`.
+    pub display_name: String,
+    /// `<tenant>/<id>`.
+    pub engine_name: String,
+    /// When it was submitted.
+    pub submitted: SystemTime,
+    /// Its directory (`tenants/<tenant>/jobs/<id>`).
+    pub dir: PathBuf,
 }
 
 struct State {
@@ -100,6 +136,8 @@ struct State {
     changed: Instant,
     /// The current run's handle for new operator versions.
     reloader: Option<Reloader>,
+    /// The current run's drain flag.
+    drain: Option<Arc<AtomicBool>>,
     /// Operator versions adopted while the job ran, by operator: a restart
     /// builds the job with these.
     adopted: Vec<(String, PathBuf)>,
@@ -137,22 +175,17 @@ pub struct Metrics {
 
 impl JobEntry {
     /// A job about to start.
-    pub fn new(
-        id: String,
-        tenant: String,
-        display_name: String,
-        engine_name: String,
-        dead_letter: PathBuf,
-        logs: SharedRing,
-    ) -> Arc<Self> {
+    pub fn new(who: Identity, logs: SharedRing) -> Arc<Self> {
         let (stop, _) = watch::channel(false);
         Arc::new(JobEntry {
-            id,
-            tenant,
-            display_name,
-            engine_name,
-            submitted: SystemTime::now(),
-            dead_letter,
+            dead_letter: who.dir.join("dead-letters.jsonl"),
+            id: who.id,
+            seq: who.seq,
+            tenant: who.tenant,
+            display_name: who.display_name,
+            engine_name: who.engine_name,
+            submitted: who.submitted,
+            dir: who.dir,
             logs,
             state: Mutex::new(State {
                 status: Status::Running,
@@ -161,12 +194,59 @@ impl JobEntry {
                 previous: StatsSnapshot::default(),
                 changed: Instant::now(),
                 reloader: None,
+                drain: None,
                 adopted: Vec::new(),
             }),
             stop,
             halt: Halt::default(),
             resume: Notify::new(),
+            tenant_stop: AtomicBool::new(false),
+            server_stop: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
+            saved: Mutex::new(None),
         })
+    }
+
+    /// A job loaded from its record after a restart, in the state the
+    /// record gives (`running` jobs are started by [`supervise`]); `saved`
+    /// is the record as read.
+    pub fn restored(
+        who: Identity,
+        logs: SharedRing,
+        record: &JobRecord,
+        saved: Vec<u8>,
+    ) -> Arc<Self> {
+        let entry = Self::new(who, logs);
+        let reason = record.reason.clone().unwrap_or_default();
+        let status = match record.state {
+            RecordState::Running => Status::Running,
+            RecordState::Paused => Status::Paused { reason },
+            RecordState::Stopped => Status::Stopped,
+            RecordState::Finished => Status::Finished,
+            RecordState::Failed => Status::Failed { reason },
+        };
+        if record.state == RecordState::Stopped {
+            entry.tenant_stop.store(true, Ordering::Relaxed);
+        }
+        let ended = status.is_ended();
+        entry.set(status);
+        if ended {
+            // When it ended is not kept: taken as when it was submitted, so
+            // the oldest go first when ended jobs are forgotten.
+            let age = SystemTime::now()
+                .duration_since(entry.submitted)
+                .unwrap_or_default();
+            let mut s = entry.state();
+            s.changed = Instant::now().checked_sub(age).unwrap_or(s.changed);
+        }
+        let versions = entry.dir.join("versions");
+        entry.state().adopted = record
+            .adopted
+            .iter()
+            .map(|a| (a.operator.clone(), versions.join(&a.file)))
+            .collect();
+        *lock(&entry.saved) = Some(saved);
+        entry
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -228,7 +308,8 @@ impl JobEntry {
     }
 
     /// Notes that the job adopted the component at `path` as `operator`, so
-    /// that a restart runs it too.
+    /// that a restart runs it too (also after the server's: call
+    /// [`JobEntry::save`]).
     pub fn adopted(&self, operator: &str, path: PathBuf) {
         let mut s = self.state();
         s.adopted.retain(|(op, _)| op != operator);
@@ -239,6 +320,32 @@ impl JobEntry {
     /// flushed; a restarting or paused job stops at once.
     pub fn request_stop(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// The tenant's stop: as [`JobEntry::request_stop`], and the job stays
+    /// stopped after a restart (call [`JobEntry::save`]). With `drain`, the
+    /// running job emits every open window before it stops; without, a
+    /// checkpointed job keeps them in its last checkpoint.
+    pub fn stop_by_tenant(&self, drain: bool) {
+        if drain {
+            // Before the stop, in the state's lock: a run that starts now
+            // finds the flag, one already running gets it.
+            let s = self.state();
+            self.drain.store(true, Ordering::SeqCst);
+            if let Some(flag) = &s.drain {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+        self.tenant_stop.store(true, Ordering::SeqCst);
+        self.request_stop();
+    }
+
+    /// The server's stop on its way down: as [`JobEntry::request_stop`],
+    /// but the record keeps the state before (a restart starts the job
+    /// again, from its checkpoint).
+    pub fn stop_by_server(&self) {
+        self.server_stop.store(true, Ordering::SeqCst);
+        self.request_stop();
     }
 
     /// Stops the job by force, for a job that was asked to stop and has
@@ -274,6 +381,112 @@ impl JobEntry {
         s.changed = Instant::now();
     }
 
+    /// Marks a job loaded from its record that can no longer be started
+    /// as failed, in its record too. Blocking file I/O.
+    pub fn cannot_restore(&self, reason: String) -> std::io::Result<()> {
+        self.save_as(Some(Status::Failed { reason }))
+    }
+
+    /// The record of the job in `status`.
+    fn record(&self, status: &Status) -> JobRecord {
+        let (state, reason) = match status {
+            Status::Finished => (RecordState::Finished, None),
+            Status::Failed { reason } => (RecordState::Failed, Some(reason.clone())),
+            _ if self.tenant_stop.load(Ordering::SeqCst) => (RecordState::Stopped, None),
+            Status::Stopped => (RecordState::Stopped, None),
+            Status::Paused { reason } => (RecordState::Paused, Some(reason.clone())),
+            Status::Running | Status::Restarting { .. } => (RecordState::Running, None),
+        };
+        let adopted = self
+            .state()
+            .adopted
+            .iter()
+            .filter_map(|(operator, path)| {
+                Some(AdoptedRecord {
+                    operator: operator.clone(),
+                    file: path.file_name()?.to_str()?.to_string(),
+                })
+            })
+            .collect();
+        JobRecord {
+            format: persist::FORMAT,
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            seq: self.seq,
+            name: self.display_name.clone(),
+            submitted_ms: self
+                .submitted
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            state,
+            reason,
+            adopted,
+        }
+    }
+
+    /// Writes the job's record (`job.json` in its directory) if it changed.
+    /// A job whose directory is gone (its tenant's data was deleted) writes
+    /// nothing. Blocking file I/O.
+    pub fn save(&self) -> std::io::Result<()> {
+        self.save_as(None)
+    }
+
+    /// Writes the record of the job in `status` (else its current status),
+    /// then makes `status` the job's, both in the record's lock.
+    fn save_as(&self, status: Option<Status>) -> std::io::Result<()> {
+        let mut saved = lock(&self.saved);
+        let current = status.clone().unwrap_or_else(|| self.status());
+        let mut written = Ok(());
+        // The server's own stop leaves the record as it was.
+        let keep = matches!(current, Status::Stopped)
+            && self.server_stop.load(Ordering::SeqCst)
+            && !self.tenant_stop.load(Ordering::SeqCst);
+        if !keep {
+            let json =
+                serde_json::to_vec_pretty(&self.record(&current)).map_err(std::io::Error::other)?;
+            if saved.as_deref() != Some(json.as_slice()) {
+                written = match persist::write_atomically(
+                    &self.dir.join(persist::JOB_RECORD),
+                    &json,
+                    false,
+                ) {
+                    Ok(()) => {
+                        *saved = Some(json);
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        if let Some(status) = status {
+            self.set(status);
+        }
+        written
+    }
+
+    /// Makes `status` the job's, its record written first (off the async
+    /// threads); a record that cannot be written is logged.
+    async fn settle(self: &Arc<Self>, status: Status) {
+        let (entry, then) = (self.clone(), status.clone());
+        let saved = tokio::task::spawn_blocking(move || entry.save_as(Some(then))).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.log(
+                tracing::Level::WARN,
+                &format!("cannot write the job's record: {e}"),
+            ),
+            Err(e) => {
+                self.log(
+                    tracing::Level::WARN,
+                    &format!("writing the job's record ended abnormally: {e}"),
+                );
+                self.set(status);
+            }
+        }
+    }
+
     fn log(&self, level: tracing::Level, message: &str) {
         let job = self.engine_name.as_str();
         match level {
@@ -297,26 +510,41 @@ pub struct Recipe {
     pub path: PathBuf,
     /// The runtime the job runs on.
     pub runtime: Runtime,
+    /// Where the job keeps its checkpoints unless its `[checkpoint]` names
+    /// a path (`tenants/<tenant>/jobs/<id>/checkpoints`).
+    pub checkpoints: PathBuf,
 }
 
-/// Runs `first` (already built from `recipe`), then restarts it after each
-/// failure with backoff, until it finishes, is stopped, or fails
-/// `breaker.failures` times within `breaker.window` and is paused.
-pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker: Breaker) {
+/// Runs the job of `recipe` (`first`, if already built from it), then
+/// restarts it after each failure with backoff, until it finishes, is
+/// stopped, or fails `breaker.failures` times within `breaker.window` and
+/// is paused. Every run is built with the same checkpoint directory, so a
+/// restarted job resumes from its last checkpoint. A job restored paused
+/// waits for a resume first.
+pub async fn supervise(entry: Arc<JobEntry>, first: Option<Job>, recipe: Recipe, breaker: Breaker) {
     let mut stop = entry.stop.subscribe();
-    let mut next = Some(first);
+    let mut next = first;
     let mut failures: VecDeque<Instant> = VecDeque::new();
     let mut backoff = breaker.backoff;
+    if matches!(entry.status(), Status::Paused { .. }) {
+        tokio::select! {
+            _ = entry.resume.notified() => entry.log(tracing::Level::INFO, "resumed"),
+            _ = stopped(&mut stop) => {
+                entry.settle(Status::Stopped).await;
+                return;
+            }
+        }
+    }
     loop {
         if entry.stop_requested() {
-            entry.set(Status::Stopped);
+            entry.settle(Status::Stopped).await;
             break;
         }
         let job = match next.take() {
             Some(job) => Ok(job),
             None => {
                 let adopted = entry.state().adopted.clone();
-                build(&recipe, &adopted).await
+                recipe.build(&adopted).await
             }
         };
         let outcome: Result<(), String> = match job {
@@ -327,25 +555,32 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                     s.runs += 1;
                     s.stats = Some(job.stats());
                     s.reloader = Some(job.reloader());
+                    let drain = job.drain_flag();
+                    if entry.drain.load(Ordering::SeqCst) {
+                        drain.store(true, Ordering::SeqCst);
+                    }
+                    s.drain = Some(drain);
                     s.status = Status::Running;
                 }
                 // A panic in the job's task ends that task, not the server.
                 let run = tokio::spawn(job.run(stop.clone())).await;
-                let mut s = entry.state();
-                if let Some(stats) = s.stats.take() {
-                    s.previous = stats.snapshot();
+                {
+                    let mut s = entry.state();
+                    if let Some(stats) = s.stats.take() {
+                        s.previous = stats.snapshot();
+                    }
+                    s.reloader = None;
+                    s.drain = None;
                 }
-                s.reloader = None;
-                drop(s);
                 match run {
                     Ok(Ok(summary)) if summary.interrupted || entry.stop_requested() => {
                         entry.log(tracing::Level::INFO, &summary.to_string());
-                        entry.set(Status::Stopped);
+                        entry.settle(Status::Stopped).await;
                         break;
                     }
                     Ok(Ok(summary)) => {
                         entry.log(tracing::Level::INFO, &summary.to_string());
-                        entry.set(Status::Finished);
+                        entry.settle(Status::Finished).await;
                         break;
                     }
                     Ok(Err(e)) => Err(e.to_string()),
@@ -357,7 +592,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                     tracing::Level::ERROR,
                     &format!("cannot start again: {reason}"),
                 );
-                entry.set(Status::Failed { reason });
+                entry.settle(Status::Failed { reason }).await;
                 break;
             }
             Err(BuildError::Transient(reason)) => Err(reason),
@@ -368,7 +603,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                 tracing::Level::WARN,
                 &format!("failed while stopping: {reason}"),
             );
-            entry.set(Status::Stopped);
+            entry.settle(Status::Stopped).await;
             break;
         }
         let now = Instant::now();
@@ -386,7 +621,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                 crate::model::units::format_duration(breaker.window)
             );
             entry.log(tracing::Level::ERROR, &why);
-            entry.set(Status::Paused { reason: why });
+            entry.settle(Status::Paused { reason: why }).await;
             tokio::select! {
                 _ = entry.resume.notified() => {
                     entry.log(tracing::Level::INFO, "resumed");
@@ -395,7 +630,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
                     continue;
                 }
                 _ = stopped(&mut stop) => {
-                    entry.set(Status::Stopped);
+                    entry.settle(Status::Stopped).await;
                     break;
                 }
             }
@@ -417,7 +652,7 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stopped(&mut stop) => {
-                entry.set(Status::Stopped);
+                entry.settle(Status::Stopped).await;
                 break;
             }
         }
@@ -425,37 +660,71 @@ pub async fn supervise(entry: Arc<JobEntry>, first: Job, recipe: Recipe, breaker
     }
 }
 
-enum BuildError {
+/// Why a job could not be built.
+#[derive(Debug)]
+pub enum BuildError {
     /// The job file no longer builds: restarting will not help.
     Permanent(String),
     /// Something outside the job file (a missing input, a broker).
     Transient(String),
 }
 
-/// Builds the job of `recipe`, with the operator versions it `adopted`.
-async fn build(recipe: &Recipe, adopted: &[(String, PathBuf)]) -> Result<Job, BuildError> {
-    let mut config = recipe.config.clone();
-    for op in &mut config.operators {
-        let op = op.get_mut();
-        let name = op.display_name();
-        if let Some((_, path)) = adopted.iter().find(|(n, _)| *n == name) {
-            // The operator keeps its name, which came from the first file.
-            op.name = Some(name);
-            op.plugin = Some(path.clone());
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Permanent(m) | BuildError::Transient(m) => f.write_str(m),
         }
     }
-    let path = recipe.path.clone();
-    let runtime = recipe.runtime.clone();
-    // Loading plugins compiles them (or reads the cache): not on the
-    // async threads.
-    match tokio::task::spawn_blocking(move || Job::from_config(config, &path, &runtime)).await {
-        Ok(Ok(job)) => Ok(job),
-        Ok(Err(e @ (JobError::Config(_) | JobError::Invalid(_) | JobError::Load { .. }))) => {
-            Err(BuildError::Permanent(e.to_string()))
+}
+
+impl Recipe {
+    /// Builds the job, with the operator versions it `adopted`, and
+    /// checkpointed: where its `[checkpoint]` says, else in
+    /// [`Recipe::checkpoints`] (every [`DEFAULT_CHECKPOINT_INTERVAL`], or as
+    /// its `[checkpoint]` says). Never with its state reset: a job whose
+    /// checkpoint directory holds a checkpoint resumes from it.
+    pub async fn build(&self, adopted: &[(String, PathBuf)]) -> Result<Job, BuildError> {
+        let mut config = self.config.clone();
+        for op in &mut config.operators {
+            let op = op.get_mut();
+            let name = op.display_name();
+            if let Some((_, path)) = adopted.iter().find(|(n, _)| *n == name) {
+                // The operator keeps its name, which came from the first file.
+                op.name = Some(name);
+                op.plugin = Some(path.clone());
+            }
         }
-        Ok(Err(e)) => Err(BuildError::Transient(e.to_string())),
-        Err(e) => Err(BuildError::Transient(format!(
-            "building the job ended abnormally: {e}"
-        ))),
+        let path = self.path.clone();
+        let runtime = self.runtime.clone();
+        let checkpoints = self.checkpoints.clone();
+        // Loading plugins compiles them (or reads the cache): not on the
+        // async threads.
+        let built = tokio::task::spawn_blocking(move || {
+            let named = config.checkpoint.as_ref().is_some_and(|c| c.path.is_some());
+            Job::from_config(config, &path, &runtime)
+                .map(|job| checkpointed(job, named, &checkpoints))
+        })
+        .await;
+        match built {
+            Ok(Ok(job)) => Ok(job),
+            Ok(Err(e @ (JobError::Config(_) | JobError::Invalid(_) | JobError::Load { .. }))) => {
+                Err(BuildError::Permanent(e.to_string()))
+            }
+            Ok(Err(e)) => Err(BuildError::Transient(e.to_string())),
+            Err(e) => Err(BuildError::Transient(format!(
+                "building the job ended abnormally: {e}"
+            ))),
+        }
     }
+}
+
+/// `job` with its checkpoints in `dir`, unless its file `named` a path.
+fn checkpointed(job: Job, named: bool, dir: &Path) -> Job {
+    if named {
+        return job;
+    }
+    let every = job
+        .checkpointing()
+        .map_or(Every::Interval(DEFAULT_CHECKPOINT_INTERVAL), |c| c.every);
+    job.with_checkpoint(dir, every)
 }

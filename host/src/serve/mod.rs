@@ -8,8 +8,13 @@
 //! and dead letters. Every job runs as a tokio task of the server on one
 //! shared [`Runtime`] with deadline checks compiled in, held to the
 //! tenant's limits; a job that fails is restarted with backoff and paused
-//! after too many failures ([`job`]). Guest log lines are kept per job
-//! ([`log`]). The routes are in [`api`].
+//! after too many failures ([`job`]). Every job is checkpointed (in its
+//! own directory unless its `[checkpoint]` names a path in the tenant's
+//! file area), so a restarted job resumes where it was. Tenants added
+//! through the API, uploaded plugins and submitted jobs are kept under the
+//! data directory and survive a restart of the server, which starts again
+//! the jobs that were running ([`persist`] has the layout). Guest log lines
+//! are kept per job ([`log`]). The routes are in [`api`].
 //!
 //! ```text
 //! $ sluice serve --config tenants.toml --data /var/lib/sluice
@@ -22,19 +27,22 @@
 pub mod api;
 pub mod job;
 pub mod log;
+pub mod persist;
 pub mod spec;
 pub mod tenant;
 
 pub use log::LogCapture;
 
+use crate::spec::ConfigError;
 use crate::wasm::{LoadError, Runtime};
-use job::JobEntry;
+use job::{Identity, JobEntry, Recipe};
+use persist::{JobRecord, RecordState};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-use tenant::{Settings, Tenant, TenantsError, TenantsFile};
+use std::time::{Duration, SystemTime};
+use tenant::{Settings, Tenant, TenantConfig, TenantsError, TenantsFile};
 
 /// The default address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -65,6 +73,15 @@ pub enum ServeError {
         path: PathBuf,
         /// The I/O error.
         error: std::io::Error,
+    },
+    /// A record the server kept (a tenant added through the API) is
+    /// unusable.
+    #[error("{path}: {message}")]
+    Record {
+        /// The record.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// The address could not be bound.
     #[error("cannot listen on {address}: {error}")]
@@ -112,12 +129,22 @@ pub struct Server {
     /// Tenants removed whose jobs are still stopping; their names cannot
     /// be taken until their data is gone.
     removing: Mutex<std::collections::HashSet<String>>,
+    /// Held while a tenant is added or removed: one change (and its
+    /// record) at a time.
+    admin: tokio::sync::Mutex<()>,
+    /// Jobs loaded from their records that are to run, until
+    /// [`Server::start_restored`] starts them.
+    restored: Mutex<Vec<(Arc<JobEntry>, Recipe)>>,
 }
 
 impl Server {
     /// A server for the tenants file's tenants, keeping its data in `data`
     /// and the jobs' log lines in `capture` (which must be installed as a
-    /// tracing layer for logs to be served).
+    /// tracing layer for logs to be served). What an earlier server kept
+    /// there is loaded (blocking file I/O): the removals it did not finish
+    /// are finished, the tenants added through its API come back, and so
+    /// do the jobs; those that were running are started by
+    /// [`Server::start_restored`].
     pub fn new(
         settings: Settings,
         tenants: Vec<Tenant>,
@@ -142,12 +169,227 @@ impl Server {
             id_key: Default::default(),
             id_counter: Default::default(),
             removing: Default::default(),
+            admin: Default::default(),
+            restored: Default::default(),
         };
-        for t in tenants {
-            server.make_tenant_dirs(&t.name).map_err(data_err)?;
-            write_lock(&server.tenants).insert(t.name.clone(), Arc::new(t));
-        }
+        server.load(tenants)?;
         Ok(Arc::new(server))
+    }
+
+    /// Loads the data directory: finishes removals, adds the tenants of
+    /// the tenants file and those added through the API, and the jobs.
+    fn load(&self, file_tenants: Vec<Tenant>) -> Result<(), ServeError> {
+        let area = self.data.join("tenants");
+        let data_err = |path: &Path| {
+            let path = path.to_owned();
+            move |error| ServeError::Data { path, error }
+        };
+        let names = persist::subdirs(&area).map_err(data_err(&area))?;
+        for name in &names {
+            let dir = area.join(name);
+            if dir.join(persist::REMOVING).exists() {
+                tracing::info!(
+                    target: "sluice::serve",
+                    "tenant `{name}` was being removed when the server stopped: its data is deleted"
+                );
+                persist::remove_dir(&dir).map_err(data_err(&dir))?;
+            }
+        }
+        for t in file_tenants {
+            self.make_tenant_dirs(&t.name)
+                .map_err(data_err(&self.tenant_dir(&t.name)))?;
+            write_lock(&self.tenants).insert(t.name.clone(), Arc::new(t));
+        }
+        for name in &names {
+            let path = area.join(name).join(persist::TENANT_RECORD);
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(data_err(&path)(e)),
+            };
+            if self.has_tenant(name) {
+                tracing::warn!(
+                    target: "sluice::serve",
+                    "tenant `{name}` is in the tenants file, which wins over the one added through                      the API ({} is not used)",
+                    path.display()
+                );
+                continue;
+            }
+            let tenant =
+                self.tenant_from_record(name, &bytes)
+                    .map_err(|message| ServeError::Record {
+                        path: path.clone(),
+                        message,
+                    })?;
+            self.make_tenant_dirs(name)
+                .map_err(data_err(&self.tenant_dir(name)))?;
+            write_lock(&self.tenants).insert(name.clone(), Arc::new(tenant));
+        }
+        let tenants: Vec<Arc<Tenant>> = read_lock(&self.tenants).values().cloned().collect();
+        let mut next = 0;
+        for t in &tenants {
+            let jobs = self.tenant_dir(&t.name).join("jobs");
+            for id in persist::subdirs(&jobs).map_err(data_err(&jobs))? {
+                if let Some(seq) = self.load_job(t, &id) {
+                    next = next.max(seq + 1);
+                }
+            }
+        }
+        // Numbering goes on where it was.
+        self.id_counter
+            .store(next, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The tenant a `tenant.json` in directory `name` describes, or why it
+    /// is unusable.
+    fn tenant_from_record(&self, name: &str, bytes: &[u8]) -> Result<Tenant, String> {
+        let config: TenantConfig =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a tenant: {e}"))?;
+        let tenant = config
+            .resolve()
+            .map_err(|(field, m)| format!("field `{field}`: {m}"))?;
+        if tenant.name != name {
+            return Err(format!(
+                "names tenant {:?}, but it is in the directory of {name:?}",
+                tenant.name
+            ));
+        }
+        let taken = self
+            .settings
+            .admin
+            .is_some_and(|a| tenant::same_hash(&a, &tenant.token_sha256))
+            || read_lock(&self.tenants)
+                .values()
+                .any(|t| tenant::same_hash(&t.token_sha256, &tenant.token_sha256));
+        if taken {
+            return Err(
+                "field `token_sha256`: another tenant or the admin has the same token; give                  each its own"
+                    .into(),
+            );
+        }
+        Ok(tenant)
+    }
+
+    /// Loads job `id` of `tenant` from its record, if it has one (a
+    /// submission cut short has none, and is left out); returns its number.
+    /// A job to run again is kept for [`Server::start_restored`]; one whose
+    /// file no longer passes the checks fails.
+    fn load_job(&self, tenant: &Tenant, id: &str) -> Option<u64> {
+        let dir = self.tenant_dir(&tenant.name).join("jobs").join(id);
+        let warn = |what: &str| {
+            tracing::warn!(
+                target: "sluice::serve",
+                "job {id} of tenant `{}` is left out: {what}",
+                tenant.name
+            );
+        };
+        let bytes = match std::fs::read(dir.join(persist::JOB_RECORD)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                warn(&format!("cannot read its record: {e}"));
+                return None;
+            }
+        };
+        let record: JobRecord = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                warn(&format!("its record is unreadable: {e}"));
+                return None;
+            }
+        };
+        if record.id != id || record.tenant != tenant.name {
+            warn(&format!(
+                "its record is of job {} of tenant `{}`",
+                record.id, record.tenant
+            ));
+            return None;
+        }
+        let text = match std::fs::read_to_string(dir.join(persist::JOB_FILE)) {
+            Ok(text) => text,
+            Err(e) => {
+                warn(&format!("cannot read its job file: {e}"));
+                return None;
+            }
+        };
+        let engine_name = format!("{}/{id}", tenant.name);
+        let who = Identity {
+            id: id.to_string(),
+            seq: record.seq,
+            tenant: tenant.name.clone(),
+            display_name: record.name.clone(),
+            engine_name: engine_name.clone(),
+            submitted: SystemTime::UNIX_EPOCH + Duration::from_millis(record.submitted_ms),
+            dir,
+        };
+        let entry = JobEntry::restored(who, self.capture.register(&engine_name), &record, bytes);
+        if matches!(record.state, RecordState::Running | RecordState::Paused) {
+            match self.recipe(tenant, id, &text) {
+                Ok((recipe, _)) => lock(&self.restored).push((entry.clone(), recipe)),
+                Err(e) => {
+                    let reason = format!("cannot start again after the server's restart: {e}");
+                    tracing::error!(target: "sluice::serve", job = %engine_name, "{reason}");
+                    if let Err(e) = entry.cannot_restore(reason) {
+                        tracing::warn!(
+                            target: "sluice::serve",
+                            job = %engine_name,
+                            "cannot write the job's record: {e}"
+                        );
+                    }
+                }
+            }
+        }
+        lock(&self.jobs).insert(id.to_string(), entry);
+        Some(record.seq)
+    }
+
+    /// Starts the jobs loaded from their records that were running (they
+    /// resume from their checkpoints) or paused (they wait for a resume).
+    /// Call it on the async runtime.
+    pub fn start_restored(&self) {
+        let restored = std::mem::take(&mut *lock(&self.restored));
+        for (entry, recipe) in restored {
+            tracing::info!(
+                target: "sluice::serve",
+                job = %entry.engine_name,
+                "started again after the server's restart"
+            );
+            tokio::spawn(job::supervise(
+                entry,
+                None,
+                recipe,
+                self.settings.breaker.clone(),
+            ));
+        }
+    }
+
+    /// Vets `text`, a job file of `tenant`, as job `id`, and returns how to
+    /// build it and the name the file gave. Blocking file I/O (the plugins
+    /// are looked up in the tenant's store).
+    fn recipe(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        text: &str,
+    ) -> Result<(Recipe, String), ConfigError> {
+        let dir = self.tenant_dir(&tenant.name);
+        let job_dir = dir.join("jobs").join(id);
+        let places = spec::Places {
+            plugins: dir.join("plugins"),
+            files: dir.join("files"),
+            dead_letter: job_dir.join("dead-letters.jsonl"),
+        };
+        let mut config = spec::vet(text, tenant, &places)?;
+        let display_name = config.name.take().unwrap_or_else(|| "job".into());
+        config.name = Some(format!("{}/{id}", tenant.name));
+        let recipe = Recipe {
+            config,
+            path: places.files.join(persist::JOB_FILE),
+            runtime: self.runtime.clone(),
+            checkpoints: job_dir.join(persist::CHECKPOINTS),
+        };
+        Ok((recipe, display_name))
     }
 
     /// The settings of the tenants file.
@@ -287,15 +529,21 @@ impl Server {
         found
     }
 
-    /// A new job id: 16 hex digits, unique and hard to guess.
-    fn new_job_id(&self) -> String {
+    /// A new job id, 16 hex digits, unique and hard to guess, and its
+    /// number (which goes on after a restart).
+    fn new_job_id(&self) -> (String, u64) {
         use std::hash::BuildHasher;
-        let n = self
-            .id_counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let a = self.id_key.hash_one(n);
-        let b = self.id_key.hash_one((n, std::time::SystemTime::now()));
-        format!("{:08x}{:08x}", a as u32 ^ (a >> 32) as u32, b as u32)
+        loop {
+            let n = self
+                .id_counter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let a = self.id_key.hash_one(n);
+            let b = self.id_key.hash_one((n, std::time::SystemTime::now()));
+            let id = format!("{:08x}{:08x}", a as u32 ^ (a >> 32) as u32, b as u32);
+            if !lock(&self.jobs).contains_key(&id) {
+                return (id, n);
+            }
+        }
     }
 
     /// The job `id` if it belongs to `tenant`; another tenant's job is as
@@ -318,7 +566,9 @@ impl Server {
         jobs
     }
 
-    /// Forgets the oldest ended jobs of `tenant` beyond [`ENDED_JOBS_KEPT`].
+    /// Forgets the oldest ended jobs of `tenant` beyond [`ENDED_JOBS_KEPT`],
+    /// with their directories (record, checkpoints, dead letters). Call it
+    /// on the async runtime.
     fn prune(&self, tenant: &str) {
         let mut jobs = lock(&self.jobs);
         let mut ended: Vec<(Duration, String)> = jobs
@@ -330,11 +580,50 @@ impl Server {
             return;
         }
         ended.sort();
+        let mut dirs = Vec::new();
         for (_, id) in ended.drain(ENDED_JOBS_KEPT..) {
             if let Some(j) = jobs.remove(&id) {
                 self.capture.unregister(&j.engine_name);
+                dirs.push(j.dir.clone());
             }
         }
+        drop(jobs);
+        tokio::task::spawn_blocking(move || {
+            for dir in dirs {
+                if let Err(e) = persist::remove_dir(&dir) {
+                    tracing::warn!(target: "sluice::serve", "removing {}: {e}", dir.display());
+                }
+            }
+        });
+    }
+
+    /// Forgets the ended job `id` of `tenant` and deletes its directory;
+    /// `Ok(false)` if it has not ended, `Err` if there is no such job.
+    async fn delete_job(&self, tenant: &str, id: &str) -> Result<bool, ()> {
+        let entry = {
+            let mut jobs = lock(&self.jobs);
+            let Some(j) = jobs.get(id).filter(|j| j.tenant == tenant) else {
+                return Err(());
+            };
+            if !j.status().is_ended() {
+                return Ok(false);
+            }
+            let j = j.clone();
+            jobs.remove(id);
+            j
+        };
+        self.capture.unregister(&entry.engine_name);
+        let dir = entry.dir.clone();
+        match tokio::task::spawn_blocking(move || persist::remove_dir(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target: "sluice::serve", "removing {}: {e}", entry.dir.display())
+            }
+            Err(e) => {
+                tracing::warn!(target: "sluice::serve", "removing {}: {e}", entry.dir.display())
+            }
+        }
+        Ok(true)
     }
 
     /// Asks every job to stop and waits (up to `grace`) for them to end;
@@ -342,8 +631,10 @@ impl Server {
     /// [`HALT_WAIT`].
     pub async fn stop_all(&self, grace: Duration) {
         let jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
+        // Their records keep the state before: a restart starts again those
+        // that were running.
         for j in &jobs {
-            j.request_stop();
+            j.stop_by_server();
         }
         let ended = |jobs: &[Arc<JobEntry>]| jobs.iter().all(|j| j.status().is_ended());
         let deadline = tokio::time::Instant::now() + grace;
@@ -402,6 +693,7 @@ pub fn main(options: Options, capture: LogCapture) -> Result<(), ServeError> {
         if settings_admin_missing(&server) {
             tracing::warn!("the tenants file has no admin_token_sha256: the admin routes are off");
         }
+        server.start_restored();
         let app = api::router(server.clone());
         axum::serve(listener, app)
             .with_graceful_shutdown(crate::signal::wait_for_signal())

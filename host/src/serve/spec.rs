@@ -13,6 +13,10 @@
 //!   capped too.
 //! - `[dead_letter]` turns the dead-letter file on; the server chooses where
 //!   it is (one per job) and serves it at `/v1/jobs/{id}/dead-letters`.
+//! - `[checkpoint]`'s `path`, if given, is a relative path without `..` in
+//!   the tenant's file area, like the others; without one (or without
+//!   `[checkpoint]`) the server keeps the job's checkpoints in the job's own
+//!   directory.
 
 use super::tenant::{Tenant, check_name};
 use crate::model::units::{format_duration, format_size};
@@ -191,6 +195,16 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
                     .map_err(|m| invalid(span.clone(), &format!("operators[{i}].{field}"), m))?;
             }
         }
+    }
+    if let Some(c) = &mut cfg.checkpoint
+        && let Some(path) = &mut c.path
+    {
+        // The table has no span of its own: point at its header.
+        let at = text
+            .find("[checkpoint]")
+            .or_else(|| text.find("checkpoint"))
+            .unwrap_or(0);
+        *path = confine(path, &places.files).map_err(|m| invalid(at..at, "checkpoint.path", m))?;
     }
     if cfg.dead_letter.is_some() {
         cfg.dead_letter = Some(DeadLetterConfig {
@@ -547,6 +561,25 @@ mod tests {
         assert!(err.contains("sources[0].kind"), "{err}");
         let err = vet_text(&format!("{GEN}[[sinks]]\nkind = \"stdout\"\n")).unwrap_err();
         assert!(err.contains("sinks[0].kind"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_path_stays_in_the_file_area() {
+        let job = |table: &str| format!("{GEN}{DISCARD}[checkpoint]\n{table}");
+        for (path, words) in [("../../etc", "`..`"), ("/var/lib/x", "absolute")] {
+            let err = vet_text(&job(&format!("path = {path:?}\n"))).unwrap_err();
+            assert!(
+                err.contains("field `checkpoint.path`") && err.contains(words),
+                "{err}"
+            );
+            assert!(err.starts_with("job.toml:5: "), "{err}");
+        }
+        let cfg = vet_text(&job("path = \"state/a\"\nevery_batches = 5\n")).unwrap();
+        let c = cfg.checkpoint.unwrap();
+        assert!(c.path.unwrap().ends_with("files/state/a"));
+        // Without a path the server chooses it.
+        let cfg = vet_text(&job("interval = \"1s\"\n")).unwrap();
+        assert_eq!(cfg.checkpoint.unwrap().path, None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::model::units::{parse_duration, parse_duration_or_zero};
 use crate::spec::limits::Limits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -100,8 +100,9 @@ pub struct BreakerConfig {
     pub max_backoff: Option<String>,
 }
 
-/// A `[[tenants]]` entry, also the body of `POST /v1/admin/tenants`.
-#[derive(Debug, Clone, Deserialize)]
+/// A `[[tenants]]` entry, also the body of `POST /v1/admin/tenants` and
+/// what the server keeps of a tenant added so (its `tenant.json`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Name: letters, digits, `-` and `_`, at most 64.
@@ -109,10 +110,13 @@ pub struct TenantConfig {
     /// Hex SHA-256 of the tenant's bearer token.
     pub token_sha256: String,
     /// Jobs the tenant may have running (or restarting) at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<usize>,
     /// Workers one job may ask for.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_workers: Option<usize>,
     /// Partitions one job may ask for.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_partitions: Option<usize>,
     /// Caps and defaults of every job's `[limits]`.
     #[serde(default)]
@@ -121,18 +125,23 @@ pub struct TenantConfig {
 
 /// A tenant's `limits` table: each value is the default of a job that does
 /// not set it and the most a job may ask for.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantLimitsConfig {
     /// Linear memory per instance, e.g. `"64MiB"` (default 256 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// Deadline of one call, e.g. `"500ms"` (default 1 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_per_batch: Option<String>,
     /// Output bytes per input byte of one call (default 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_ratio: Option<f64>,
     /// Keyed state per operator instance, e.g. `"64MiB"` (default 256 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Records one join instance may emit per micro-batch (default 100,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub join_output: Option<u64>,
 }
 

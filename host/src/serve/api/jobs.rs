@@ -3,9 +3,8 @@
 
 use super::{ApiError, ApiResult, Caller, blocking, created, ok, read_body, write_atomically};
 use super::{DEFAULT_TAIL, MAX_TAIL, TAIL_BYTES};
-use crate::exec::Job;
-use crate::serve::job::{JobEntry, Recipe, supervise};
-use crate::serve::spec::{self, Places};
+use crate::serve::job::{Identity, JobEntry, supervise};
+use crate::serve::persist;
 use crate::serve::tenant::Tenant;
 use crate::serve::{Server, lock};
 use axum::Json;
@@ -30,35 +29,31 @@ pub(super) async fn submit_job(
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::bad(format!("the job file is not UTF-8: {e}")))?
         .to_string();
-    let id = server.new_job_id();
-    let dir = server.tenant_dir(&tenant.name);
-    let job_dir = dir.join("jobs").join(&id);
-    let places = Places {
-        plugins: dir.join("plugins"),
-        files: dir.join("files"),
-        dead_letter: job_dir.join("dead-letters.jsonl"),
-    };
+    let (id, seq) = server.new_job_id();
+    let job_dir = server.tenant_dir(&tenant.name).join("jobs").join(&id);
     // Vetting looks the job's plugins up in the tenant's store.
     let vetted = {
-        let (text, tenant, places) = (text.clone(), tenant.clone(), places.clone());
-        tokio::task::spawn_blocking(move || spec::vet(&text, &tenant, &places))
+        let (server, text, tenant, id) = (server.clone(), text.clone(), tenant.clone(), id.clone());
+        tokio::task::spawn_blocking(move || server.recipe(&tenant, &id, &text))
             .await
             .map_err(ApiError::internal)?
     };
-    let mut config = vetted.map_err(|e| ApiError::bad(e.to_string()))?;
-    let display_name = config.name.take().unwrap_or_else(|| "job".into());
+    let (recipe, display_name) = vetted.map_err(|e| ApiError::bad(e.to_string()))?;
     let engine_name = format!("{}/{id}", tenant.name);
-    config.name = Some(engine_name.clone());
 
     // Reserve the slot before building, so concurrent submissions cannot
     // pass `max_jobs` together.
     let ring = server.capture.register(&engine_name);
     let entry = JobEntry::new(
-        id.clone(),
-        tenant.name.clone(),
-        display_name,
-        engine_name.clone(),
-        places.dead_letter.clone(),
+        Identity {
+            id: id.clone(),
+            seq,
+            tenant: tenant.name.clone(),
+            display_name,
+            engine_name: engine_name.clone(),
+            submitted: std::time::SystemTime::now(),
+            dir: job_dir.clone(),
+        },
         ring,
     );
     {
@@ -86,44 +81,49 @@ pub(super) async fn submit_job(
         }
         jobs.insert(id.clone(), entry.clone());
     }
-    let forget = |server: &Server| {
+    // Forgets the job, and its directory if `made`.
+    let forget = async |server: &Server, made: bool| {
         lock(&server.jobs).remove(&id);
         server.capture.unregister(&engine_name);
+        if made {
+            let dir = job_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || persist::remove_dir(&dir)).await;
+        }
     };
-    let written = blocking(move || {
-        std::fs::create_dir_all(&job_dir)?;
-        std::fs::write(job_dir.join("job.toml"), text)
-    })
-    .await;
+    // The job file first; the record once the job is built. A directory of
+    // its own (never `create_dir_all`: a tenant removed meanwhile does not
+    // get its directory back).
+    let written = {
+        let dir = job_dir.clone();
+        blocking(move || {
+            std::fs::create_dir(&dir)?;
+            persist::write_atomically(&dir.join(persist::JOB_FILE), text.as_bytes(), false)
+        })
+        .await
+    };
     if let Err(e) = written {
-        forget(&server);
+        forget(&server, true).await;
         return Err(e);
     }
-    let recipe = Recipe {
-        config: config.clone(),
-        path: places.files.join("job.toml"),
-        runtime: server.runtime.clone(),
-    };
-    let built = {
-        let path = recipe.path.clone();
-        let runtime = recipe.runtime.clone();
-        tokio::task::spawn_blocking(move || Job::from_config(config, &path, &runtime)).await
-    };
-    let job = match built {
-        Ok(Ok(job)) => job,
-        Ok(Err(e)) => {
-            forget(&server);
+    let job = match recipe.build(&[]).await {
+        Ok(job) => job,
+        Err(e) => {
+            forget(&server, true).await;
             return Err(ApiError::bad(e.to_string()));
         }
-        Err(e) => {
-            forget(&server);
-            return Err(ApiError::internal(e));
-        }
     };
+    let saved = {
+        let entry = entry.clone();
+        blocking(move || entry.save()).await
+    };
+    if let Err(e) = saved {
+        forget(&server, true).await;
+        return Err(e);
+    }
     tracing::info!(target: "sluice::serve", job = %engine_name, "started");
     tokio::spawn(supervise(
         entry.clone(),
-        job,
+        Some(job),
         recipe,
         server.settings.breaker.clone(),
     ));
@@ -131,6 +131,21 @@ pub(super) async fn submit_job(
     Ok(created(
         serde_json::to_value(entry.view()).map_err(ApiError::internal)?,
     ))
+}
+
+pub(super) async fn delete_job(
+    State(server): State<Arc<Server>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    match server.delete_job(&tenant.name, &id).await {
+        Err(()) => Err(ApiError::no_job()),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} has not ended: stop it first (POST /v1/jobs/{id}/stop)"),
+        )),
+        Ok(true) => Ok(ok(json!({ "id": id, "deleted": true }))),
+    }
 }
 
 pub(super) async fn list_jobs(
@@ -238,13 +253,27 @@ pub(super) fn tail_lines(path: &std::path::Path, n: usize) -> std::io::Result<Ve
     Ok(lines.into_iter().skip(skip).collect())
 }
 
+#[derive(Deserialize)]
+pub(super) struct StopQuery {
+    /// Emit every open window before stopping.
+    #[serde(default)]
+    drain: bool,
+}
+
+/// Stops a job: with `?drain=true` the running job emits its open windows
+/// first; without, a checkpointed job keeps them for after a resume. The
+/// job stays stopped after a restart of the server.
 pub(super) async fn stop_job(
     State(server): State<Arc<Server>>,
     Caller(tenant): Caller,
     Path(id): Path<String>,
+    query: Result<Query<StopQuery>, QueryRejection>,
 ) -> ApiResult {
     let job = owned_job(&server, &tenant, &id)?;
-    job.request_stop();
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    job.stop_by_tenant(query.drain);
+    let saved = job.clone();
+    blocking(move || saved.save()).await?;
     Ok((StatusCode::ACCEPTED, Json(job.view())).into_response())
 }
 
@@ -330,6 +359,21 @@ pub(super) async fn deploy_operator(
             let outcome = deployment.outcome().await;
             if matches!(outcome, Outcome::Adopted { .. }) {
                 job.adopted(&operator, path);
+                // A restart of the server builds the job with it too.
+                let saved = job.clone();
+                match tokio::task::spawn_blocking(move || saved.save()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        target: "sluice::serve",
+                        job = %job.engine_name,
+                        "cannot write the job's record: {e}"
+                    ),
+                    Err(e) => tracing::warn!(
+                        target: "sluice::serve",
+                        job = %job.engine_name,
+                        "writing the job's record ended abnormally: {e}"
+                    ),
+                }
             }
             let _ = verdict_tx.send(outcome);
         });
@@ -375,27 +419,30 @@ pub(super) async fn resume_job(
     Path(id): Path<String>,
 ) -> ApiResult {
     let job = owned_job(&server, &tenant, &id)?;
-    let jobs = lock(&server.jobs);
-    // The paused job itself counts already.
-    let active = jobs
-        .values()
-        .filter(|j| j.tenant == tenant.name && j.id != id && j.status().is_active())
-        .count();
-    if active >= tenant.max_jobs {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "tenant `{}` already runs {active} job(s), its max_jobs; stop one first",
-                tenant.name
-            ),
-        ));
+    {
+        let jobs = lock(&server.jobs);
+        // The paused job itself counts already.
+        let active = jobs
+            .values()
+            .filter(|j| j.tenant == tenant.name && j.id != id && j.status().is_active())
+            .count();
+        if active >= tenant.max_jobs {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "tenant `{}` already runs {active} job(s), its max_jobs; stop one first",
+                    tenant.name
+                ),
+            ));
+        }
+        if !job.resume() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "only a paused job can be resumed",
+            ));
+        }
     }
-    if !job.resume() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "only a paused job can be resumed",
-        ));
-    }
-    drop(jobs);
+    let saved = job.clone();
+    blocking(move || saved.save()).await?;
     Ok(ok(job.view()))
 }

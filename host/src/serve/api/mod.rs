@@ -9,10 +9,12 @@
 //! | `GET /v1/files`, `GET /v1/files/{path}` | list the file area, read a file (`?offset=`) |
 //! | `POST /v1/jobs` | submit a job file (body: TOML); `201` with the job's `id` |
 //! | `GET /v1/jobs`, `GET /v1/jobs/{id}` | the tenant's jobs, one job's status |
+//! | `DELETE /v1/jobs/{id}` | forget an ended job and delete its directory (record, checkpoints, dead letters); `409` while it has not ended |
 //! | `GET /v1/jobs/{id}/metrics` | records in and out, batches, dead letters, ... |
 //! | `GET /v1/jobs/{id}/logs` | the job's recent log lines (`?lines=`) |
 //! | `GET /v1/jobs/{id}/dead-letters` | the end of its dead-letter file (`?lines=`) |
-//! | `POST /v1/jobs/{id}/stop`, `POST /v1/jobs/{id}/resume` | stop gracefully; resume a paused job |
+//! | `POST /v1/jobs/{id}/stop` | stop gracefully: the batch is finished, the sinks flushed, and a last checkpoint keeps the open windows (emitted after a resume from it); `?drain=true` emits every open window first, as at the end of the input; the job stays stopped after a restart of the server |
+//! | `POST /v1/jobs/{id}/resume` | resume a paused job |
 //! | `PUT /v1/jobs/{id}/operators/{operator}` | swap a new version of a `plugin` operator into the running job (body: the `.wasm` bytes); answers once the job adopted or refused it |
 //! | `GET`/`POST /v1/admin/tenants`, `DELETE /v1/admin/tenants/{name}` | admin: list (and those still `removing`), add, remove tenants; a removed tenant's jobs are stopped, halted after `removal_grace`, and its data deleted once they have all ended |
 //!
@@ -20,6 +22,11 @@
 //! admin routes the admin token. A missing or unknown token is `401`; a
 //! job of another tenant is `404`, with the same body as a job that does
 //! not exist.
+//!
+//! Tenants added here, uploaded plugins and submitted jobs are kept under
+//! the data directory ([`crate::serve::persist`]): after a restart of the
+//! server they are all there again, and the jobs that were running (or
+//! paused) go on from their checkpoints (or wait for a resume).
 
 mod jobs;
 mod store;
@@ -60,7 +67,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/files", get(list_files))
         .route("/v1/files/{*path}", put(upload_file).get(read_file))
         .route("/v1/jobs", get(list_jobs).post(submit_job))
-        .route("/v1/jobs/{id}", get(job_status))
+        .route("/v1/jobs/{id}", get(job_status).delete(delete_job))
         .route("/v1/jobs/{id}/metrics", get(job_metrics))
         .route("/v1/jobs/{id}/logs", get(job_logs))
         .route("/v1/jobs/{id}/dead-letters", get(job_dead_letters))
@@ -235,21 +242,11 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-/// Writes `bytes` to `path` under a temporary name, then renames it, so
-/// readers never see half a file. Blocking: run it through [`blocking`].
+/// Writes `bytes` to `path` whole and durably (see
+/// [`crate::serve::persist::write_atomically`]), creating its directory.
+/// Blocking: run it through [`blocking`].
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // A name of its own per upload: two uploads to one path do not share
-    // a temporary file.
-    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}-{n}.upload", std::process::id()));
-    let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::serve::persist::write_atomically(path, bytes, true)
 }
 
 fn created(body: Value) -> Response {

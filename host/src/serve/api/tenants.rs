@@ -2,6 +2,7 @@
 
 use super::{Admin, ApiError, ApiResult, blocking, created, ok, read_body};
 use crate::model::units::{format_duration, format_size};
+use crate::serve::persist;
 use crate::serve::tenant::{Tenant, TenantConfig, same_hash};
 use crate::serve::{Server, read_lock, write_lock};
 use axum::body::Body;
@@ -53,22 +54,49 @@ pub(super) async fn add_tenant(
     let tenant = config
         .resolve()
         .map_err(|(field, m)| ApiError::bad(format!("field `{field}`: {m}")))?;
+    // One addition or removal at a time: the check, the record and the
+    // change go together.
+    let _one = server.admin.lock().await;
     if let Some(clash) = clash(&server, &read_lock(&server.tenants), &tenant) {
         return Err(clash);
     }
-    let dirs = server.clone();
-    let name = tenant.name.clone();
-    blocking(move || dirs.make_tenant_dirs(&name)).await?;
+    let dir = server.tenant_dir(&tenant.name);
+    let leftover = {
+        let dir = dir.clone();
+        blocking(move || Ok(dir.exists())).await?
+    };
+    if leftover {
+        // A former tenant's (one the tenants file no longer lists): a new
+        // tenant must not inherit its plugins, files and jobs.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the data of a former tenant called {:?} is still in {}; remove it or choose \
+                 another name",
+                tenant.name,
+                dir.display()
+            ),
+        ));
+    }
+    // Kept as it came (the token as its SHA-256 only), so that the tenant
+    // is there again after a restart.
+    let record = serde_json::to_vec_pretty(&config).map_err(ApiError::internal)?;
+    {
+        let (server, name) = (server.clone(), tenant.name.clone());
+        blocking(move || {
+            server.make_tenant_dirs(&name)?;
+            persist::write_atomically(
+                &server.tenant_dir(&name).join(persist::TENANT_RECORD),
+                &record,
+                false,
+            )
+        })
+        .await?;
+    }
     // Taken before the tenants' lock: the view locks the jobs, and a
     // submission locks the jobs, then the tenants.
     let view = tenant_view(&server, &tenant);
-    // Checked again with the change: another request may have taken the
-    // name or the token meanwhile.
-    let mut tenants = write_lock(&server.tenants);
-    if let Some(clash) = clash(&server, &tenants, &tenant) {
-        return Err(clash);
-    }
-    tenants.insert(tenant.name.clone(), Arc::new(tenant));
+    write_lock(&server.tenants).insert(tenant.name.clone(), Arc::new(tenant));
     Ok(created(view))
 }
 
@@ -121,12 +149,30 @@ pub(super) async fn remove_tenant(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult {
+    let one = server.admin.lock().await;
     if server.take_tenant(&name).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no tenant {name:?}"),
         ));
     }
+    // Marked before its record goes: a server that stops before the data
+    // is deleted deletes it when it starts again, and the tenant does not
+    // come back.
+    let dir = server.tenant_dir(&name);
+    let marked = blocking(move || {
+        persist::write_atomically(&dir.join(persist::REMOVING), b"", false)?;
+        persist::remove_file(&dir.join(persist::TENANT_RECORD))
+    })
+    .await;
+    if let Err(e) = marked {
+        tracing::error!(
+            target: "sluice::serve",
+            "tenant `{name}`'s removal is not recorded ({}): a restart before its data is deleted brings it back",
+            e.message
+        );
+    }
+    drop(one);
     let stopping = server
         .jobs_of(&name)
         .iter()
