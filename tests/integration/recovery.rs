@@ -479,7 +479,6 @@ pub fn wait_until_quiet(state: &Path, quiet: Duration) {
     loop {
         let now = newest();
         if now != last.0 {
-            eprintln!("{:?} newest {now:?}", started.elapsed());
             last = (now, Instant::now());
         } else if last.0.is_some() && last.1.elapsed() > quiet {
             return;

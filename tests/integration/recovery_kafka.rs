@@ -39,7 +39,6 @@ fn crash_and_finish(job: &Path) {
     eprintln!("{mid_write} kill(s) during a checkpoint write");
     let child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
         .args(["run", "--quiet", "--drain", job.to_str().unwrap()])
-        .env("SLUICE_LOG", "sluice=debug")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

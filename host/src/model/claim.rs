@@ -19,6 +19,22 @@ pub const NUMBER_ROOM: usize = 9;
 /// own; past that, a source joins as a dynamic member.
 pub const MAX_PROCESSES: usize = 1000;
 
+/// `name` with every character Kafka does not take in an id (anything but
+/// ASCII letters, digits, `.`, `_` and `-`) replaced by `_`, cut to leave
+/// room for a process number within Kafka's 249 characters.
+pub fn kafka_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_ID - NUMBER_ROOM)
+        .collect()
+}
+
 /// The id of the process numbered `n` among those sharing `base` on one
 /// host: `base` itself for the first, then `base_1`, `base_2`... (host
 /// names hold no `_`, so no other host's first id looks like these).

@@ -379,6 +379,7 @@ impl Server {
             plugins: dir.join("plugins"),
             files: dir.join("files"),
             dead_letter: job_dir.join("dead-letters.jsonl"),
+            job: format!("{}/{id}", tenant.name),
         };
         let mut config = spec::vet(text, tenant, &places)?;
         let display_name = config.name.take().unwrap_or_else(|| "job".into());

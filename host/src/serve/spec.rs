@@ -36,6 +36,9 @@ pub struct Places {
     pub files: PathBuf,
     /// The job's dead-letter file.
     pub dead_letter: PathBuf,
+    /// The job's name on the server (`<tenant>/<id>`), from which default
+    /// transactional ids are made: one per job, kept across its restarts.
+    pub job: String,
 }
 
 /// Librdkafka settings a tenant's Kafka source or sink may set: tuning and
@@ -171,8 +174,7 @@ pub fn vet(text: &str, tenant: &Tenant, places: &Places) -> Result<JobConfig, Co
                 check_brokers(&k.brokers)
                     .map_err(|m| invalid(span.clone(), &field("brokers"), m))?;
                 if k.delivery == Delivery::ExactlyOnce {
-                    let job = cfg.name.as_deref().unwrap_or("job");
-                    let id = crate::sink::kafka::transactional_id(k, job, i);
+                    let id = crate::sink::kafka::transactional_id(k, &places.job, i);
                     k.transactional_id = Some(tenant_scoped(tenant, &id));
                 }
                 check_kafka(&k.config).map_err(|(key, m)| {
@@ -469,6 +471,7 @@ mod tests {
             plugins: dir.join("plugins"),
             files: dir.join("files"),
             dead_letter: dir.join("jobs/j1/dead-letters.jsonl"),
+            job: "acme/j1".into(),
         }
     }
 
@@ -633,8 +636,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut other = tenant();
         other.name = "other".into();
-        let names = |t: &Tenant, text: &str| {
-            let cfg = vet(text, t, &places(dir.path())).unwrap();
+        let names_as = |t: &Tenant, text: &str, job: &str| {
+            let places = Places {
+                job: job.into(),
+                ..places(dir.path())
+            };
+            let cfg = vet(text, t, &places).unwrap();
             let SourceConfig::Kafka(source) = &cfg.sources[0].get_ref().source else {
                 panic!("a kafka source");
             };
@@ -643,20 +650,23 @@ mod tests {
             };
             (source.group.clone(), sink.transactional_id.clone())
         };
+        let names = |t: &Tenant, text: &str| names_as(t, text, &format!("{}/j1", t.name));
         // A default transactional id is the tenant's, and unique per job.
         let (group, id) = names(&tenant(), text);
         assert_eq!(group, "acme:orders");
         let id = id.unwrap();
-        assert!(id.starts_with("acme:sluice-job-0-out-"), "{id}");
+        assert!(id.starts_with("acme:sluice-acme_j1-0-out-"), "{id}");
         let (group, other_id) = names(&other, text);
         assert_eq!(group, "other:orders");
         let other_id = other_id.unwrap();
         assert!(
-            other_id.starts_with("other:sluice-job-0-out-"),
+            other_id.starts_with("other:sluice-other_j1-0-out-"),
             "{other_id}"
         );
-        let again = names(&tenant(), text).1.unwrap();
+        let again = names_as(&tenant(), text, "acme/j2").1.unwrap();
         assert_ne!(id, again, "two jobs of one tenant fence each other");
+        let restarted = names(&tenant(), text).1.unwrap();
+        assert_eq!(id, restarted, "a job keeps its id across its restarts");
         // Naming the other tenant's group outright stays in one's own space.
         let sneaky = text.replace("\"orders\"", "\"acme:orders\"").replace(
             "exactly-once\"",

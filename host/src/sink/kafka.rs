@@ -73,28 +73,51 @@ pub fn transactional_id(cfg: &KafkaSinkConfig, job: &str, sink: usize) -> String
         .unwrap_or_else(|| default_transactional_id(job, sink, &cfg.topic))
 }
 
-/// The transactional id of a sink that names none: unique per job, sink
-/// and process (`sluice-<job>-<sink>-<topic>-<process>-<n>`, `n` counting
-/// the ids this process made), so that neither two jobs writing one topic
-/// nor two processes of one job fence each other.
+/// The transactional id of a sink that names none:
+/// `sluice-<job>-<sink>-<topic>-<host>`, numbered `_1`, `_2`... for the
+/// second and later processes of one job on one host ([`crate::model::claim`]),
+/// so that neither two jobs writing one topic nor two processes of one job
+/// fence each other, while a process restarted after a crash takes its id
+/// back: its `init_transactions` aborts the transaction the crashed run left
+/// open at once, instead of after `transaction.timeout.ms`, during which
+/// `read_committed` readers of the topic would wait. A job built again in
+/// the same process (a supervisor's restart) keeps its id.
 ///
-/// Nothing depends on it staying the same across restarts: a run killed
-/// mid-transaction is fenced by its consumer group (each transaction
-/// commits the source offsets with the group's generation and member id,
-/// which the brokers check), and its open transaction is aborted after
-/// `transaction.timeout.ms`. A sink that names a `transactional_id` of its
-/// own (unique to that process) has it aborted at the restart instead.
+/// A run killed mid-transaction is also fenced by its consumer group (each
+/// transaction commits the source offsets with the group's member id,
+/// which the brokers check).
 pub fn default_transactional_id(job: &str, sink: usize, topic: &str) -> String {
-    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let process = PROCESS.get_or_init(|| {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        format!("{:x}{:08x}", std::process::id(), started.subsec_nanos())
-    });
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("sluice-{job}-{sink}-{topic}-{process}-{n}")
+    use crate::model::claim;
+    static HELD: std::sync::Mutex<Vec<(String, String, std::fs::File)>> =
+        std::sync::Mutex::new(Vec::new());
+    let base = claim::kafka_name(&format!(
+        "sluice-{job}-{sink}-{topic}-{}",
+        claim::hostname()
+    ));
+    let mut held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, id, _)) = held.iter().find(|(b, _, _)| *b == base) {
+        return id.clone();
+    }
+    match claim::claim_in(&std::env::temp_dir(), &base) {
+        Ok(Some((id, lock))) => {
+            held.push((base, id.clone(), lock));
+            id
+        }
+        // No claim to be had: an id of this process alone, whose open
+        // transaction the brokers abort after its timeout.
+        _ => {
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            format!(
+                "{base}-{:x}{:08x}",
+                std::process::id(),
+                started.subsec_nanos()
+            )
+        }
+    }
 }
 
 /// How long a transaction may stay open by default
@@ -442,14 +465,19 @@ mod tests {
     /// `sluice-<topic>` was every job's id: two jobs writing one topic, or
     /// two processes of one job, fenced each other's producers.
     #[test]
-    fn default_transactional_ids_differ_per_job_sink_and_process() {
+    fn default_transactional_ids_differ_per_job_and_sink_and_stay_per_process() {
         let cfg = sink(&[]);
         let a = transactional_id(&cfg, "orders", 0);
         let b = transactional_id(&cfg, "orders", 0);
         let c = transactional_id(&cfg, "billing", 1);
+        let host = crate::model::claim::hostname();
         assert!(a.starts_with("sluice-orders-0-out-"), "{a}");
+        assert!(a.contains(&crate::model::claim::kafka_name(&host)), "{a}");
         assert!(c.starts_with("sluice-billing-1-out-"), "{c}");
-        assert_ne!(a, b);
+        assert_ne!(a, c);
+        // Built again in this process, the job keeps its id; another
+        // process on this host claims the next number (model::claim tests).
+        assert_eq!(a, b);
         let named = KafkaSinkConfig {
             transactional_id: Some("mine".into()),
             ..cfg

@@ -14,7 +14,9 @@
 
 #[cfg(test)]
 use crate::model::claim::numbered;
-use crate::model::claim::{MAX_ID, MAX_PROCESSES, NUMBER_ROOM, claim_in, hostname};
+#[cfg(test)]
+use crate::model::claim::{MAX_ID, NUMBER_ROOM};
+use crate::model::claim::{MAX_PROCESSES, claim_in, hostname, kafka_name};
 use crate::spec::KafkaSourceConfig;
 use std::fs::File;
 
@@ -24,17 +26,7 @@ use std::fs::File;
 /// replaced by `_`, cut to leave room for a process number within Kafka's
 /// 249 characters.
 pub fn group_instance_id(job: &str, source: usize, host: &str) -> String {
-    let id = format!("sluice-{job}-{source}-{host}");
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_ID - NUMBER_ROOM)
-        .collect()
+    kafka_name(&format!("sluice-{job}-{source}-{host}"))
 }
 
 /// How a source's consumer is a member of its group.
