@@ -177,6 +177,7 @@ fn fuzz_the_servers_vetting_of_tenant_jobs() {
         plugins: dir.path().join("plugins"),
         files: dir.path().join("files"),
         dead_letter: dir.path().join("dead.jsonl"),
+        job: "acme/1".into(),
     };
     let tenant = Tenant {
         name: "acme".into(),
