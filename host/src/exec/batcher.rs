@@ -274,6 +274,9 @@ impl Job {
         result?;
         summary.records_out = written.records;
         summary.dead_lettered = written.dead;
+        summary.checkpoints = written.checkpoints;
+        summary.checkpoint_bytes = written.checkpoint_bytes;
+        summary.checkpoint_time = written.checkpoint_time;
         summary.elapsed = started.elapsed();
         Ok(summary)
     }

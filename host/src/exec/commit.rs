@@ -43,6 +43,10 @@ impl Ack for Offsets {
 pub(super) struct Written {
     pub(super) records: u64,
     pub(super) dead: u64,
+    /// Checkpoints written, their bytes and the time writing them took.
+    pub(super) checkpoints: u64,
+    pub(super) checkpoint_bytes: u64,
+    pub(super) checkpoint_time: std::time::Duration,
 }
 
 /// Where the dead-letter file starts.
@@ -90,6 +94,9 @@ pub(super) fn start_sink_thread(
             let mut written = Written {
                 records: 0,
                 dead: 0,
+                checkpoints: 0,
+                checkpoint_bytes: 0,
+                checkpoint_time: std::time::Duration::ZERO,
             };
             // With checkpoints: the input of the batches since the last one.
             let mut uncommitted: Option<Offsets> = None;
@@ -135,6 +142,7 @@ pub(super) fn start_sink_thread(
                 stats.written(records, msg.dead.len() as u64);
                 if let (Some(store), Some(mut taken)) = (&mut store, msg.checkpoint) {
                     // Durable first, then the checkpoint, then the commit.
+                    let synced = std::time::Instant::now();
                     for s in &mut sinks {
                         let progress = s.checkpoint().map_err(sink_error(s.describe()))?;
                         taken.meta.sinks.push(progress);
@@ -144,9 +152,13 @@ pub(super) fn start_sink_thread(
                             d.checkpoint().map_err(sink_error(dlq_name(path)))?;
                     }
                     taken.meta.counts.records_out += written.records;
+                    let sync_took = synced.elapsed();
+                    let started = std::time::Instant::now();
                     let w = store
                         .write(&mut taken.meta, &taken.changes)
                         .map_err(|e| JobError::Checkpoint(e.to_string()))?;
+                    written.checkpoints += 1;
+                    written.checkpoint_bytes += w.bytes;
                     stats.checkpointed(msg.batch_no, w.bytes, w.took);
                     tracing::debug!(
                         batch = msg.batch_no,
@@ -172,6 +184,8 @@ pub(super) fn start_sink_thread(
                         }
                         o.finish();
                     }
+                    // From the sinks' sync to the commit.
+                    written.checkpoint_time += started.elapsed() + sync_took;
                 }
                 // Every sink has the batch: its sources may forget it (a
                 // transactional sink already committed the offsets).

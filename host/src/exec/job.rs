@@ -140,6 +140,14 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Whether the job stopped on a signal rather than at the end of its input.
     pub interrupted: bool,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Bytes of the checkpoints written.
+    pub checkpoint_bytes: u64,
+    /// Time the checkpoints took, from syncing the sinks to committing the
+    /// input (the commit thread's time; the operators' share is collected
+    /// between batches).
+    pub checkpoint_time: Duration,
 }
 
 impl std::fmt::Display for Summary {
@@ -170,6 +178,15 @@ impl std::fmt::Display for Summary {
                 f,
                 "; {} record(s) skipped after exceeding a limit",
                 self.skipped
+            )?;
+        }
+        if self.checkpoints > 0 {
+            write!(
+                f,
+                "; {} checkpoint(s), {:.1} MB, {:.1} ms each on average",
+                self.checkpoints,
+                self.checkpoint_bytes as f64 / 1e6,
+                self.checkpoint_time.as_secs_f64() * 1e3 / self.checkpoints as f64
             )?;
         }
         Ok(())
