@@ -527,8 +527,10 @@ fn a_stop_keeps_open_windows_for_the_resume_and_drain_emits_them() {
         "",
         "no window was closed"
     );
-    // The rest of the events come; the resumed job drains at its stop.
+    // The rest of the events come, the read file goes (a landing directory
+    // with retention: no error), and the resumed job drains at its stop.
     std::fs::write(input.join("b.jsonl"), second.join("\n")).unwrap();
+    std::fs::remove_file(input.join("a.jsonl")).unwrap();
     let child = sluice()
         .args(["run", "--quiet", "--drain", job.to_str().unwrap()])
         .stderr(Stdio::piped())

@@ -101,6 +101,22 @@ pub(super) fn open(job: &Job) -> Result<Option<Opened>, JobError> {
     let Some(c) = &job.checkpoint else {
         return Ok(None);
     };
+    // One transaction per checkpoint: the interval must leave it time to
+    // commit before the brokers abort it.
+    for s in &job.sink_configs {
+        if let (SinkConfig::Kafka(k), Every::Interval(i)) = (s, c.every)
+            && k.delivery == Delivery::ExactlyOnce
+        {
+            let budget = crate::sink::kafka::transaction_budget(k).map_err(JobError::Invalid)?;
+            if i >= budget / 2 {
+                return Err(JobError::Invalid(format!(
+                    "checkpoint.interval = {i:?} is too long for the exactly-once sink on `{}`: a transaction spans a checkpoint interval and must be written within {budget:?} (two thirds of its transaction.timeout.ms); take checkpoints at most every {:?}, or raise transaction.timeout.ms in the sink's config",
+                    k.topic,
+                    budget / 2
+                )));
+            }
+        }
+    }
     let failed = |e: crate::state::StoreError| JobError::Checkpoint(e.to_string());
     let mut store = Store::open(&c.dir).map_err(failed)?;
     if c.reset {

@@ -86,9 +86,76 @@ pub fn claim_in(dir: &Path, base: &str) -> std::io::Result<Option<(String, File)
     Ok(None)
 }
 
+/// A name this process claimed, and how many users hold it now.
+struct Held {
+    base: String,
+    name: String,
+    users: usize,
+    _lock: File,
+}
+
+static HELD: std::sync::Mutex<Vec<Held>> = std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<Held>> {
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A name of `base` for one user in this process: one this process claimed
+/// before and nobody [`hold`]s now (a job built again gets its name back),
+/// else the next one free on the host, claimed in the temporary directory
+/// for as long as the process lives. `None` when none can be claimed.
+pub fn name_for(base: &str) -> Option<String> {
+    let mut held = held();
+    if let Some(h) = held.iter().find(|h| h.base == base && h.users == 0) {
+        return Some(h.name.clone());
+    }
+    // This process's own locks conflict too, so two users get two names.
+    let (name, lock) = claim_in(&std::env::temp_dir(), base).ok().flatten()?;
+    held.push(Held {
+        base: base.to_string(),
+        name: name.clone(),
+        users: 0,
+        _lock: lock,
+    });
+    Some(name)
+}
+
+/// A user starts using `name` (from [`name_for`]): until it [`let_go`]es,
+/// `name_for` gives others another name.
+pub fn hold(name: &str) {
+    if let Some(h) = held().iter_mut().find(|h| h.name == name) {
+        h.users += 1;
+    }
+}
+
+/// A user of `name` is done with it.
+pub fn let_go(name: &str) {
+    if let Some(h) = held().iter_mut().find(|h| h.name == name) {
+        h.users = h.users.saturating_sub(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_name_goes_to_no_one_else_and_comes_back_when_let_go() {
+        let base = format!("sluice-unit-claim-{}", std::process::id());
+        let a = name_for(&base).unwrap();
+        hold(&a);
+        let b = name_for(&base).unwrap();
+        assert_ne!(a, b, "two users at once");
+        hold(&b);
+        let_go(&a);
+        assert_eq!(
+            name_for(&base).unwrap(),
+            a,
+            "built again, the name comes back"
+        );
+        let_go(&b);
+    }
 
     #[test]
     fn processes_sharing_an_id_claim_numbers_and_a_released_number_is_claimed_again() {

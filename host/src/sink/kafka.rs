@@ -62,6 +62,16 @@ pub struct KafkaSink {
     transaction_timeout: Duration,
     /// When the open transaction began, if one is open.
     open: Option<Instant>,
+    /// The transactional id, held against other sinks of this process.
+    held_id: Option<String>,
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        if let Some(id) = &self.held_id {
+            crate::model::claim::let_go(id);
+        }
+    }
 }
 
 /// The transactional id of sink number `sink` of job `job` in
@@ -81,43 +91,31 @@ pub fn transactional_id(cfg: &KafkaSinkConfig, job: &str, sink: usize) -> String
 /// back: its `init_transactions` aborts the transaction the crashed run left
 /// open at once, instead of after `transaction.timeout.ms`, during which
 /// `read_committed` readers of the topic would wait. A job built again in
-/// the same process (a supervisor's restart) keeps its id.
+/// the same process (a supervisor's restart) keeps its id; two sinks of one
+/// name running at once in one process get two (a sink holds its id while
+/// it lives).
 ///
 /// A run killed mid-transaction is also fenced by its consumer group (each
 /// transaction commits the source offsets with the group's member id,
 /// which the brokers check).
 pub fn default_transactional_id(job: &str, sink: usize, topic: &str) -> String {
     use crate::model::claim;
-    static HELD: std::sync::Mutex<Vec<(String, String, std::fs::File)>> =
-        std::sync::Mutex::new(Vec::new());
     let base = claim::kafka_name(&format!(
         "sluice-{job}-{sink}-{topic}-{}",
         claim::hostname()
     ));
-    let mut held = HELD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, id, _)) = held.iter().find(|(b, _, _)| *b == base) {
-        return id.clone();
-    }
-    match claim::claim_in(&std::env::temp_dir(), &base) {
-        Ok(Some((id, lock))) => {
-            held.push((base, id.clone(), lock));
-            id
-        }
+    claim::name_for(&base).unwrap_or_else(|| {
         // No claim to be had: an id of this process alone, whose open
         // transaction the brokers abort after its timeout.
-        _ => {
-            let started = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            format!(
-                "{base}-{:x}{:08x}",
-                std::process::id(),
-                started.subsec_nanos()
-            )
-        }
-    }
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!(
+            "{base}-{:x}{:08x}",
+            std::process::id(),
+            started.subsec_nanos()
+        )
+    })
 }
 
 /// How long a transaction may stay open by default
@@ -133,6 +131,12 @@ pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// committing.
 fn flush_budget(transaction_timeout: Duration) -> Duration {
     transaction_timeout * 2 / 3
+}
+
+/// How long the batches of one transaction may take to be written: a
+/// checkpoint interval (one transaction per checkpoint) must stay within it.
+pub fn transaction_budget(cfg: &KafkaSinkConfig) -> Result<Duration, String> {
+    transaction_timeout(cfg).map(flush_budget)
 }
 
 /// The `transaction.timeout.ms` a sink's producer runs with.
@@ -186,6 +190,10 @@ impl KafkaSink {
             .create_with_context(deliveries.clone())
             .map_err(|e| std::io::Error::other(format!("invalid Kafka settings: {e}")))?;
         let exactly_once = cfg.delivery == Delivery::ExactlyOnce;
+        let held_id = cfg.transactional_id.clone().filter(|_| exactly_once);
+        if let Some(id) = &held_id {
+            crate::model::claim::hold(id);
+        }
         if exactly_once {
             // Fences off an earlier producer with the same id and aborts
             // the transaction it left open.
@@ -206,6 +214,7 @@ impl KafkaSink {
             exactly_once,
             transaction_timeout,
             open: None,
+            held_id,
         })
     }
 
