@@ -52,6 +52,8 @@ struct Config {
     seed: u64,
     dir: PathBuf,
     stores: Vec<String>,
+    gap: Duration,
+    keep: bool,
 }
 
 fn parse_args() -> Res<Config> {
@@ -63,6 +65,8 @@ fn parse_args() -> Res<Config> {
         seed: 0x5EED_0001,
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/state-store/work"),
         stores: vec!["sluice".into(), "fjall".into(), "redb".into()],
+        gap: Duration::from_millis(1000),
+        keep: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -75,10 +79,12 @@ fn parse_args() -> Res<Config> {
             "--seed" => c.seed = v()?.parse()?,
             "--dir" => c.dir = PathBuf::from(v()?),
             "--stores" => c.stores = v()?.split(',').map(str::to_owned).collect(),
+            "--gap-ms" => c.gap = Duration::from_millis(v()?.parse()?),
+            "--keep" => c.keep = true,
             "-h" | "--help" => {
                 println!(
                     "state-store-bench [--keys N] [--checkpoints N] [--changed N] [--deletes N] \
-                     [--seed N] [--dir DIR] [--stores sluice,fjall,redb]"
+                     [--seed N] [--dir DIR] [--stores sluice,fjall,redb] [--gap-ms N] [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -479,12 +485,12 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn run(name: &str, w: &Workload, root: &Path) -> Res<Result1> {
+fn run(name: &str, w: &Workload, c: &Config) -> Res<Result1> {
     // SAFETY: sync(2) has no preconditions.
     unsafe { libc::sync() };
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{name}-"))
-        .tempdir_in(root)?;
+        .tempdir_in(&c.dir)?;
     let dir = tmp.path().join("store");
     std::fs::create_dir_all(&dir)?;
     let mut store = open(name, &dir)?;
@@ -524,7 +530,9 @@ fn run(name: &str, w: &Workload, root: &Path) -> Res<Result1> {
         }
         let now = disk(&dir).1;
         r.growth.push(now as i64 - before as i64);
-        before = now;
+        // The job's work between two checkpoints; background work goes on.
+        std::thread::sleep(c.gap);
+        before = disk(&dir).1;
     }
     r.disk_after = disk(&dir);
     let started = Instant::now();
@@ -551,6 +559,9 @@ fn run(name: &str, w: &Workload, root: &Path) -> Res<Result1> {
     drop(handle);
     if state != w.expected {
         return Err(format!("{name}: the recovered state (warm) differs").into());
+    }
+    if c.keep {
+        println!("{}: kept {}", label(name), tmp.keep().display());
     }
     Ok(r)
 }
@@ -624,14 +635,16 @@ fn machine(c: &Config) {
     );
     println!(
         "workload:    {} keys (12-byte keys, 16-byte values), 1 operator instance; {} checkpoints \
-         of {} changed keys each ({} deletes, {} new keys, {} updates), seed {:#x}",
+         of {} changed keys each ({} deletes, {} new keys, {} updates), seed {:#x}; {} ms between \
+         checkpoints",
         c.keys,
         c.checkpoints,
         c.changed,
         c.deletes,
         c.deletes,
         c.changed - 2 * c.deletes,
-        c.seed
+        c.seed,
+        c.gap.as_millis()
     );
     println!();
 }
@@ -818,7 +831,7 @@ fn main() -> Res<()> {
     let mut results = Vec::new();
     for name in &c.stores {
         let started = Instant::now();
-        let r = run(name, &w, &c.dir)?;
+        let r = run(name, &w, &c)?;
         println!(
             "{}: done in {:.1} s",
             label(name),
