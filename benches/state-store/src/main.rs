@@ -206,7 +206,8 @@ const INSTANCE: &str = "count";
 
 /// A recovered state and the open store it came from (closed after the
 /// timing).
-type Recovered = (InstanceState, Box<dyn std::any::Any>);
+/// Also the time opening it took, before the state was read.
+type Recovered = (InstanceState, Box<dyn std::any::Any>, Duration);
 
 struct Sluice {
     store: Store,
@@ -219,7 +220,9 @@ impl Sluice {
         })
     }
     fn recover(dir: &Path) -> Res<Recovered> {
+        let started = Instant::now();
         let mut store = Store::open(dir)?;
+        let opened = started.elapsed();
         let loaded = store.load(|_| true)?.ok_or("no checkpoint")?;
         let instance: Instance = (INSTANCE.into(), 0);
         let state = loaded
@@ -228,7 +231,7 @@ impl Sluice {
             .find(|(i, _)| *i == instance)
             .map(|(_, s)| s)
             .unwrap_or_default();
-        Ok((state, Box::new(store)))
+        Ok((state, Box::new(store), opened))
     }
 }
 
@@ -269,13 +272,15 @@ impl Fjall {
         Ok(Fjall { db, ks })
     }
     fn recover(dir: &Path) -> Res<Recovered> {
+        let started = Instant::now();
         let f = Fjall::open(dir)?;
+        let opened = started.elapsed();
         let mut state = InstanceState::default();
         for guard in f.ks.iter() {
             let (k, v) = guard.into_inner()?;
             state.insert(k.to_vec(), v.to_vec());
         }
-        Ok((state, Box::new(f)))
+        Ok((state, Box::new(f), opened))
     }
 }
 
@@ -324,7 +329,9 @@ impl Redb {
     }
     fn recover(dir: &Path) -> Res<Recovered> {
         use redb::{ReadableDatabase, ReadableTable};
+        let started = Instant::now();
         let db = redb::Database::open(dir.join(REDB_FILE))?;
+        let opened = started.elapsed();
         let mut state = InstanceState::default();
         {
             let tx = db.begin_read()?;
@@ -334,7 +341,7 @@ impl Redb {
                 state.insert(k.value().to_vec(), v.value().to_vec());
             }
         }
-        Ok((state, Box::new(Redb { db })))
+        Ok((state, Box::new(Redb { db }), opened))
     }
 }
 
@@ -465,6 +472,8 @@ struct Result1 {
     settle_time: Duration,
     files_settled: usize,
     recover_cold: Duration,
+    /// Of which opening the store (fjall: replaying its journal).
+    open_cold: Duration,
     recover_warm: Duration,
     recovered_keys: usize,
 }
@@ -514,6 +523,7 @@ fn run(name: &str, w: &Workload, c: &Config) -> Res<Result1> {
         settle_time: Duration::ZERO,
         files_settled: 0,
         recover_cold: Duration::ZERO,
+        open_cold: Duration::ZERO,
         recover_warm: Duration::ZERO,
         recovered_keys: 0,
     };
@@ -545,8 +555,9 @@ fn run(name: &str, w: &Workload, c: &Config) -> Res<Result1> {
 
     evict(&dir);
     let started = Instant::now();
-    let (state, handle) = recover(name, &dir)?;
+    let (state, handle, opened) = recover(name, &dir)?;
     r.recover_cold = started.elapsed();
+    r.open_cold = opened;
     drop(handle);
     r.recovered_keys = state.len();
     if state != w.expected {
@@ -554,7 +565,7 @@ fn run(name: &str, w: &Workload, c: &Config) -> Res<Result1> {
     }
     drop(state);
     let started = Instant::now();
-    let (state, handle) = recover(name, &dir)?;
+    let (state, handle, _) = recover(name, &dir)?;
     r.recover_warm = started.elapsed();
     drop(handle);
     if state != w.expected {
@@ -807,9 +818,11 @@ fn report(c: &Config, results: &[Result1]) {
     for r in results {
         let times: Vec<String> = r.times.iter().map(|d| format!("{:.1}", ms(*d))).collect();
         println!(
-            "{}: recovered {} keys; {} files after settling (took {}); per checkpoint (ms): {}",
+            "{}: recovered {} keys (cold: {} opening, the rest reading); {} files after settling \
+             (took {}); per checkpoint (ms): {}",
             label(&r.name),
             r.recovered_keys,
+            fmt_ms(ms(r.open_cold)),
             r.files_settled,
             fmt_ms(ms(r.settle_time)),
             times.join(" ")
