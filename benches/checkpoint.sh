@@ -18,7 +18,7 @@
 #   bash benches/checkpoint.sh            # SLUICE_BENCH_RECORDS scales the runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records="${SLUICE_BENCH_RECORDS:-6000000}"
+records="${SLUICE_BENCH_RECORDS:-24000000}"
 work=target/bench-checkpoint
 rm -rf "$work"
 mkdir -p "$work"
@@ -55,7 +55,7 @@ builtin = \"aggregate\"
 config = { function = \"count\", window = \"tumbling\", length = \"10s\", time = \"processing\" }"
 gen_words="[[sources]]
 kind = \"generator\"
-records = $((records / 2))
+records = $records
 value_size = 120"
 gen_keys="[[sources]]
 kind = \"generator\"
@@ -68,7 +68,7 @@ run() { # name -> summary line
     "$bin" run --quiet "$work/$1.toml" 2>&1 | grep "job \`$1\` finished"
 }
 
-echo "records: word count $((records / 2)) (about $((records * 10)) words), windows $((records * 2)); $(nproc) cores" >&2
+echo "records: word count $records (about $((records * 20)) words), windows $((records * 2)); $(nproc) cores" >&2
 results=()
 for kind in wordcount windows; do
     if [ $kind = wordcount ]; then src=$gen_words; ops=$wordcount_ops; else src=$gen_keys; ops=$windows_ops; fi
@@ -148,13 +148,19 @@ first = None
 while first is None and time.time() - restarted < 60:
     for f in os.listdir(out):
         path = os.path.join(out, f)
-        if f.endswith(".jsonl") and os.path.getmtime(path) >= restarted:
-            first = time.time()
-            break
+        try:
+            if f.endswith(".jsonl") and os.path.getmtime(path) >= restarted:
+                first = time.time()
+                break
+        except FileNotFoundError:
+            pass  # removed by the resume (written after the checkpoint)
     time.sleep(0.005)
 q.send_signal(signal.SIGTERM)
-_, err = q.communicate()
-keys = None
+try:
+    _, err = q.communicate(timeout=60)
+except subprocess.TimeoutExpired:
+    q.kill()
+    _, err = q.communicate()
 print(f"recovery: checkpoint files {len(sizes)}, largest {sizes[-1] / 1e6:.1f} MB")
 if first is None:
     print("recovery: no output within 60 s\n" + err)

@@ -453,7 +453,7 @@ impl JobBuilder {
         fp.push("partitions", job.partitions.to_string());
         fp.push("partition_by", format!("{:?}", job.partition_by));
         for (i, (name, s)) in job.sources.iter().enumerate() {
-            fp.push(format!("sources[{i}]"), source::describe(s));
+            fp.push(format!("sources[{i}]"), source_identity(s));
             if let Some(name) = name {
                 fp.push(format!("sources[{i}].name"), name.clone());
             }
@@ -462,7 +462,7 @@ impl JobBuilder {
             fp.push(format!("operators[{i}]"), op.name().to_string());
         }
         for (i, cfg) in self.sink_configs.iter().enumerate() {
-            fp.push(format!("sinks[{i}]"), sink::describe(cfg));
+            fp.push(format!("sinks[{i}]"), sink_identity(cfg));
         }
         fp.0.append(&mut job.fingerprint.0);
         job.fingerprint = fp;
@@ -489,6 +489,30 @@ impl JobBuilder {
         job.reloader = Reloader::new(&job.name, std::mem::take(&mut self.cells));
         job.reloader.bind(&job.limits, job.stats.clone());
         Ok(self.job)
+    }
+}
+
+/// What a checkpoint's positions of a source are positions in: its kind
+/// and input (a Kafka source's topics and group, not its brokers, which
+/// may move).
+fn source_identity(s: &SourceConfig) -> String {
+    match s {
+        SourceConfig::Kafka(k) => format!("kafka {} as {}", k.topics.join(","), k.group),
+        SourceConfig::Generator {
+            value_size,
+            keys,
+            seed,
+            ..
+        } => format!("generator seed {seed}, value_size {value_size}, keys {keys:?}"),
+        other => source::describe(other),
+    }
+}
+
+/// What a checkpoint's progress of a sink is progress in.
+fn sink_identity(s: &SinkConfig) -> String {
+    match s {
+        SinkConfig::Kafka(k) => format!("kafka {} ({:?})", k.topic, k.delivery),
+        other => sink::describe(other),
     }
 }
 

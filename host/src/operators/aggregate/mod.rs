@@ -143,6 +143,8 @@ struct WindowState {
     acc: Acc,
     /// Changed since it was last emitted.
     dirty: bool,
+    /// In `window_log`: changed since the last checkpoint.
+    logged: bool,
 }
 
 /// One worker's aggregation state.
@@ -163,9 +165,13 @@ pub struct Aggregate {
     slots: Vec<((Key, Window), bool)>,
     /// The bytes of the totals, windows and sessions held.
     budget: StateBudget,
-    /// The totals and windows changed since the last checkpoint, by their
+    /// The totals and sessions changed since the last checkpoint, by their
     /// keys in the checkpoint ([`state`]).
     changes: Changes,
+    /// The tumbling and sliding windows changed or forgotten since the last
+    /// checkpoint, each once (its `logged` flag says whether it is here), so
+    /// a record of a window already logged costs one flag test.
+    window_log: Vec<(Key, Window)>,
 }
 
 /// The state bytes of a running total of a key with `key` bytes.
@@ -222,6 +228,7 @@ impl Aggregate {
             slots: Vec::new(),
             budget: StateBudget::new(limits.state),
             changes: Changes::default(),
+            window_log: Vec::new(),
         }
     }
 
@@ -323,18 +330,24 @@ impl Operator for Aggregate {
             }
             keep
         });
+        let tracking = changes.is_on();
+        let log = &mut self.window_log;
         for ((k, w), st) in &mut self.windows {
             if st.dirty && (update || w.end <= wm) {
                 rows.push((*w, k.clone(), st.acc));
                 st.dirty = false;
-                state::touch(changes, state::WINDOW, k.as_deref(), Some(*w));
+                if tracking && !std::mem::replace(&mut st.logged, true) {
+                    log.push((k.clone(), *w));
+                }
             }
         }
-        self.windows.retain(|(k, w), _| {
+        self.windows.retain(|(k, w), st| {
             let keep = w.end.saturating_add(lateness) > wm;
             if !keep {
                 budget.release(window_bytes(k.as_ref().map_or(0, Vec::len)));
-                state::touch(changes, state::WINDOW, k.as_deref(), Some(*w));
+                if tracking && !st.logged {
+                    log.push((k.clone(), *w));
+                }
             }
             keep
         });
@@ -519,12 +532,27 @@ impl Aggregate {
                         self.side.refuse(&r, breach);
                         continue;
                     }
+                    let tracking = self.changes.is_on();
                     for (slot, _) in slots.drain(..) {
-                        state::touch(&mut self.changes, state::WINDOW, r.key, Some(slot.1));
-                        let st = self.windows.entry(slot).or_insert(WindowState {
-                            acc: Acc::new(),
-                            dirty: true,
-                        });
+                        let st = match self.windows.entry(slot) {
+                            std::collections::hash_map::Entry::Occupied(o) => {
+                                if tracking && !o.get().logged {
+                                    self.window_log.push(o.key().clone());
+                                }
+                                o.into_mut()
+                            }
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                if tracking {
+                                    self.window_log.push(v.key().clone());
+                                }
+                                v.insert(WindowState {
+                                    acc: Acc::new(),
+                                    dirty: true,
+                                    logged: false,
+                                })
+                            }
+                        };
+                        st.logged = tracking;
                         st.acc.add(x, r.timestamp);
                         st.dirty = true;
                     }

@@ -162,12 +162,29 @@ impl Aggregate {
     /// [`crate::operators::Operator::checkpoint`]: a put for each total or
     /// window changed since the last call, a delete for each forgotten.
     pub(super) fn write_changes(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
-        let mut keys = self.changes.take();
-        keys.sort_unstable();
-        for k in keys {
-            let held = self.held(&read_key(&k)?);
-            match held {
-                Some((acc, flag)) => out.put(&k, &write_value(&acc, flag)),
+        let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        for (k, w) in std::mem::take(&mut self.window_log) {
+            let mut e = Encoder::new();
+            e.tag(WINDOW)
+                .opt_bytes(k.as_deref())
+                .i64(w.start)
+                .i64(w.end);
+            let value = self.windows.get_mut(&(k, w)).map(|st| {
+                st.logged = false;
+                write_value(&st.acc, st.dirty)
+            });
+            entries.push((e.finish(), value));
+        }
+        for k in self.changes.take() {
+            let value = self
+                .held(&read_key(&k)?)
+                .map(|(acc, flag)| write_value(&acc, flag));
+            entries.push((k, value));
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in entries {
+            match v {
+                Some(v) => out.put(&k, &v),
                 None => out.delete(&k),
             }
         }
@@ -215,7 +232,11 @@ impl Aggregate {
                     self.budget.admit(window_bytes(len), || {
                         format!("the checkpoint's window of {}", key_name(e.key))
                     })?;
-                    let st = WindowState { acc, dirty: flag };
+                    let st = WindowState {
+                        acc,
+                        dirty: flag,
+                        logged: false,
+                    };
                     self.windows.insert((e.key.map(<[u8]>::to_vec), w), st);
                 }
                 Some(w) => sessions
