@@ -18,7 +18,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Deltas between two merges into a base.
+/// Deltas at least between two merges into a base; a merge also waits until
+/// the deltas since the base hold as many bytes as the base, so that merging
+/// (which rewrites all state) costs no more than the changes written.
 pub const COMPACT_EVERY: u32 = 10;
 
 const MAGIC: &[u8; 8] = b"SLUICE\x01\x00";
@@ -62,6 +64,9 @@ pub struct Store {
     /// The batch of the newest checkpoint written or loaded.
     last: Option<u64>,
     deltas_since_base: u32,
+    /// Bytes of the base the chain starts from, and of the deltas after it.
+    base_bytes: u64,
+    delta_bytes: u64,
     compactor: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -123,8 +128,9 @@ fn encode(meta: &Meta, base: bool, sections: &[(&Instance, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// A decoded checkpoint file: metadata, whether it is a base, and its sections.
-type Decoded = (Meta, bool, Vec<(Instance, Vec<u8>)>);
+/// A decoded checkpoint file: metadata, whether it is a base, its sections
+/// and its size in bytes.
+type Decoded = (Meta, bool, Vec<(Instance, Vec<u8>)>, u64);
 
 /// Decodes a checkpoint file, checking its CRC; `Err` says what is wrong.
 fn decode(bytes: &[u8]) -> Result<Decoded, String> {
@@ -158,7 +164,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) as usize;
         sections.push(((name, partition), take(len)?.to_vec()));
     }
-    Ok((meta, base, sections))
+    Ok((meta, base, sections, bytes.len() as u64))
 }
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file, synced,
@@ -227,7 +233,7 @@ fn read_chain(
 fn merge(chain: Vec<Decoded>) -> Result<Loaded, String> {
     let mut it = chain.into_iter().rev();
     let mut loaded = Loaded::default();
-    for (meta, _, sections) in &mut it {
+    for (meta, _, sections, _) in &mut it {
         for (instance, bytes) in sections {
             entries::apply(loaded.state.entry(instance).or_default(), &bytes)?;
         }
@@ -245,6 +251,8 @@ impl Store {
             dir: dir.to_owned(),
             last: None,
             deltas_since_base: 0,
+            base_bytes: 0,
+            delta_bytes: 0,
             compactor: None,
         })
     }
@@ -267,6 +275,8 @@ impl Store {
         }
         self.last = None;
         self.deltas_since_base = 0;
+        self.base_bytes = 0;
+        self.delta_bytes = 0;
         sync_dir(&self.dir)
     }
 
@@ -293,13 +303,17 @@ impl Store {
             }
             match read_chain(&files, batch).and_then(|chain| {
                 let deltas = chain.iter().take_while(|d| !d.1).count() as u32;
+                // Newest first: the base is last.
+                let bytes: Vec<u64> = chain.iter().map(|d| d.3).collect();
                 merge(chain)
-                    .map(|l| (l, deltas))
+                    .map(|l| (l, deltas, bytes))
                     .map_err(|e| (PathBuf::from(file_name(batch, DELTA)), e))
             }) {
-                Ok((loaded, deltas)) => {
+                Ok((loaded, deltas, bytes)) => {
                     self.last = Some(batch);
                     self.deltas_since_base = deltas;
+                    self.base_bytes = bytes.last().copied().unwrap_or(0);
+                    self.delta_bytes = bytes.iter().rev().skip(1).sum();
                     return Ok(Some(loaded));
                 }
                 Err((path, why)) => {
@@ -348,11 +362,22 @@ impl Store {
             &bytes,
         )?;
         self.last = Some(meta.batch);
-        self.deltas_since_base = if first { 0 } else { self.deltas_since_base + 1 };
+        if first {
+            self.deltas_since_base = 0;
+            self.base_bytes = bytes.len() as u64;
+            self.delta_bytes = 0;
+        } else {
+            self.deltas_since_base += 1;
+            self.delta_bytes += bytes.len() as u64;
+        }
         if self.deltas_since_base >= COMPACT_EVERY
+            && self.delta_bytes >= self.base_bytes
             && self.compactor.as_ref().is_none_or(|c| c.is_finished())
         {
             self.deltas_since_base = 0;
+            // The merged base is at most this large.
+            self.base_bytes += self.delta_bytes;
+            self.delta_bytes = 0;
             let dir = self.dir.clone();
             let batch = meta.batch;
             self.compactor = std::thread::Builder::new()
