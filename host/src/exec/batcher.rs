@@ -34,9 +34,12 @@ impl Job {
             Some(o) => (Some(o.store), o.loaded, o.first_batch),
             None => (None, None, 0),
         };
-        let restored = loaded.as_ref().map(|l| Arc::new(l.state.clone()));
+        // Each worker takes its instances' entries out (nothing is copied).
+        let (meta, restored) = match loaded {
+            Some(l) => (Some(l.meta), Some(Arc::new(std::sync::Mutex::new(l.state)))),
+            None => (None, None),
+        };
         let workers = start_workers(&self, &stages, restored)?;
-        let meta = loaded.map(|l| l.meta);
         let resume_at = |i: usize| {
             meta.as_ref()
                 .and_then(|m| m.sources.get(i).cloned().flatten())

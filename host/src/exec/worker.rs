@@ -277,7 +277,7 @@ impl Drop for Workers {
 pub(super) fn start_workers(
     job: &Job,
     stages: &[Stage],
-    restored: Option<Arc<HashMap<Instance, InstanceState>>>,
+    restored: Option<Arc<std::sync::Mutex<HashMap<Instance, InstanceState>>>>,
 ) -> Result<Workers, JobError> {
     let track = job.checkpoint.is_some();
     let busy = Arc::new(AtomicU64::new(0));
@@ -330,13 +330,13 @@ pub(super) fn start_workers(
                                             op.track_changes();
                                         }
                                         let state = restored.as_ref().and_then(|r| {
-                                            r.get(&instance(f.name(), s, i, partition))
+                                            r.lock()
+                                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                                .remove(&instance(f.name(), s, i, partition))
                                         });
                                         if let Some(state) = state {
-                                            let entries: Vec<(Vec<u8>, Vec<u8>)> = state
-                                                .iter()
-                                                .map(|(k, v)| (k.clone(), v.clone()))
-                                                .collect();
+                                            let entries: Vec<(Vec<u8>, Vec<u8>)> =
+                                                state.into_iter().collect();
                                             op.restore_entries(&entries)?;
                                         }
                                         Ok(op)

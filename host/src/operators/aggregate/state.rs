@@ -93,14 +93,18 @@ fn read_key(bytes: &[u8]) -> Result<EntryKey<'_>, OperatorError> {
 }
 
 fn write_value(acc: &Acc, flag: bool) -> Vec<u8> {
-    Encoder::new()
-        .u64(acc.count)
+    let mut e = Encoder::new();
+    put_value(&mut e, acc, flag);
+    e.finish()
+}
+
+fn put_value(e: &mut Encoder, acc: &Acc, flag: bool) {
+    e.u64(acc.count)
         .f64(acc.sum)
         .f64(acc.min)
         .f64(acc.max)
         .i64(acc.last_ts)
-        .bool(flag)
-        .finish()
+        .bool(flag);
 }
 
 fn read_value(bytes: &[u8]) -> Result<(Acc, bool), OperatorError> {
@@ -162,29 +166,28 @@ impl Aggregate {
     /// [`crate::operators::Operator::checkpoint`]: a put for each total or
     /// window changed since the last call, a delete for each forgotten.
     pub(super) fn write_changes(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
-        let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        // Two buffers for every entry: no allocation per entry, and no
+        // order (the store merges by key).
+        let (mut key, mut value) = (Encoder::new(), Encoder::new());
         for (k, w) in std::mem::take(&mut self.window_log) {
-            let mut e = Encoder::new();
-            e.tag(WINDOW)
+            key.0.clear();
+            key.tag(WINDOW)
                 .opt_bytes(k.as_deref())
                 .i64(w.start)
                 .i64(w.end);
-            let value = self.windows.get_mut(&(k, w)).map(|st| {
-                st.logged = false;
-                write_value(&st.acc, st.dirty)
-            });
-            entries.push((e.finish(), value));
+            match self.windows.get_mut(&(k, w)) {
+                Some(st) => {
+                    st.logged = false;
+                    value.0.clear();
+                    put_value(&mut value, &st.acc, st.dirty);
+                    out.put(&key.0, &value.0);
+                }
+                None => out.delete(&key.0),
+            }
         }
         for k in self.changes.take() {
-            let value = self
-                .held(&read_key(&k)?)
-                .map(|(acc, flag)| write_value(&acc, flag));
-            entries.push((k, value));
-        }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in entries {
-            match v {
-                Some(v) => out.put(&k, &v),
+            match self.held(&read_key(&k)?) {
+                Some((acc, flag)) => out.put(&k, &write_value(&acc, flag)),
                 None => out.delete(&k),
             }
         }
