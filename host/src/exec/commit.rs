@@ -26,7 +26,7 @@ pub(super) struct SinkMsg {
     /// batch is written.
     pub(super) offsets: Option<Offsets>,
     /// The checkpoint this batch ends with.
-    pub(super) checkpoint: Option<Taken>,
+    pub(super) checkpoint: Option<Box<Taken>>,
 }
 
 /// A batch's Kafka offsets, as its sinks acknowledge it.

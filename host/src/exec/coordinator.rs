@@ -364,7 +364,7 @@ impl Coordinator {
             .as_mut()
             .is_some_and(|plan| plan.due(cut, active));
         let checkpoint = match due {
-            true => Some(self.take_checkpoint(batch_no).await?),
+            true => Some(Box::new(self.take_checkpoint(batch_no).await?)),
             false => None,
         };
         if parts.iter().all(Batch::is_empty)
@@ -461,10 +461,11 @@ impl Coordinator {
                     };
                     let sender = self.workers.senders[w].clone();
                     // Bounded queue: wait off the async threads if it is full.
-                    let sent =
-                        tokio::task::spawn_blocking(move || sender.send(Work::Batch(task)).is_ok())
-                            .await
-                            .map_err(|e| JobError::Invalid(e.to_string()))?;
+                    let sent = tokio::task::spawn_blocking(move || {
+                        sender.send(Work::Batch(Box::new(task))).is_ok()
+                    })
+                    .await
+                    .map_err(|e| JobError::Invalid(e.to_string()))?;
                     if !sent {
                         return Err(JobError::WorkerLost(w));
                     }

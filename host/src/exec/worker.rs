@@ -32,13 +32,16 @@ pub(crate) struct Task {
     pub reply: oneshot::Sender<Result<StageOutput, JobError>>,
 }
 
+/// Per operator instance, its encoded state changes since the last checkpoint.
+pub(crate) type Changed = Vec<(Instance, Vec<u8>)>;
+
 /// What a worker is asked to do.
 pub(crate) enum Work {
     /// Run a partition batch through a stage.
-    Batch(Task),
+    Batch(Box<Task>),
     /// Write every instance's state changes since the last checkpoint
     /// (between batches: the queue is in order).
-    Checkpoint(oneshot::Sender<Result<Vec<(Instance, Vec<u8>)>, JobError>>),
+    Checkpoint(oneshot::Sender<Result<Changed, JobError>>),
 }
 
 /// The name of the instance of operator `i` of stage `stage` for
@@ -145,7 +148,7 @@ impl WorkerOps {
     }
 
     /// Every instance's state changes since the last checkpoint.
-    fn checkpoint(&mut self) -> Result<Vec<(Instance, Vec<u8>)>, JobError> {
+    fn checkpoint(&mut self) -> Result<Changed, JobError> {
         let mut out = Vec::new();
         for (s, slots) in self.stages.iter_mut().enumerate() {
             for (slot, ops) in slots.iter_mut().enumerate() {
