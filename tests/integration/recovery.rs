@@ -565,3 +565,36 @@ fn a_stop_keeps_open_windows_for_the_resume_and_drain_emits_them() {
     assert_eq!(emitted, want);
     assert_eq!(read_jsonl(&out).len(), want.len(), "each window once");
 }
+
+/// A stateful Wasm operator (the counter fixture: each record's output
+/// carries how many records the instance has counted) killed again and
+/// again: `restore` gives it its count back from each checkpoint's
+/// `snapshot`, so the output is that of one uninterrupted instance.
+#[test]
+fn a_stateful_plugin_counts_on_across_kills() {
+    let n = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    std::fs::write(dir.path().join("in.txt"), lines.join("\n")).unwrap();
+    let job = sluice_tests::write_job(
+        dir.path(),
+        "job.toml",
+        &format!(
+            "name = \"counter\"\nworkers = 1\npartitions = 1\n[batch]\nmax_records = 300\n\
+             [[sources]]\nkind = \"file\"\npath = \"in.txt\"\n\
+             [[operators]]\nplugin = {}\n\
+             [[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n\
+             [checkpoint]\npath = \"state\"\nevery_batches = 1\n",
+            lit(guests::COUNTER_A)
+        ),
+    );
+    let mut rng = Rng(9);
+    kill_repeatedly(&job, kills(), &mut rng);
+    run_to_end(&job);
+    let got: Vec<String> = read_jsonl(&dir.path().join("out.jsonl"))
+        .iter()
+        .map(|l| l["value"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("a|0|{}|{i}", i + 1)).collect();
+    assert_same_lines(&got, &want);
+}
