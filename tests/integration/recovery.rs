@@ -138,12 +138,28 @@ pub fn kill_repeatedly(job: &Path, kills: usize, rng: &mut Rng) -> usize {
 /// `range` after the start.
 pub fn kill_after(job: &Path, kills: usize, rng: &mut Rng, range: std::ops::Range<u64>) -> usize {
     let state = job.parent().unwrap().join("state");
+    let writing = || {
+        std::fs::read_dir(&state)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+            .unwrap_or(false)
+    };
     let mut mid_write = 0;
-    for _ in 0..kills {
+    for k in 0..kills {
         let mut child = start(job);
-        std::thread::sleep(Duration::from_millis(
-            range.start + rng.below(range.end - range.start),
-        ));
+        let at = Duration::from_millis(range.start + rng.below(range.end - range.start));
+        let started = Instant::now();
+        if k % 2 == 1 {
+            // Every other kill waits for a checkpoint being written (its
+            // file still under its temporary name) and strikes then.
+            while started.elapsed() < at * 3 && !writing() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        } else {
+            std::thread::sleep(at);
+        }
         child.kill().unwrap();
         let out = child.wait_with_output().unwrap();
         if out.status.code().is_some() {
@@ -151,13 +167,7 @@ pub fn kill_after(job: &Path, kills: usize, rng: &mut Rng, range: std::ops::Rang
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{stderr}");
         }
-        let half = std::fs::read_dir(&state)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            })
-            .unwrap_or(false);
-        mid_write += usize::from(half);
+        mid_write += usize::from(writing());
     }
     mid_write
 }
