@@ -129,7 +129,7 @@ fn start(job: &Path) -> Child {
 }
 
 /// Kills `job` `kills` times, each after a random moment; returns how many
-/// kills left a checkpoint half-written.
+/// kills struck while a checkpoint was being written.
 pub fn kill_repeatedly(job: &Path, kills: usize, rng: &mut Rng) -> usize {
     kill_after(job, kills, rng, 150..1250)
 }
@@ -151,10 +151,15 @@ pub fn kill_after(job: &Path, kills: usize, rng: &mut Rng, range: std::ops::Rang
         let mut child = start(job);
         let at = Duration::from_millis(range.start + rng.below(range.end - range.start));
         let started = Instant::now();
+        let mut struck_writing = false;
         if k % 2 == 1 {
             // Every other kill waits for a checkpoint being written (its
             // file still under its temporary name) and strikes then.
-            while started.elapsed() < at * 3 && !writing() {
+            while started.elapsed() < at * 3 {
+                struck_writing = writing();
+                if struck_writing {
+                    break;
+                }
                 std::thread::sleep(Duration::from_micros(200));
             }
         } else {
@@ -167,7 +172,8 @@ pub fn kill_after(job: &Path, kills: usize, rng: &mut Rng, range: std::ops::Rang
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{stderr}");
         }
-        mid_write += usize::from(writing());
+        // Struck within microseconds of seeing the write, or left it half done.
+        mid_write += usize::from(struck_writing || writing());
     }
     mid_write
 }
