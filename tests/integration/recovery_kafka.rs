@@ -4,9 +4,7 @@
 //! (or the file) sees each key's running totals grow, never repeat, up to
 //! the input's count per key.
 
-use crate::recovery::{
-    Rng, events, job, kill_after, kills, last_per_key, totals, wait_until_quiet,
-};
+use crate::recovery::{Rng, events, job, kill_after, kills, last_per_key, totals};
 use sluice_tests::kafka;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,9 +29,15 @@ fn source(topic: &str, group: &str) -> String {
     )
 }
 
-/// Kills the job again and again, then runs it with `--drain` until its
-/// input is all in.
-fn crash_and_finish(job: &Path) {
+/// `job` checkpointed every 300 ms rather than every other batch: a
+/// checkpoint then also follows the last records, once the input is all in.
+fn timed(job: &str) -> String {
+    job.replace("every_batches = 2", "interval = \"300ms\"")
+}
+
+/// Kills the job again and again, then runs it with `--drain` until the
+/// group has committed every input record (at a checkpoint), and stops it.
+fn crash_and_finish(job: &Path, group: &str, input: &str, records: usize) {
     let mut rng = Rng(21);
     let mid_write = kill_after(job, kills(), &mut rng, 1_000..4_000);
     eprintln!("{mid_write} kill(s) during a checkpoint write");
@@ -42,8 +46,14 @@ fn crash_and_finish(job: &Path) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Past the group join, then until the input is all in.
-    wait_until_quiet(&job.parent().unwrap().join("state"), Duration::from_secs(4));
+    let started = std::time::Instant::now();
+    while kafka::committed_total(group, input, 1) < records as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the input was not all committed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -70,9 +80,9 @@ async fn kafka_to_kafka_exactly_once_with_state_survives_kills() {
     let job = sluice_tests::write_job(
         dir.path(),
         "recover-kafka-eos.toml",
-        &job(&source(&input, &group), false, &sink),
+        &timed(&job(&source(&input, &group), false, &sink)),
     );
-    tokio::task::block_in_place(|| crash_and_finish(&job));
+    tokio::task::block_in_place(|| crash_and_finish(&job, &group, &input, lines.len()));
     let records = tokio::task::block_in_place(|| {
         kafka::consume(&output, usize::MAX, Duration::from_secs(15))
     });
@@ -92,13 +102,13 @@ async fn kafka_to_jsonl_with_state_survives_kills() {
     let job = sluice_tests::write_job(
         dir.path(),
         "recover-kafka-jsonl.toml",
-        &job(
+        &timed(&job(
             &source(&input, &group),
             false,
             "[[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"",
-        ),
+        )),
     );
-    tokio::task::block_in_place(|| crash_and_finish(&job));
+    tokio::task::block_in_place(|| crash_and_finish(&job, &group, &input, lines.len()));
     let got = last_per_key(&crate::read_jsonl(&dir.path().join("out.jsonl")));
     assert_eq!(got, counts);
 }

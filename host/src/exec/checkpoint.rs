@@ -14,9 +14,109 @@
 //! one of "N committed" and "N not committed" holds for state and output.
 
 use super::job::{Job, JobError};
+use crate::sink;
+use crate::source;
 use crate::spec::{Delivery, Every, SinkConfig, SourceConfig};
-use crate::state::{Instance, Loaded, Meta, Store};
+use crate::state::{Fingerprint, Instance, Loaded, Meta, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
+
+/// Where and how often a job keeps checkpoints (the job file's `[checkpoint]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpointing {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// When a checkpoint is taken.
+    pub every: Every,
+    /// Throw away the checkpoints there and start afresh (`--reset-state`).
+    pub reset: bool,
+}
+
+/// What a checkpoint of `job` depends on: keyed state is spread by
+/// partition, positions are positions in the sources, progress is progress
+/// in the sinks; then what the job file added (operators and settings).
+pub(super) fn fingerprint(job: &mut Job, sink_configs: &[SinkConfig]) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    fp.push("partitions", job.partitions.to_string());
+    fp.push("partition_by", format!("{:?}", job.partition_by));
+    for (i, (name, s)) in job.sources.iter().enumerate() {
+        fp.push(format!("sources[{i}]"), source_identity(s));
+        if let Some(name) = name {
+            fp.push(format!("sources[{i}].name"), name.clone());
+        }
+    }
+    for (i, op) in job.operators.iter().enumerate() {
+        fp.push(format!("operators[{i}]"), op.name().to_string());
+    }
+    for (i, cfg) in sink_configs.iter().enumerate() {
+        fp.push(format!("sinks[{i}]"), sink_identity(cfg));
+    }
+    fp.0.append(&mut job.fingerprint.0);
+    fp
+}
+
+/// What a checkpoint's positions of a source are positions in: its kind
+/// and input (a Kafka source's topics and group, not its brokers, which
+/// may move).
+fn source_identity(s: &SourceConfig) -> String {
+    match s {
+        SourceConfig::Kafka(k) => format!("kafka {} as {}", k.topics.join(","), k.group),
+        SourceConfig::Generator {
+            value_size,
+            keys,
+            seed,
+            ..
+        } => format!("generator seed {seed}, value_size {value_size}, keys {keys:?}"),
+        other => source::describe(other),
+    }
+}
+
+/// What a checkpoint's progress of a sink is progress in.
+fn sink_identity(s: &SinkConfig) -> String {
+    match s {
+        SinkConfig::Kafka(k) => format!("kafka {} ({:?})", k.topic, k.delivery),
+        other => sink::describe(other),
+    }
+}
+
+impl Job {
+    /// Where and how often the job keeps checkpoints, if it does.
+    pub fn checkpointing(&self) -> Option<&Checkpointing> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Throws the job's checkpoints away at the start and starts afresh
+    /// (`--reset-state`); nothing without checkpoints.
+    pub fn with_reset_state(mut self) -> Self {
+        if let Some(c) = &mut self.checkpoint {
+            c.reset = true;
+        }
+        self
+    }
+
+    /// Keeps the job's checkpoints in `dir` (taken as `every` says), as
+    /// [`JobBuilder::checkpoint`]; a supervisor uses it for jobs whose file
+    /// names none.
+    pub fn with_checkpoint(mut self, dir: impl Into<PathBuf>, every: Every) -> Self {
+        self.checkpoint = Some(Checkpointing {
+            dir: dir.into(),
+            every,
+            reset: false,
+        });
+        self
+    }
+
+    /// The flag that makes a stop drain the job: set it before raising the
+    /// stop, and the job emits every open window as at the end of its input
+    /// (`--drain`). Without it, a checkpointed job stops with a final
+    /// checkpoint and emits its open windows after the resume, when the
+    /// watermark passes them.
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.drain.clone()
+    }
+}
 
 /// What kind of batch cut a batch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,9 +52,10 @@ mod stats;
 mod worker;
 
 pub use crate::wasm::reload::VersionEvent;
+pub use checkpoint::Checkpointing;
 pub use dead_letter::DeadLetter;
 pub use job::{
-    Checkpointing, DEFAULT_INTERVAL, Job, JobBuilder, JobError, MAX_BATCH_BYTES, STOP_GRACE,
-    Summary, default_workers,
+    DEFAULT_INTERVAL, Job, JobBuilder, JobError, MAX_BATCH_BYTES, STOP_GRACE, Summary,
+    default_workers,
 };
 pub use stats::{JobStats, MAX_VERSION_EVENTS, SkipCount, StatsSnapshot};

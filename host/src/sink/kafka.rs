@@ -221,7 +221,7 @@ impl KafkaSink {
     /// Writes one batch into the open transaction, beginning one if none
     /// is open, and with `commit` commits it: its records and the offsets
     /// after its input (marked with `batch_no`, see
-    /// [`crate::source::kafka::committed_batch`]) commit together, or
+    /// the source's `committed_batch`) commit together, or
     /// neither does. On an error the caller aborts.
     fn transaction(
         &mut self,
@@ -259,7 +259,7 @@ impl KafkaSink {
             })?;
         if let Some(input) = input {
             let (list, metadata) = input.consumer_offsets().map_err(std::io::Error::other)?;
-            let marker = crate::source::kafka::batch_metadata(batch_no);
+            let marker = crate::spec::batch_metadata(batch_no);
             for mut e in list.elements() {
                 e.set_metadata(marker.as_str());
             }

@@ -44,7 +44,7 @@ pub trait Sink: Send {
     /// one if none is open) and, with `commit`, commits the transaction with
     /// `input` (the positions after the input of every batch in it) and
     /// `batch_no` as the last batch it holds, so that a restarted job can
-    /// tell which batches' output is in ([`crate::source::kafka::committed_batch`]).
+    /// tell which batches' output is in (the Kafka source's `committed_batch`).
     /// Only called on transactional sinks, for every batch, even one
     /// without output.
     fn write_transaction(

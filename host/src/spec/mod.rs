@@ -17,5 +17,7 @@ pub use job::{
 };
 pub use limits::{LimitsConfig, LimitsError};
 pub use operator::{Builtins, OperatorConfig, REDUCE_MODES, ReduceMode, SettingError, Shape};
-pub use sink::{Delivery, KafkaSinkConfig, SinkConfig};
+pub use sink::{
+    BATCH_METADATA, Delivery, KafkaSinkConfig, SinkConfig, batch_metadata, parse_batch_metadata,
+};
 pub use source::{KafkaSourceConfig, KafkaStart, SourceConfig, SourceEntry};

@@ -75,3 +75,17 @@ pub enum Delivery {
     /// Output and offsets commit in one Kafka transaction.
     ExactlyOnce,
 }
+
+/// The prefix of the consumer-offset metadata with which an exactly-once
+/// sink names the last batch of a transaction (`sluice-batch=<n>`).
+pub const BATCH_METADATA: &str = "sluice-batch=";
+
+/// The offset metadata of a transaction whose last batch is `batch_no`.
+pub fn batch_metadata(batch_no: u64) -> String {
+    format!("{BATCH_METADATA}{batch_no}")
+}
+
+/// The batch number in offset metadata, if it names one.
+pub fn parse_batch_metadata(metadata: &str) -> Option<u64> {
+    metadata.strip_prefix(BATCH_METADATA)?.parse().ok()
+}

@@ -7,26 +7,16 @@
 use super::client_config;
 use crate::model::units::parse_duration;
 use crate::spec::KafkaSourceConfig;
+#[cfg(test)]
+use crate::spec::batch_metadata;
+use crate::spec::parse_batch_metadata as parse_batch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::time::Duration;
 
-/// The prefix of the offset metadata naming a transaction's last batch.
-pub const BATCH_METADATA: &str = "sluice-batch=";
-
 /// How long reading the committed offsets may take by default: a pending
 /// transaction's offsets are read only once it is committed or aborted.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The offset metadata of a transaction whose last batch is `batch_no`.
-pub fn batch_metadata(batch_no: u64) -> String {
-    format!("{BATCH_METADATA}{batch_no}")
-}
-
-/// The batch number in offset metadata, if it names one.
-fn parse_batch(metadata: &str) -> Option<u64> {
-    metadata.strip_prefix(BATCH_METADATA)?.parse().ok()
-}
 
 /// The number of the last batch whose transaction committed the offsets of
 /// the source `cfg`'s group: the largest `sluice-batch=<n>` among the

@@ -28,7 +28,7 @@ mod committed;
 mod membership;
 mod ownership;
 mod positions;
-pub use committed::{BATCH_METADATA, batch_metadata, committed_batch};
+pub use committed::committed_batch;
 use membership::Membership;
 pub use membership::group_instance_id;
 use ownership::{Ownership, Partition, SourceContext};
