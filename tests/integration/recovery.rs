@@ -477,8 +477,9 @@ pub fn wait_until_checkpoints_settle(state: &Path) {
     wait_until_quiet(state, Duration::from_secs(1));
 }
 
-/// Waits until no new checkpoint has appeared in `state` for `quiet` (at
-/// least `quiet` after the call, so a job still starting is waited for).
+/// Waits until no new checkpoint has appeared in `state` for `quiet`, and
+/// at least 2 s more than that since the call, so that a job still starting
+/// is waited for.
 pub fn wait_until_quiet(state: &Path, quiet: Duration) {
     let newest = || {
         std::fs::read_dir(state)
@@ -496,7 +497,11 @@ pub fn wait_until_quiet(state: &Path, quiet: Duration) {
         let now = newest();
         if now != last.0 {
             last = (now, Instant::now());
-        } else if last.0.is_some() && last.1.elapsed() > quiet {
+        } else if last.0.is_some()
+            && last.1.elapsed() > quiet
+            // A job still starting (a loaded machine) has taken nothing yet.
+            && started.elapsed() > quiet + Duration::from_secs(2)
+        {
             return;
         }
         assert!(

@@ -29,10 +29,13 @@ fn source(topic: &str, group: &str) -> String {
     )
 }
 
-/// `job` checkpointed every 300 ms rather than every other batch: a
-/// checkpoint then also follows the last records, once the input is all in.
-fn timed(job: &str) -> String {
+/// `job`, named `name`, checkpointed every 300 ms rather than every other
+/// batch: a checkpoint then also follows the last records, once the input
+/// is all in. A name of its own: processes of jobs of one name on one host
+/// take numbered member ids, and a restart could take another's.
+fn timed(job: &str, name: &str) -> String {
     job.replace("every_batches = 2", "interval = \"300ms\"")
+        .replace("name = \"recover\"", &format!("name = {name:?}"))
 }
 
 /// Kills the job again and again, then runs it with `--drain` until the
@@ -41,12 +44,35 @@ fn crash_and_finish(job: &Path, group: &str, input: &str, records: usize) {
     let mut rng = Rng(21);
     let mid_write = kill_after(job, kills(), &mut rng, 1_000..4_000);
     eprintln!("{mid_write} kill(s) during a checkpoint write");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
         .args(["run", "--quiet", "--drain", job.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Its log, line by line; once its source reads, it also takes a stop.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
     let started = std::time::Instant::now();
+    while !log.iter().any(|l: &String| l.contains("reading [")) {
+        if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
+            log.push(line);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the last run did not start reading:\n{}",
+            log.join("\n")
+        );
+    }
     while kafka::committed_total(group, input, 1) < records as i64 {
         assert!(
             started.elapsed() < Duration::from_secs(180),
@@ -55,9 +81,11 @@ fn crash_and_finish(job: &Path, group: &str, input: &str, records: usize) {
         std::thread::sleep(Duration::from_millis(200));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    log.extend(lines_rx.try_iter());
+    let stderr = log.join("\n");
+    assert!(status.success(), "{status:?}\n{stderr}");
     eprintln!("the last run:\n{stderr}");
 }
 
@@ -80,7 +108,7 @@ async fn kafka_to_kafka_exactly_once_with_state_survives_kills() {
     let job = sluice_tests::write_job(
         dir.path(),
         "recover-kafka-eos.toml",
-        &timed(&job(&source(&input, &group), false, &sink)),
+        &timed(&job(&source(&input, &group), false, &sink), "recover-eos"),
     );
     tokio::task::block_in_place(|| crash_and_finish(&job, &group, &input, lines.len()));
     let records = tokio::task::block_in_place(|| {
@@ -102,11 +130,14 @@ async fn kafka_to_jsonl_with_state_survives_kills() {
     let job = sluice_tests::write_job(
         dir.path(),
         "recover-kafka-jsonl.toml",
-        &timed(&job(
-            &source(&input, &group),
-            false,
-            "[[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"",
-        )),
+        &timed(
+            &job(
+                &source(&input, &group),
+                false,
+                "[[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"",
+            ),
+            "recover-jsonl",
+        ),
     );
     tokio::task::block_in_place(|| crash_and_finish(&job, &group, &input, lines.len()));
     let got = last_per_key(&crate::read_jsonl(&dir.path().join("out.jsonl")));
