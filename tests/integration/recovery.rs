@@ -57,20 +57,37 @@ pub fn events(n: usize, users: u64, seed: u64) -> (Vec<String>, BTreeMap<String,
     (lines, counts)
 }
 
-/// Per user and 1 s window, the number of events: what the windowed count
+/// Per user and window of `length` ms, the number of events: what the windowed count
 /// must emit, computed plainly.
-fn windows_of(lines: &[String]) -> BTreeMap<(String, i64), u64> {
+fn windows_of(lines: &[String], length: i64) -> BTreeMap<(String, i64), u64> {
     let mut w = BTreeMap::new();
     for l in lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         let ts = v["ts"].as_i64().unwrap();
         let key = (
             v["user"].as_str().unwrap().to_string(),
-            ts - ts.rem_euclid(1000),
+            ts - ts.rem_euclid(length),
         );
         *w.entry(key).or_insert(0) += 1;
     }
     w
+}
+
+/// The windows a job wrote to `path`: per user and window start, its count.
+fn emitted_windows(path: &Path) -> BTreeMap<(String, i64), u64> {
+    read_jsonl(path)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l["value"].as_str().unwrap()).unwrap();
+            (
+                (
+                    l["key"].as_str().unwrap().to_string(),
+                    v["window_start"].as_i64().unwrap(),
+                ),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// The operators: key and event time from the JSON, a count per user and
@@ -269,21 +286,8 @@ fn a_file_job_killed_at_random_moments_ends_as_a_run_without_kills() {
         if windows_only {
             let (clean, killed) = (sorted_lines(&out[0]), sorted_lines(&out[1]));
             assert_same_lines(&killed, &clean);
-            let emitted: BTreeMap<(String, i64), u64> = read_jsonl(&out[1])
-                .iter()
-                .map(|l| {
-                    let v: serde_json::Value =
-                        serde_json::from_str(l["value"].as_str().unwrap()).unwrap();
-                    (
-                        (
-                            l["key"].as_str().unwrap().to_string(),
-                            v["window_start"].as_i64().unwrap(),
-                        ),
-                        v["count"].as_u64().unwrap(),
-                    )
-                })
-                .collect();
-            assert_eq!(emitted, windows_of(&lines));
+            let emitted = emitted_windows(&out[1]);
+            assert_eq!(emitted, windows_of(&lines, 1000));
             assert_eq!(killed.len(), emitted.len(), "each window once");
         } else {
             let clean = last_per_key(&read_jsonl(&out[0]));
@@ -559,30 +563,8 @@ fn a_stop_keeps_open_windows_for_the_resume_and_drain_emits_them() {
         .unwrap();
     wait_until_checkpoints_settle(&dir.path().join("state"));
     stop(child);
-    let emitted: BTreeMap<(String, i64), u64> = read_jsonl(&out)
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l["value"].as_str().unwrap()).unwrap();
-            (
-                (
-                    l["key"].as_str().unwrap().to_string(),
-                    v["window_start"].as_i64().unwrap(),
-                ),
-                v["count"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let mut want = BTreeMap::new();
-    for l in &lines {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        let ts = v["ts"].as_i64().unwrap();
-        *want
-            .entry((
-                v["user"].as_str().unwrap().to_string(),
-                ts - ts.rem_euclid(60_000),
-            ))
-            .or_insert(0) += 1;
-    }
+    let emitted = emitted_windows(&out);
+    let want = windows_of(&lines, 60_000);
     assert_eq!(emitted, want);
     assert_eq!(read_jsonl(&out).len(), want.len(), "each window once");
 }
