@@ -19,6 +19,7 @@
 //! cpu_per_batch = "2s"      # longest one call may run (default: no deadline)
 //! output_ratio = 10         # output ≤ 10 × input + 1 MiB per call (default 100)
 //! state = "256MiB"          # keyed state per instance (default 1GiB)
+//! max_state = "128MiB"      # a stateful plugin's snapshot (default: its memory)
 //! join_output = 100000      # records a join emits per batch and partition (default 1000000)
 //! on_breach = "dead-letter" # "fail" (default), "skip" or "dead-letter"
 //! ```
@@ -90,6 +91,11 @@ pub struct Limits {
     /// and totals of `aggregate`, the records `join` buffers, the
     /// accumulators of a reducer.
     pub state: u64,
+    /// Bytes a stateful Wasm operator's state may have when it crosses the
+    /// boundary whole (`snapshot` for a checkpoint or a new version,
+    /// `restore`); `None`: its `memory`, which holds it anyway. Neither
+    /// call is held to `output_ratio`: the state is no batch's output.
+    pub max_state: Option<u64>,
     /// Records one `join` instance may emit for one micro-batch.
     pub join_output: u64,
     /// What happens to the job and the records when a limit is exceeded.
@@ -103,6 +109,7 @@ impl Default for Limits {
             cpu_per_batch: None,
             output_ratio: Some(DEFAULT_OUTPUT_RATIO),
             state: DEFAULT_STATE,
+            max_state: None,
             join_output: DEFAULT_JOIN_OUTPUT,
             on_breach: OnBreach::Fail,
         }
@@ -146,10 +153,29 @@ impl Limits {
                 ),
             ));
         }
+        if let Some(m) = self.max_state
+            && !(MIN_STATE..=MAX_MEMORY).contains(&m)
+        {
+            return Err((
+                Limit::MaxState,
+                format!(
+                    "{} is out of range (accepted: {} to {})",
+                    format_size(m),
+                    format_size(MIN_STATE),
+                    format_size(MAX_MEMORY)
+                ),
+            ));
+        }
         if !(1..=MAX_JOIN_OUTPUT).contains(&self.join_output) {
             return Err((Limit::JoinOutput, join_output_range(self.join_output)));
         }
         Ok(())
+    }
+
+    /// The most bytes a stateful instance's state may have when it crosses
+    /// the boundary whole: `max_state`, never more than `memory`.
+    pub fn state_allowed(&self) -> u64 {
+        self.max_state.unwrap_or(self.memory).min(self.memory)
     }
 
     /// The most bytes a call with `input` bytes of input may pass to the
@@ -228,6 +254,8 @@ pub enum Limit {
     OutputRatio,
     /// `state`: bytes of keyed state the host holds for one instance.
     State,
+    /// `max_state`: bytes of a stateful Wasm instance's state, whole.
+    MaxState,
     /// `join_output`: records one join instance emits for one micro-batch.
     JoinOutput,
 }
@@ -240,6 +268,7 @@ impl Limit {
             Limit::CpuPerBatch => "cpu_per_batch",
             Limit::OutputRatio => "output_ratio",
             Limit::State => "state",
+            Limit::MaxState => "max_state",
             Limit::JoinOutput => "join_output",
         }
     }
@@ -264,6 +293,8 @@ pub struct LimitsConfig {
     pub output_ratio: Option<Spanned<f64>>,
     /// Keyed state per instance, e.g. `"256MiB"`.
     pub state: Option<Spanned<String>>,
+    /// A stateful plugin's state, whole, e.g. `"128MiB"`.
+    pub max_state: Option<Spanned<String>>,
     /// Records one join instance may emit per micro-batch, e.g. `100000`.
     pub join_output: Option<Spanned<i64>>,
     /// What a breach does: `"fail"`, `"skip"` or `"dead-letter"`.
@@ -308,6 +339,12 @@ impl LimitsConfig {
             out.state = parse_size(st.get_ref())
                 .map_err(|msg| error(Limit::State.name(), st.span(), msg))?;
         }
+        if let Some(m) = &self.max_state {
+            out.max_state = Some(
+                parse_size(m.get_ref())
+                    .map_err(|msg| error(Limit::MaxState.name(), m.span(), msg))?,
+            );
+        }
         if let Some(j) = &self.join_output {
             out.join_output = u64::try_from(*j.get_ref()).map_err(|_| {
                 error(
@@ -329,6 +366,7 @@ impl LimitsConfig {
                 Limit::CpuPerBatch => self.cpu_per_batch.as_ref().map(Spanned::span),
                 Limit::OutputRatio => self.output_ratio.as_ref().map(Spanned::span),
                 Limit::State => self.state.as_ref().map(Spanned::span),
+                Limit::MaxState => self.max_state.as_ref().map(Spanned::span),
                 Limit::JoinOutput => self.join_output.as_ref().map(Spanned::span),
             };
             error(limit.name(), span.unwrap_or_default(), msg)

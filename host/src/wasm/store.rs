@@ -295,14 +295,38 @@ impl<B: WorldBindings> Session<B> {
     /// Like [`Session::call`] without input, for the call that hands the
     /// instance's state to the host (`snapshot`): the state is no output of
     /// a batch, so `output_ratio` does not hold it (a snapshot past it would
-    /// fail and take the instance, and the state, with it); it cannot be
-    /// larger than the instance's `memory`, which bounds it instead.
-    pub(super) fn call_for_state<T>(
+    /// fail and take the instance, and the state, with it). It cannot be
+    /// larger than the instance's `memory`, the bytes it may pass; once it
+    /// is lifted it is held to `max_state`, and a state past that is
+    /// refused with the instance, and its state, left as they were.
+    pub(super) fn call_for_state(
         &mut self,
-        f: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, wit_types::Error>>,
-    ) -> Result<T, OperatorError> {
+        f: impl FnOnce(
+            &B,
+            &mut Store<StoreState>,
+        ) -> wasmtime::Result<Result<Vec<u8>, wit_types::Error>>,
+    ) -> Result<Vec<u8>, OperatorError> {
         let fuel = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);
-        self.call_with_fuel(0, fuel, f)
+        let state = self.call_with_fuel(0, fuel, f)?;
+        self.check_state(state.len(), "the instance's snapshot")?;
+        Ok(state)
+    }
+
+    /// Checks the size of a state crossing the boundary whole (`what`)
+    /// against `max_state`.
+    pub(super) fn check_state(&self, bytes: usize, what: &str) -> Result<(), OperatorError> {
+        let allowed = self.limits.state_allowed();
+        if bytes as u64 <= allowed {
+            return Ok(());
+        }
+        Err(OperatorError::Limit {
+            limit: crate::spec::limits::Limit::MaxState,
+            value: crate::model::units::format_size(allowed),
+            detail: format!(
+                "{what} is {}",
+                crate::model::units::format_size(bytes as u64)
+            ),
+        })
     }
 
     fn call_with_fuel<T>(

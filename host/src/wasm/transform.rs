@@ -111,6 +111,8 @@ impl Operator for WasmOperator {
             )));
         }
         self.session
+            .check_state(state.len(), "the state to restore")?;
+        self.session
             .call(state.len(), |bindings, store| match &bindings.state {
                 Some(s) => s.call_restore(store, state),
                 None => Ok(Err(wit_types::Error::Failed(
