@@ -112,6 +112,9 @@ pub struct JobConfig {
     /// Where and how often the job keeps checkpoints of its state and
     /// input positions. Without it, a restarted job starts afresh.
     pub checkpoint: Option<super::checkpoint::CheckpointConfig>,
+    /// How long a new version of a Wasm operator may still be rolled back
+    /// after adoption. Default: 10 micro-batches.
+    pub reload: Option<super::reload::ReloadConfig>,
 }
 
 /// How records are spread over partitions.
@@ -238,6 +241,10 @@ impl JobConfig {
         if let Some(c) = &self.checkpoint {
             c.every()
                 .map_err(|(field, span, m)| invalid(span, &format!("checkpoint.{field}"), m))?;
+        }
+        if let Some(r) = &self.reload {
+            r.window()
+                .map_err(|(field, span, m)| invalid(span, &format!("reload.{field}"), m))?;
         }
         if self.sources.is_empty() {
             return Err(ConfigError::Syntax {

@@ -7,6 +7,7 @@ pub mod checkpoint;
 mod job;
 pub mod limits;
 mod operator;
+pub mod reload;
 mod sink;
 mod source;
 
@@ -17,6 +18,7 @@ pub use job::{
 };
 pub use limits::{LimitsConfig, LimitsError};
 pub use operator::{Builtins, OperatorConfig, REDUCE_MODES, ReduceMode, SettingError, Shape};
+pub use reload::{ReloadConfig, RollbackWindow};
 pub use sink::{
     BATCH_METADATA, Delivery, KafkaSinkConfig, SinkConfig, batch_metadata, parse_batch_metadata,
 };
