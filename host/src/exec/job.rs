@@ -10,12 +10,12 @@ use crate::operators::{OperatorError, OperatorFactory};
 use crate::signal::Halt;
 use crate::sink::{self, Sink};
 use crate::source::{self, SourceError};
-use crate::spec::Every;
-use crate::spec::JobConfig;
 use crate::spec::limits::{Limits, OnBreach};
 use crate::spec::{ConfigError, PartitionBy, SinkConfig, SourceConfig};
+use crate::spec::{Every, JobConfig, RollbackWindow};
 use crate::state::Fingerprint;
-use crate::wasm::reload::{Reloader, VersionCell};
+use crate::wasm::VersionCell;
+use crate::wasm::reload::Reloader;
 use crate::wasm::{LoadError, Runtime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,6 +239,8 @@ pub struct JobBuilder {
     pub(super) job: Job,
     /// The version cells of the swappable operators.
     pub(super) cells: Vec<Arc<VersionCell>>,
+    /// How long a replaced version is kept for a rollback.
+    pub(super) rollback: RollbackWindow,
     pub(super) sink_configs: Vec<SinkConfig>,
     pub(super) base: PathBuf,
 }
@@ -282,6 +284,21 @@ impl JobBuilder {
     /// Appends a shared operator factory to the chain.
     pub fn operator_arc(mut self, op: Arc<dyn OperatorFactory>) -> Self {
         self.job.operators.push(op);
+        self
+    }
+    /// Adds a Wasm reducer (`reduce` component) that can be swapped for a
+    /// new version while the job runs (see [`Job::reloader`]); the
+    /// accumulators carry over.
+    pub fn reducer_operator(
+        mut self,
+        name: impl Into<String>,
+        plugin: &crate::wasm::Plugin,
+        config: Vec<(String, String)>,
+        mode: crate::spec::ReduceMode,
+    ) -> Self {
+        let (factory, cell) = crate::wasm::swappable_reducer(plugin, name.into(), config, mode);
+        self.cells.push(cell);
+        self.job.operators.push(factory);
         self
     }
     /// Adds a Wasm `transform` operator that can be swapped for a new
@@ -355,6 +372,12 @@ impl JobBuilder {
     /// (default: [`Limits::default`]).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.job.limits = limits;
+        self
+    }
+    /// How long after adoption a new version of a swappable operator that
+    /// fails goes back to the version it replaced (default: 10 batches).
+    pub fn rollback_window(mut self, window: RollbackWindow) -> Self {
+        self.rollback = window;
         self
     }
     /// Print a progress line to stderr every few seconds.
@@ -459,7 +482,8 @@ impl JobBuilder {
         }
         job.stats = Arc::new(JobStats::new(job.skipped.clone()));
         job.reloader = Reloader::new(&job.name, std::mem::take(&mut self.cells));
-        job.reloader.bind(&job.limits, job.stats.clone());
+        job.reloader
+            .bind(&job.limits, self.rollback, job.stats.clone());
         Ok(self.job)
     }
 }
@@ -495,6 +519,7 @@ impl Job {
             },
             sink_configs: Vec::new(),
             cells: Vec::new(),
+            rollback: RollbackWindow::default(),
             base: PathBuf::from("."),
         }
     }

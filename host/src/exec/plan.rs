@@ -61,6 +61,12 @@ impl Job {
                 .unwrap_or_else(|| Path::new("checkpoints").join(&name));
             b = b.checkpoint(base.join(dir), every);
         }
+        if let Some(r) = &cfg.reload {
+            let window = r
+                .window()
+                .map_err(|(field, _, m)| JobError::Invalid(format!("reload.{field}: {m}")))?;
+            b = b.rollback_window(window);
+        }
         for (i, op) in cfg.operators.iter().enumerate() {
             let op = op.get_ref();
             let name = op.display_name();
@@ -109,12 +115,10 @@ impl Job {
                     .map_err(|m| {
                         JobError::Invalid(format!("operator `{name}`: field `mode`: {m}"))
                     })?;
-                Arc::new(crate::wasm::WasmReducerFactory::new(
-                    name.clone(),
-                    loaded,
-                    op.config_pairs(),
-                    mode,
-                ))
+                let (factory, cell) =
+                    crate::wasm::swappable_reducer(&loaded, name.clone(), op.config_pairs(), mode);
+                b.cells.push(cell);
+                factory
             } else {
                 let builtin = op.builtin.as_deref().unwrap_or("count");
                 BUILTINS

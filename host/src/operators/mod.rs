@@ -39,8 +39,9 @@ pub enum OperatorError {
     /// The Wasm instance trapped; it has been discarded and re-created.
     #[error("trapped: {0}")]
     Trap(String),
-    /// The Wasm instance exceeded one of the job's limits; it has been
-    /// discarded and re-created.
+    /// The operator exceeded one of the job's limits. A Wasm instance past
+    /// `memory`, `cpu_per_batch` or `output_ratio` has been discarded and
+    /// re-created; one whose state is past `max_state` goes on as it was.
     #[error("limit `{limit}` = {value} exceeded: {detail}")]
     Limit {
         /// Which limit.
@@ -243,8 +244,10 @@ pub trait Operator: Send {
     }
 
     /// Starts recording which entries of the state change, so that each
-    /// [`Operator::checkpoint`] writes only those (called once, before the
-    /// first batch, when the job keeps checkpoints).
+    /// [`Operator::checkpoint`] writes only those (called before the first
+    /// batch when the job keeps checkpoints, and again on an instance that
+    /// takes over from another version after a rollback: then what it holds
+    /// counts as changed).
     fn track_changes(&mut self) {}
 
     /// Writes to `out` the entries of the state that changed since the

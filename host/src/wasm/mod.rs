@@ -15,6 +15,7 @@
 //! halt was raised fails within about 100 ms. A running job's
 //! `plugin` operators can be swapped for new versions ([`reload`]).
 
+mod cell;
 mod component;
 mod engine;
 mod log;
@@ -26,6 +27,7 @@ mod swap;
 mod transform;
 mod trap;
 
+pub(crate) use cell::VersionCell;
 pub use component::{
     CONTRACT, LoadError, Plugin, PluginInfo, REDUCER_EXPORT, STATEFUL_EXPORT, TRANSFORM_EXPORT,
     World,
@@ -36,7 +38,7 @@ pub use log::{GuestLog, LogTags};
 pub use reducer::{WasmReducer, WasmReducerFactory};
 use store::Session;
 pub use store::StoreState;
-pub(crate) use swap::swappable;
+pub(crate) use swap::{swappable, swappable_reducer};
 pub use transform::{WasmOperator, WasmOperatorFactory};
 
 mod bindings {

@@ -278,6 +278,45 @@ impl Table {
         }
     }
 
+    /// Records every key held as changed, so the next checkpoint writes the
+    /// whole table (after it was taken over from another version).
+    fn touch_all(&mut self) {
+        for key in self.keys.keys() {
+            self.changes.touch(key);
+        }
+    }
+
+    /// [`Operator::snapshot`]: every key with its event time and
+    /// accumulator, for a new version of the reducer to take over.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Encoder::new();
+        out.u64(self.keys.len() as u64);
+        for (key, s) in &self.keys {
+            out.bytes(key).i64(s.timestamp).bytes(&s.accumulator);
+        }
+        out.finish()
+    }
+
+    /// [`Operator::restore`]: the keys of an [`Table::encode`]d table
+    /// replace those held, counted against the `state` limit.
+    fn take_over(&mut self, state: &[u8]) -> Result<(), OperatorError> {
+        let mut d = Decoder(state);
+        let n = d.u64()?;
+        let mut entries = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 20));
+        for _ in 0..n {
+            let key = d.bytes()?.to_vec();
+            let mut value = Encoder::new();
+            value.i64(d.i64()?).bytes(d.bytes()?);
+            entries.push((key, value.finish()));
+        }
+        if !d.is_empty() {
+            return Err(corrupt("a reducer's state is longer than its keys"));
+        }
+        self.take_entries(&entries)?;
+        self.touch_all();
+        Ok(())
+    }
+
     /// [`Operator::restore_entries`]: the accumulators of `entries` replace
     /// those held, counted against the `state` limit as they were when
     /// they were stored.
@@ -528,13 +567,29 @@ impl Operator for WasmReducer {
         Ok(self.table.all())
     }
 
+    /// Also records every key held as changed: an instance that takes the
+    /// job's accumulators over after a rollback writes them whole once.
     fn track_changes(&mut self) {
         self.table.changes.track();
+        self.table.touch_all();
     }
 
     fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
         self.table.write_changes(out);
         Ok(())
+    }
+
+    /// The accumulators, whole, for a new version of the reducer (hot
+    /// reload): the host keeps them, so they carry over unchanged.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OperatorError> {
+        Ok(Some(self.table.encode()))
+    }
+
+    /// Takes over the accumulators of another version's
+    /// [`Operator::snapshot`]; with checkpoints, the next one writes them
+    /// whole, as this instance did not record their changes.
+    fn restore(&mut self, state: &[u8]) -> Result<(), OperatorError> {
+        self.table.take_over(state)
     }
 
     fn restore_entries(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OperatorError> {

@@ -19,13 +19,25 @@
 //!    says why. Either way the decision falls between two batches, so every
 //!    batch is processed by one version, and the versions follow each other
 //!    in order.
+//! 3. **Roll back.** The version it replaced stays loaded, its instances with
+//!    their state as it was at adoption, for the job's rollback window
+//!    (`[reload]`, 10 micro-batches by default). A stateful instance also
+//!    keeps what the new version was given since. If the new version traps,
+//!    fails as a whole or breaches a limit within the window, that
+//!    partition brings the previous instance up to date by running it over
+//!    that input (its output dropped: the new version's was kept) and has it
+//!    process the failed call instead; the other partitions go back at the
+//!    next batch the same way. Every partition batch is still one version's,
+//!    and no record is lost or repeated. After the window the previous
+//!    version is dropped, and a failure follows the job's error policy.
 //!
 //! Decisions are logged, recorded as [`VersionEvent`]s in the job's stats and
 //! reported to the deployer ([`Deployment::outcome`]).
 
-use crate::operators::OperatorFactory;
+use super::cell::{Candidate, Previous, Version, VersionCell};
+use crate::spec::RollbackWindow;
 use crate::spec::limits::Limits;
-use crate::wasm::{Plugin, World};
+use crate::wasm::Plugin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -42,6 +54,9 @@ pub struct VersionEvent {
     pub batch: u64,
     /// Whether the job adopted the version.
     pub adopted: bool,
+    /// Whether the job went back from this version, adopted before, to
+    /// the one it replaced (then `batch` is the batch it failed on).
+    pub rolled_back: bool,
     /// Why the version was refused, or which version it replaced.
     pub detail: String,
 }
@@ -50,80 +65,6 @@ pub struct VersionEvent {
 pub trait VersionLog: Send + Sync {
     /// Records one decision.
     fn record(&self, event: VersionEvent);
-}
-
-/// One version of an operator.
-pub(super) struct Version {
-    pub(super) number: u64,
-    pub(super) factory: Arc<dyn OperatorFactory>,
-    /// The start of the component's SHA-256, to tell versions apart in logs.
-    pub(super) label: String,
-}
-
-/// A version waiting to be probed or being probed.
-pub(super) struct Candidate {
-    pub(super) version: Arc<Version>,
-    /// The micro-batch it is probed on, once the coordinator chose one.
-    probe: Option<u64>,
-    /// Partition calls it ran during the probe.
-    ran: u64,
-    /// Why it cannot be adopted, as soon as one partition knows.
-    failure: Option<String>,
-    done: Option<oneshot::Sender<Outcome>>,
-    submitted: Instant,
-}
-
-pub(super) struct CellState {
-    pub(super) current: Arc<Version>,
-    pub(super) candidate: Option<Candidate>,
-    pub(super) next_number: u64,
-}
-
-/// The versions of one operator of a job.
-pub(crate) struct VersionCell {
-    pub(super) operator: String,
-    /// The operator's settings in the job file; every version starts with them.
-    pub(super) config: Vec<(String, String)>,
-    pub(super) state: Mutex<CellState>,
-}
-
-impl VersionCell {
-    pub(super) fn lock(&self) -> MutexGuard<'_, CellState> {
-        // A panic while holding the lock leaves the state consistent: every
-        // change under it is a single assignment.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The version to run at `batch_no`, and the candidate to probe beside
-    /// it, if this is its probe batch and it has not failed yet.
-    pub(super) fn view(&self, batch_no: u64) -> (Arc<Version>, Option<Arc<Version>>) {
-        let state = self.lock();
-        let probing = state
-            .candidate
-            .as_ref()
-            .filter(|c| c.probe == Some(batch_no) && c.failure.is_none())
-            .map(|c| c.version.clone());
-        (state.current.clone(), probing)
-    }
-
-    pub(super) fn probe_ran(&self, version: u64) {
-        if let Some(c) = self.lock().candidate.as_mut()
-            && c.version.number == version
-        {
-            c.ran += 1;
-        }
-    }
-
-    pub(super) fn probe_failed(&self, version: u64, reason: String) {
-        if let Some(c) = self.lock().candidate.as_mut()
-            && c.version.number == version
-            && c.failure.is_none()
-        {
-            c.failure = Some(reason);
-        }
-    }
 }
 
 /// What became of a deployed version.
@@ -150,9 +91,10 @@ pub enum Outcome {
 /// Why a version cannot even be tried.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// The job has no such operator, or it is not a Wasm `plugin` operator.
+    /// The job has no such operator, or it is neither a `plugin` operator
+    /// nor a reducer.
     #[error(
-        "the job has no plugin operator `{operator}` (its plugin operators: {})",
+        "the job has no Wasm operator `{operator}` to swap (its `plugin` operators and reducers: {})",
         if known.is_empty() { "none".to_string() } else { known.join(", ") }
     )]
     UnknownOperator {
@@ -188,17 +130,38 @@ pub struct Deployment {
     /// The number the version got.
     pub version: u64,
     rx: oneshot::Receiver<Outcome>,
+    window: oneshot::Receiver<Option<String>>,
 }
 
 impl Deployment {
     /// Waits until the job adopted or refused the version. A job that ends
     /// first refuses it.
     pub async fn outcome(self) -> Outcome {
+        self.decided().await.0
+    }
+
+    /// As [`Deployment::outcome`], with the version's rollback window: for
+    /// an adopted version, [`Window::closed`] tells whether the job went
+    /// back from it.
+    pub async fn decided(self) -> (Outcome, Window) {
         let version = self.version;
-        self.rx.await.unwrap_or(Outcome::Refused {
+        let outcome = self.rx.await.unwrap_or(Outcome::Refused {
             version,
             reason: "the job ended before the version was tried".into(),
-        })
+        });
+        (outcome, Window(self.window))
+    }
+}
+
+/// The rollback window of an adopted version.
+pub struct Window(oneshot::Receiver<Option<String>>);
+
+impl Window {
+    /// Waits until the window closes: why the job rolled the version back,
+    /// or `None` when it keeps it (the window ran out, a newer version
+    /// replaced it, or the job ended; a refused version has no window).
+    pub async fn closed(self) -> Option<String> {
+        self.0.await.ok().flatten()
     }
 }
 
@@ -212,6 +175,8 @@ pub struct Reloader {
 struct Registry {
     job: String,
     limits: Mutex<Limits>,
+    /// How long a replaced version is kept for a rollback.
+    window: Mutex<RollbackWindow>,
     /// Where decisions are recorded besides the log (the job's stats).
     events: Mutex<Option<Arc<dyn VersionLog>>>,
     cells: Vec<Arc<VersionCell>>,
@@ -225,6 +190,7 @@ impl Reloader {
             inner: Arc::new(Registry {
                 job: job.to_string(),
                 limits: Mutex::new(Limits::default()),
+                window: Mutex::new(RollbackWindow::default()),
                 events: Mutex::new(None),
                 cells,
                 ended: Default::default(),
@@ -232,9 +198,16 @@ impl Reloader {
         }
     }
 
-    /// Ties the reloader to the job's limits and counters (at build time).
-    pub(crate) fn bind(&self, limits: &Limits, events: Arc<dyn VersionLog>) {
+    /// Ties the reloader to the job's limits, rollback window and counters
+    /// (at build time).
+    pub(crate) fn bind(
+        &self,
+        limits: &Limits,
+        window: RollbackWindow,
+        events: Arc<dyn VersionLog>,
+    ) {
         *lock(&self.inner.limits) = limits.clone();
+        *lock(&self.inner.window) = window;
         *lock(&self.inner.events) = Some(events);
     }
 
@@ -257,7 +230,8 @@ impl Reloader {
     }
 
     /// Offers `plugin` as the next version of `operator`. The component must
-    /// implement the `transform` world and start (`init`) with the
+    /// implement the operator's world (`transform` for a `plugin`
+    /// operator, `reduce` for a reducer) and start (`init`) with the
     /// operator's settings; both are checked here, on the caller's thread,
     /// not on the job's. Then the job probes it on its next micro-batch and
     /// adopts or refuses it; [`Deployment::outcome`] tells which.
@@ -287,6 +261,7 @@ impl Reloader {
                 version: number,
                 batch: 0,
                 adopted: false,
+                rolled_back: false,
                 detail: reason.clone(),
             });
             tracing::warn!(job = %self.inner.job, operator, "version {number} ({label}) refused: {reason}");
@@ -296,20 +271,22 @@ impl Reloader {
                 reason,
             }
         };
-        if plugin.world() != World::Transform {
+        if plugin.world() != cell.world {
             return Err(refuse(format!(
-                "the component implements the `{}` world; a `plugin` operator needs `transform`",
-                plugin.world()
+                "the component implements the `{}` world; a `{}` operator needs `{}`",
+                plugin.world(),
+                cell.world.field(),
+                cell.world
             )));
         }
-        let factory: Arc<dyn OperatorFactory> =
-            Arc::new(plugin.factory(operator, cell.config.clone()));
+        let factory = (cell.make)(plugin);
         // A version that cannot start is refused before the job sees it.
         let limits = lock(&self.inner.limits).clone();
         if let Err(e) = factory.instantiate_limited(&self.inner.job, 0, &limits) {
             return Err(refuse(format!("it does not start: {e}")));
         }
         let (tx, rx) = oneshot::channel();
+        let (window_tx, window) = oneshot::channel();
         let mut state = cell.lock();
         // Checked under the cell's lock, which `close` takes after setting it.
         if self.inner.ended.load(std::sync::atomic::Ordering::SeqCst) {
@@ -332,12 +309,14 @@ impl Reloader {
             ran: 0,
             failure: None,
             done: Some(tx),
+            window: Some(window_tx),
             submitted: Instant::now(),
         });
         tracing::info!(job = %self.inner.job, operator, "version {number} ({label}) ready; probing it on the next batch");
         Ok(Deployment {
             version: number,
             rx,
+            window,
         })
     }
 
@@ -371,37 +350,64 @@ impl Reloader {
         })
     }
 
-    /// Refuses every waiting candidate: the job has ended.
+    /// Refuses every waiting candidate and keeps every adopted version: the
+    /// job has ended.
     pub(crate) fn close(&self, reason: &str) {
         self.inner
             .ended
             .store(true, std::sync::atomic::Ordering::SeqCst);
         for cell in &self.inner.cells {
-            let Some(mut c) = cell.lock().candidate.take() else {
-                continue;
+            let (candidate, previous) = {
+                let mut state = cell.lock();
+                (state.candidate.take(), state.previous.take())
             };
-            let number = c.version.number;
-            self.record(VersionEvent {
-                operator: cell.operator.clone(),
-                version: number,
-                batch: c.probe.unwrap_or(0),
-                adopted: false,
-                detail: reason.to_string(),
-            });
-            if let Some(tx) = c.done.take() {
-                let _ = tx.send(Outcome::Refused {
-                    version: number,
-                    reason: reason.to_string(),
-                });
+            if let Some(mut p) = previous {
+                p.close(None);
+            }
+            if let Some(c) = candidate {
+                let batch = c.probe.unwrap_or(0);
+                self.refuse(cell, c, batch, reason.to_string());
             }
         }
     }
 
+    /// Records and reports the refusal of candidate `c` of `cell`, tried
+    /// on `batch`, for `reason`.
+    fn refuse(&self, cell: &VersionCell, mut c: Candidate, batch: u64, reason: String) {
+        let number = c.version.number;
+        self.record(VersionEvent {
+            operator: cell.operator.clone(),
+            version: number,
+            batch,
+            adopted: false,
+            rolled_back: false,
+            detail: reason.clone(),
+        });
+        if let Some(tx) = c.done.take() {
+            let _ = tx.send(Outcome::Refused {
+                version: number,
+                reason,
+            });
+        }
+    }
+
     /// Called by the coordinator once micro-batch `batch_no` is processed:
-    /// a candidate probed on it is adopted or refused.
+    /// a version that failed on it within its rollback window is rolled
+    /// back, a window that ran out closes, and a candidate probed on it is
+    /// adopted or refused.
     pub(crate) fn end_batch(&self, batch_no: u64) {
+        let window = *lock(&self.inner.window);
         for cell in &self.inner.cells {
+            if self.roll_back(cell, batch_no) {
+                continue;
+            }
             let mut state = cell.lock();
+            if let Some(p) = &state.previous
+                && window.closed((batch_no + 1).saturating_sub(p.since), p.adopted.elapsed())
+                && let Some(mut p) = state.previous.take()
+            {
+                p.close(None);
+            }
             let Some(c) = state
                 .candidate
                 .as_mut()
@@ -418,65 +424,121 @@ impl Reloader {
             let Some(mut c) = state.candidate.take() else {
                 continue;
             };
+            if let Some(reason) = c.failure.take() {
+                let current = state.current.number;
+                drop(state);
+                tracing::warn!(
+                    job = %self.inner.job,
+                    operator = %cell.operator,
+                    "version {} ({}) refused after probing it on batch {batch_no}: {reason}; \
+                     version {current} goes on",
+                    c.version.number,
+                    c.version.label
+                );
+                self.refuse(
+                    cell,
+                    c,
+                    batch_no,
+                    format!("{reason}; version {current} goes on"),
+                );
+                continue;
+            }
             let number = c.version.number;
-            let (outcome, event) = match c.failure.take() {
-                None => {
-                    let old = std::mem::replace(&mut state.current, c.version.clone());
-                    tracing::info!(
-                        job = %self.inner.job,
-                        operator = %cell.operator,
-                        "version {number} ({}) adopted from batch {}, replacing version {} ({}); {:?} after deployment",
-                        c.version.label,
-                        batch_no + 1,
-                        old.number,
-                        old.label,
-                        c.submitted.elapsed()
-                    );
-                    (
-                        Outcome::Adopted {
-                            version: number,
-                            batch: batch_no + 1,
-                            after: c.submitted.elapsed(),
-                        },
-                        VersionEvent {
-                            operator: cell.operator.clone(),
-                            version: number,
-                            batch: batch_no + 1,
-                            adopted: true,
-                            detail: format!("replaced version {}", old.number),
-                        },
-                    )
-                }
-                Some(reason) => {
-                    let current = state.current.number;
-                    tracing::warn!(
-                        job = %self.inner.job,
-                        operator = %cell.operator,
-                        "version {number} ({}) refused after probing it on batch {batch_no}: {reason}; \
-                         version {current} goes on",
-                        c.version.label
-                    );
-                    (
-                        Outcome::Refused {
-                            version: number,
-                            reason: reason.clone(),
-                        },
-                        VersionEvent {
-                            operator: cell.operator.clone(),
-                            version: number,
-                            batch: batch_no,
-                            adopted: false,
-                            detail: format!("{reason}; version {current} goes on"),
-                        },
-                    )
-                }
-            };
+            let old = std::mem::replace(&mut state.current, c.version.clone());
+            // A newer version closes the window of the one it replaces.
+            if let Some(mut p) = state.previous.take() {
+                p.close(None);
+            }
+            let mut closed = c.window.take();
+            if !window.closed(0, Duration::ZERO) {
+                state.previous = Some(Previous {
+                    version: old.clone(),
+                    since: batch_no + 1,
+                    adopted: Instant::now(),
+                    failure: None,
+                    closed: closed.take(),
+                });
+            }
             drop(state);
-            self.record(event);
+            if let Some(tx) = closed {
+                let _ = tx.send(None);
+            }
+            let after = c.submitted.elapsed();
+            tracing::info!(
+                job = %self.inner.job,
+                operator = %cell.operator,
+                "version {number} ({}) adopted from batch {}, replacing version {} ({}); {after:?} after deployment",
+                c.version.label,
+                batch_no + 1,
+                old.number,
+                old.label,
+            );
+            self.record(VersionEvent {
+                operator: cell.operator.clone(),
+                version: number,
+                batch: batch_no + 1,
+                adopted: true,
+                rolled_back: false,
+                detail: format!("replaced version {}", old.number),
+            });
             if let Some(tx) = c.done.take() {
-                let _ = tx.send(outcome);
+                let _ = tx.send(Outcome::Adopted {
+                    version: number,
+                    batch: batch_no + 1,
+                    after,
+                });
             }
         }
+    }
+
+    /// Goes back to the previous version of `cell` if the current one
+    /// failed on micro-batch `batch_no` within its window; a candidate
+    /// probed beside the failed version on it (with its state) is refused.
+    /// Whether it rolled back.
+    fn roll_back(&self, cell: &VersionCell, batch_no: u64) -> bool {
+        let mut state = cell.lock();
+        let Some(mut p) = state
+            .previous
+            .take_if(|p| p.failure.as_ref().is_some_and(|(b, _)| *b == batch_no))
+        else {
+            return false;
+        };
+        let (_, reason) = p.failure.take().unwrap_or_default();
+        let failed = std::mem::replace(&mut state.current, p.version.clone());
+        let probed = state.candidate.take_if(|c| c.probe == Some(batch_no));
+        drop(state);
+        let back = p.version.number;
+        tracing::warn!(
+            job = %self.inner.job,
+            operator = %cell.operator,
+            "version {} ({}) rolled back: {reason}; version {back} ({}) processed the failed \
+             call and goes on from batch {}",
+            failed.number,
+            failed.label,
+            p.version.label,
+            batch_no + 1
+        );
+        self.record(VersionEvent {
+            operator: cell.operator.clone(),
+            version: failed.number,
+            batch: batch_no,
+            adopted: false,
+            rolled_back: true,
+            detail: format!("rolled back to version {back}: {reason}"),
+        });
+        p.close(Some(reason));
+        if let Some(c) = probed {
+            self.refuse(
+                cell,
+                c,
+                batch_no,
+                format!(
+                    "version {}, whose state it took, was rolled back; deploy it again",
+                    failed.number
+                ),
+            );
+        }
+        true
     }
 }
 

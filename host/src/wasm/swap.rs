@@ -1,14 +1,17 @@
-//! The swappable operator: one partition's instance of a `plugin`
-//! operator, which runs the version its cell says and, during a probe
-//! batch, the candidate beside it (see [`crate::wasm::reload`]).
+//! The swappable operator: one partition's instance of a `plugin` operator
+//! or a reducer, which runs the version its cell says, during a probe batch
+//! the candidate beside it, and during a rollback window keeps the version
+//! it replaced (see [`crate::wasm::reload`]).
 
-use super::reload::{CellState, Version, VersionCell};
+use super::cell::{CellState, Make, Version, VersionCell, View};
 use crate::model::batch::Batch;
 use crate::operators::{
-    BatchContext, Operator, OperatorError, OperatorFactory, SideOutput, StateWriter,
+    BatchContext, Combiner, Operator, OperatorError, OperatorFactory, SideOutput, StateWriter,
+    WatermarkRules,
 };
-use crate::spec::limits::Limits;
-use crate::wasm::Plugin;
+use crate::spec::ReduceMode;
+use crate::spec::limits::{Limit, Limits};
+use crate::wasm::{Plugin, World};
 use std::sync::{Arc, Mutex};
 
 /// Makes a `plugin` operator swappable: the factory of its first version,
@@ -18,32 +21,103 @@ pub(crate) fn swappable(
     name: String,
     config: Vec<(String, String)>,
 ) -> (Arc<dyn OperatorFactory>, Arc<VersionCell>) {
+    let operator = name.clone();
+    let make: Make = Box::new(move |p: &Plugin| -> Arc<dyn OperatorFactory> {
+        Arc::new(p.factory(operator.clone(), config.clone()))
+    });
+    cell(plugin, name, World::Transform, make)
+}
+
+/// Makes a reducer swappable: a new version takes over the accumulators
+/// the host keeps, unchanged.
+pub(crate) fn swappable_reducer(
+    plugin: &Plugin,
+    name: String,
+    config: Vec<(String, String)>,
+    mode: ReduceMode,
+) -> (Arc<dyn OperatorFactory>, Arc<VersionCell>) {
+    let operator = name.clone();
+    let make: Make = Box::new(move |p: &Plugin| -> Arc<dyn OperatorFactory> {
+        Arc::new(super::WasmReducerFactory::new(
+            operator.clone(),
+            p.clone(),
+            config.clone(),
+            mode,
+        ))
+    });
+    cell(plugin, name, World::Reduce, make)
+}
+
+fn cell(
+    plugin: &Plugin,
+    name: String,
+    world: World,
+    make: Make,
+) -> (Arc<dyn OperatorFactory>, Arc<VersionCell>) {
     let label = plugin.info().sha256.chars().take(12).collect();
-    let factory = Arc::new(plugin.factory(name.clone(), config.clone()));
+    let factory = make(plugin);
     let cell = Arc::new(VersionCell {
         operator: name,
-        config,
+        world,
+        make,
         state: Mutex::new(CellState {
             current: Arc::new(Version {
                 number: 1,
-                factory,
+                factory: factory.clone(),
                 label,
             }),
             candidate: None,
             next_number: 2,
+            previous: None,
         }),
     });
-    (Arc::new(SwappableFactory { cell: cell.clone() }), cell)
+    (
+        Arc::new(SwappableFactory {
+            cell: cell.clone(),
+            first: factory,
+        }),
+        cell,
+    )
 }
 
 /// Makes one [`Swappable`] instance per partition.
 struct SwappableFactory {
     cell: Arc<VersionCell>,
+    /// The first version's factory, which answers for the operator's shape.
+    first: Arc<dyn OperatorFactory>,
 }
 
 impl OperatorFactory for SwappableFactory {
     fn name(&self) -> &str {
         &self.cell.operator
+    }
+
+    fn keyed(&self) -> bool {
+        self.first.keyed()
+    }
+
+    fn stateful(&self) -> bool {
+        self.first.stateful()
+    }
+
+    fn combiner(&self) -> Option<Arc<dyn Combiner>> {
+        self.first.combiner()
+    }
+
+    fn unkeyed_together(&self) -> bool {
+        self.first.unkeyed_together()
+    }
+
+    fn inputs(&self) -> Option<Vec<String>> {
+        self.first.inputs()
+    }
+
+    fn output_stream(&self) -> Option<String> {
+        self.first.output_stream()
+    }
+
+    fn watermark_rules(&self) -> WatermarkRules {
+        self.first.watermark_rules()
     }
 
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
@@ -65,14 +139,83 @@ impl OperatorFactory for SwappableFactory {
             active: current.factory.instantiate_limited(job, worker, limits)?,
             version: current.number,
             shadow: None,
+            fallback: None,
             lost: None,
             tracking: false,
         }))
     }
 }
 
-/// One partition's instance of a swappable operator: the running version,
-/// and during a probe batch the candidate beside it.
+/// What the running version was given since it replaced the fallback.
+enum Step {
+    Begin(u64),
+    Call(BatchContext, Batch),
+    Finish(BatchContext),
+}
+
+/// The instance of the version the running one replaced, as it was at
+/// adoption, kept while the job may roll back to it.
+struct Fallback {
+    version: u64,
+    op: Box<dyn Operator>,
+    /// For a stateful operator, what the running version was given since,
+    /// to bring this instance's state up to date on a rollback; a
+    /// stateless one needs none.
+    log: Option<Vec<Step>>,
+}
+
+impl Fallback {
+    fn record(&mut self, step: impl FnOnce() -> Step) {
+        if let Some(log) = &mut self.log {
+            log.push(step());
+        }
+    }
+
+    /// Runs the instance over what the running version was given since
+    /// adoption, dropping its output (the running version's was kept), so
+    /// that its state is what it would be had it run all along.
+    fn catch_up(mut self) -> Result<Box<dyn Operator>, OperatorError> {
+        for step in self.log.take().unwrap_or_default() {
+            match step {
+                Step::Begin(n) => self.op.begin_batch(n),
+                Step::Call(ctx, mut input) => match self.op.process_with(&mut input, &ctx) {
+                    // Records it rejects were not its to set aside.
+                    Ok(_) | Err(OperatorError::BadRecords(_)) => {}
+                    Err(e) => return Err(e),
+                },
+                Step::Finish(ctx) => {
+                    self.op.finish_batch(&ctx)?;
+                }
+            }
+            let _ = self.op.side_output();
+        }
+        Ok(self.op)
+    }
+}
+
+/// Whether a failure of a version within its rollback window sends the
+/// job back to the previous version: a trap, a breach, an error of the
+/// whole call, but not records it rejects, nor a job that halts.
+fn rolls_back(error: &OperatorError) -> bool {
+    match error {
+        OperatorError::BadRecords(_) => false,
+        OperatorError::Host(m) => *m != super::sandbox::Halted.to_string(),
+        _ => true,
+    }
+}
+
+/// Whether a failed call took the instance, and the state in it: after a
+/// trap or a breach of `memory`, `cpu_per_batch` or `output_ratio` the
+/// instance is re-created empty.
+fn took_the_state(error: &OperatorError) -> bool {
+    match error {
+        OperatorError::Trap(_) => true,
+        OperatorError::Limit { limit, .. } => *limit != Limit::MaxState,
+        _ => false,
+    }
+}
+
+/// One partition's instance of a swappable operator.
 struct Swappable {
     cell: Arc<VersionCell>,
     job: String,
@@ -80,8 +223,12 @@ struct Swappable {
     limits: Limits,
     active: Box<dyn Operator>,
     version: u64,
+    /// During a probe batch, the candidate's instance.
     shadow: Option<(u64, Box<dyn Operator>)>,
-    /// Why this partition could not move to the adopted version.
+    /// During a rollback window, the replaced version's instance.
+    fallback: Option<Fallback>,
+    /// Why this partition cannot go on (it could not move to the version
+    /// in force, or its state was lost).
     lost: Option<String>,
     /// Whether the job keeps checkpoints ([`Operator::track_changes`]):
     /// every instance of a version is told so.
@@ -98,10 +245,20 @@ impl Swappable {
         if self.tracking {
             next.track_changes();
         }
-        let state = self
-            .active
-            .snapshot()
-            .map_err(|e| format!("version {} gave no snapshot: {e}", self.version))?;
+        let state = match self.active.snapshot() {
+            Ok(state) => state,
+            Err(e) => {
+                // A state that could not be read is never replaced by an
+                // empty one: a partition that lost it stops.
+                if took_the_state(&e) {
+                    self.lost = Some(format!(
+                        "version {} lost its state when its snapshot failed: {e}",
+                        self.version
+                    ));
+                }
+                return Err(format!("version {} gave no snapshot: {e}", self.version));
+            }
+        };
         if let Some(state) = state {
             next.restore(&state).map_err(|e| {
                 format!(
@@ -112,33 +269,123 @@ impl Swappable {
         }
         Ok(next)
     }
+
+    /// Moves to the version the cell runs now: back to the fallback after
+    /// a rollback, to the probed instance after an adoption (keeping the
+    /// replaced one while the cell does), or by a handover.
+    fn move_to(&mut self, view: &View) {
+        let target = view.current.number;
+        let replaced = self.version;
+        self.version = target;
+        if let Some(fallback) = self.fallback.take_if(|f| f.version == target) {
+            self.shadow = None;
+            match fallback.catch_up() {
+                Ok(op) => {
+                    self.active = op;
+                    if self.tracking {
+                        self.active.track_changes();
+                    }
+                }
+                Err(e) => {
+                    self.lost = Some(format!(
+                        "cannot go back to version {target} of the operator: it failed on the \
+                         input since its replacement: {e}"
+                    ))
+                }
+            }
+            return;
+        }
+        let next = match self.shadow.take() {
+            Some((n, op)) if n == target => Ok(op),
+            // This partition had no records in the probe batch: it takes
+            // the state over now.
+            _ => self.handover(&view.current),
+        };
+        match next {
+            Ok(op) => {
+                let old = std::mem::replace(&mut self.active, op);
+                self.fallback = (view.previous == Some(replaced)).then(|| Fallback {
+                    version: replaced,
+                    log: (!old.stateless()).then(Vec::new),
+                    op: old,
+                });
+            }
+            Err(reason) => {
+                self.lost.get_or_insert(format!(
+                    "cannot move to version {target} of the operator: {reason}"
+                ));
+            }
+        }
+    }
+
+    /// The running version failed with `error` on `input` within its
+    /// rollback window: the fallback, brought up to date, processes it
+    /// instead and runs from now on.
+    fn roll_back(
+        &mut self,
+        input: &mut Batch,
+        ctx: &BatchContext,
+        error: OperatorError,
+    ) -> Result<Batch, OperatorError> {
+        let failed = self.version;
+        let reason = format!("version {failed} failed on batch {}: {error}", ctx.batch_no);
+        let Some(mut fallback) = self.fallback.take() else {
+            return Err(error);
+        };
+        if !self.cell.failed_in_window(failed, ctx.batch_no, &reason) {
+            return Err(error);
+        }
+        // The failed call is the previous version's to make now.
+        if let Some(log) = &mut fallback.log {
+            log.pop();
+        }
+        let back = fallback.version;
+        if let Some((n, _)) = self.shadow.take() {
+            self.cell.probe_failed(
+                n,
+                format!("version {failed}, whose state it took, was rolled back"),
+            );
+        }
+        self.active = fallback.catch_up().map_err(|e| {
+            OperatorError::Host(format!(
+                "{reason}, and version {back} could not be brought up to date to take its place: {e}"
+            ))
+        })?;
+        if self.tracking {
+            self.active.track_changes();
+        }
+        self.version = back;
+        tracing::warn!(
+            job = %self.job,
+            operator = %self.cell.operator,
+            worker = self.worker,
+            "{reason}; version {back} processes the call instead"
+        );
+        self.active.process_with(input, ctx)
+    }
 }
 
 impl Operator for Swappable {
     fn begin_batch(&mut self, batch_no: u64) {
-        let (current, probing) = self.cell.view(batch_no);
-        if current.number != self.version {
-            match self.shadow.take() {
-                Some((n, op)) if n == current.number => self.active = op,
-                // This partition had no records in the probe batch: it takes
-                // the state over now.
-                _ => match self.handover(&current) {
-                    Ok(op) => self.active = op,
-                    Err(reason) => {
-                        self.lost = Some(format!(
-                            "cannot move to version {} of the operator: {reason}",
-                            current.number
-                        ))
-                    }
-                },
-            }
-            self.version = current.number;
+        let view = self.cell.view(batch_no);
+        if view.current.number != self.version {
+            self.move_to(&view);
         }
-        let probe = probing.as_ref().map(|p| p.number);
+        if self
+            .fallback
+            .as_ref()
+            .is_some_and(|f| view.previous != Some(f.version))
+        {
+            self.fallback = None;
+        }
+        if let Some(f) = &mut self.fallback {
+            f.record(|| Step::Begin(batch_no));
+        }
+        let probe = view.probing.as_ref().map(|p| p.number);
         if self.shadow.as_ref().is_some_and(|(n, _)| Some(*n) != probe) {
             self.shadow = None;
         }
-        if let Some(p) = probing
+        if let Some(p) = view.probing
             && self.shadow.is_none()
         {
             match self.handover(&p) {
@@ -164,7 +411,16 @@ impl Operator for Swappable {
         if let Some(e) = &self.lost {
             return Err(OperatorError::Host(e.clone()));
         }
-        let out = self.active.process_with(input, ctx)?;
+        if let Some(f) = &mut self.fallback {
+            f.record(|| Step::Call(ctx.clone(), input.clone()));
+        }
+        let out = match self.active.process_with(input, ctx) {
+            Ok(out) => out,
+            Err(e) if self.fallback.is_some() && rolls_back(&e) => {
+                return self.roll_back(input, ctx, e);
+            }
+            Err(e) => return Err(e),
+        };
         if let Some((n, shadow)) = &mut self.shadow {
             let n = *n;
             match shadow.process_with(input, ctx) {
@@ -180,10 +436,17 @@ impl Operator for Swappable {
     }
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
-        self.active.finish_batch(ctx)
+        let out = self.active.finish_batch(ctx)?;
+        if let Some(f) = &mut self.fallback {
+            f.record(|| Step::Finish(ctx.clone()));
+        }
+        Ok(out)
     }
 
     fn side_output(&mut self) -> SideOutput {
+        if let Some((_, shadow)) = &mut self.shadow {
+            let _ = shadow.side_output();
+        }
         self.active.side_output()
     }
 
@@ -205,7 +468,8 @@ impl Operator for Swappable {
 
     /// The running version's: a `plugin` operator's checkpoint holds its
     /// state whole, so after a swap the new version's first checkpoint
-    /// replaces the old version's entry.
+    /// replaces the old version's entry; a reducer's new version goes on
+    /// with the accumulators, so its changes follow the old one's.
     fn checkpoint(&mut self, out: &mut dyn StateWriter) -> Result<(), OperatorError> {
         self.active.checkpoint(out)
     }
