@@ -42,9 +42,11 @@ enum Command {
         /// Do not print progress lines.
         #[arg(long)]
         quiet: bool,
-        /// Swap in a new version of a `plugin` operator when its .wasm file
-        /// changes, without stopping the job (the state moves to the new
-        /// version; a version that fails is refused and the old one goes on).
+        /// Swap in a new version of a `plugin` operator or a reducer when its
+        /// .wasm file changes, without stopping the job (the state moves to
+        /// the new version; a version that fails its probe batch is refused,
+        /// one that fails within the `[reload]` rollback window is rolled
+        /// back, and the old one goes on).
         #[arg(long)]
         watch: bool,
         /// On Ctrl-C or SIGTERM, emit every open window and result before

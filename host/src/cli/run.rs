@@ -44,7 +44,8 @@ pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<Exit
             .iter()
             .filter_map(|op| {
                 let op = op.get_ref();
-                Some((op.display_name(), base.join(op.plugin.as_ref()?)))
+                let file = op.plugin.as_ref().or(op.reducer.as_ref())?;
+                Some((op.display_name(), base.join(file)))
             })
             .collect();
         let mut job = Job::from_config(cfg, &path, &runtime)?;
@@ -78,7 +79,7 @@ pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<Exit
         }
         if watch {
             if plugins.is_empty() {
-                eprintln!("--watch: the job has no `plugin` operator to watch");
+                eprintln!("--watch: the job has no `plugin` operator or reducer to watch");
             }
             tokio::spawn(watch::watch(
                 job.reloader(),

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Watches the component files of a job's `plugin` operators and deploys a
-/// file whose content changed (by SHA-256), once it has stayed the same for
-/// one more poll, so a file being written is not read half-way. Runs until
-/// `stop` turns true.
+/// Watches the component files of a job's `plugin` operators and reducers,
+/// and deploys a file whose content changed (by SHA-256), once it has
+/// stayed the same for one more poll, so a file being written is not read
+/// half-way. Runs until `stop` turns true.
 pub async fn watch(
     reloader: Reloader,
     runtime: Runtime,

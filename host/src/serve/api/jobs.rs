@@ -356,26 +356,21 @@ pub(super) async fn deploy_operator(
     {
         let (job, operator) = (job.clone(), operator.clone());
         tokio::spawn(async move {
-            let outcome = deployment.outcome().await;
-            if matches!(outcome, Outcome::Adopted { .. }) {
-                job.adopted(&operator, path);
-                // A restart of the server builds the job with it too.
-                let saved = job.clone();
-                match tokio::task::spawn_blocking(move || saved.save()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(
-                        target: "sluice::serve",
-                        job = %job.engine_name,
-                        "cannot write the job's record: {e}"
-                    ),
-                    Err(e) => tracing::warn!(
-                        target: "sluice::serve",
-                        job = %job.engine_name,
-                        "writing the job's record ended abnormally: {e}"
-                    ),
-                }
+            let (outcome, window) = deployment.decided().await;
+            if !matches!(outcome, Outcome::Adopted { .. }) {
+                let _ = verdict_tx.send(outcome);
+                return;
             }
+            let replaced = job.adopted(&operator, path);
+            // A restart of the server builds the job with it too.
+            save_record(&job).await;
             let _ = verdict_tx.send(outcome);
+            // Until the window closes the job may go back to the version
+            // this one replaced; then a restart runs that one.
+            if window.closed().await.is_some() {
+                job.rolled_back(&operator, replaced);
+                save_record(&job).await;
+            }
         });
     }
     drop(reloader);
@@ -445,4 +440,22 @@ pub(super) async fn resume_job(
     let saved = job.clone();
     blocking(move || saved.save()).await?;
     Ok(ok(job.view()))
+}
+
+/// Writes the job's record (off the async threads), warning when it fails.
+async fn save_record(job: &Arc<JobEntry>) {
+    let saved = job.clone();
+    match tokio::task::spawn_blocking(move || saved.save()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            target: "sluice::serve",
+            job = %job.engine_name,
+            "cannot write the job's record: {e}"
+        ),
+        Err(e) => tracing::warn!(
+            target: "sluice::serve",
+            job = %job.engine_name,
+            "writing the job's record ended abnormally: {e}"
+        ),
+    }
 }

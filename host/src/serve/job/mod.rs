@@ -313,10 +313,26 @@ impl JobEntry {
     /// Notes that the job adopted the component at `path` as `operator`, so
     /// that a restart runs it too (also after the server's: call
     /// [`JobEntry::save`]).
-    pub fn adopted(&self, operator: &str, path: PathBuf) {
+    /// Returns the file it replaces, `None` for the job file's own.
+    pub fn adopted(&self, operator: &str, path: PathBuf) -> Option<PathBuf> {
+        let mut s = self.state();
+        let replaced = s
+            .adopted
+            .iter()
+            .position(|(op, _)| op == operator)
+            .map(|i| s.adopted.remove(i).1);
+        s.adopted.push((operator.to_string(), path));
+        replaced
+    }
+
+    /// Notes that the job went back from the version it adopted last for
+    /// `operator` to `to` (what [`JobEntry::adopted`] returned).
+    pub fn rolled_back(&self, operator: &str, to: Option<PathBuf>) {
         let mut s = self.state();
         s.adopted.retain(|(op, _)| op != operator);
-        s.adopted.push((operator.to_string(), path));
+        if let Some(path) = to {
+            s.adopted.push((operator.to_string(), path));
+        }
     }
 
     /// Asks the job to stop: the current batch is finished and the sinks

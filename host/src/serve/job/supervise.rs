@@ -195,7 +195,10 @@ impl Recipe {
             if let Some((_, path)) = adopted.iter().find(|(n, _)| *n == name) {
                 // The operator keeps its name, which came from the first file.
                 op.name = Some(name);
-                op.plugin = Some(path.clone());
+                match op.reducer {
+                    Some(_) => op.reducer = Some(path.clone()),
+                    None => op.plugin = Some(path.clone()),
+                }
             }
         }
         let path = self.path.clone();
