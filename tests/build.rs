@@ -56,6 +56,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "sluice_fixture_counter_broken",
     ),
     (
+        "COUNTER_LATE",
+        "sluice-fixture-counter-late",
+        "sluice_fixture_counter_late",
+    ),
+    (
+        "BALLAST",
+        "sluice-fixture-ballast",
+        "sluice_fixture_ballast",
+    ),
+    (
         "OTHER_WORLD",
         "sluice-fixture-other-world",
         "sluice_fixture_other_world",
