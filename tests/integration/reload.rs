@@ -5,63 +5,15 @@
 //! other in order and that the running count goes on across versions.
 
 use sluice::exec::Job;
-use sluice::model::batch::Batch;
-use sluice::sink::Sink;
-use sluice::source::Generator;
 use sluice::spec::SourceConfig;
 use sluice::wasm::reload::{DeployError, Outcome};
 use sluice::wasm::{Plugin, Runtime};
 use sluice_tests::guests;
+use sluice_tests::swap_soak::{BatchLog, Line, assert_each_input_once, parse};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A micro-batch number and the values written for it.
-type Written = (u64, Vec<String>);
-
-/// Every write, with its micro-batch number and values.
-#[derive(Clone, Default)]
-struct BatchLog(Arc<Mutex<Vec<Written>>>);
-
-impl Sink for BatchLog {
-    fn describe(&self) -> String {
-        "batch log".into()
-    }
-
-    fn write(&mut self, batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
-        let values = parts
-            .iter()
-            .flat_map(|p| p.iter())
-            .map(|r| String::from_utf8(r.value.to_vec()).expect("utf-8 output"))
-            .collect();
-        self.0.lock().unwrap().push((batch_no, values));
-        Ok(())
-    }
-}
-
-/// One counter output line: `tag|lineage|count|input`.
-struct Line<'a> {
-    tag: &'a str,
-    lineage: &'a str,
-    count: u64,
-    input: &'a str,
-}
-
-fn parse(line: &str) -> Line<'_> {
-    let mut f = line.splitn(4, '|');
-    let (Some(tag), Some(lineage), Some(count), Some(input)) =
-        (f.next(), f.next(), f.next(), f.next())
-    else {
-        panic!("not a counter line: {line:?}");
-    };
-    Line {
-        tag,
-        lineage,
-        count: count.parse().expect("count"),
-        input,
-    }
-}
 
 /// What a deployment should come to.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,7 +46,7 @@ async fn twenty_swaps_lose_and_repeat_nothing() {
         .source(SourceConfig::Generator {
             records: None,
             rate: Some(4000),
-            value_size: 40,
+            value_size: sluice_tests::swap_soak::VALUE_SIZE,
             keys: None,
             seed: 7,
         })
@@ -227,17 +179,7 @@ async fn twenty_swaps_lose_and_repeat_nothing() {
     }
     // Every input exactly once.
     assert_eq!(lines, summary.records_in);
-    let generator = Generator::new(7, 40, None);
-    for i in 0..summary.records_in {
-        let mut one = Batch::new();
-        generator.record(i, 0, &mut one);
-        let value = String::from_utf8(one.get(0).unwrap().value.to_vec()).unwrap();
-        assert_eq!(
-            inputs.get(&value).copied(),
-            Some(1),
-            "input record {i} must appear exactly once"
-        );
-    }
+    assert_each_input_once(&inputs, 7, summary.records_in);
     // The count of each partition runs 1, 2, 3, ... across all versions:
     // the state moved at every swap.
     assert_eq!(counts.len(), 2, "one lineage per partition: {counts:?}");

@@ -21,3 +21,5 @@ pub fn write_job(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
 }
 
 pub mod kafka;
+
+pub mod swap_soak;

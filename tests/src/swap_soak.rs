@@ -1,0 +1,341 @@
+//! Hot swaps of a stateful counter under load, checked record by record:
+//! the soak behind the `swap_soak` benchmark (1,000 swaps) and the
+//! integration test of the same name (100 swaps).
+//!
+//! A generator streams records through the counter fixture (`counter-a`,
+//! see `tests/fixtures/counter-a/src/counter.rs`), which emits
+//! `tag|lineage|count|input` per record: the version that processed it, its
+//! partition's lineage and running count, and the input. A seeded plan
+//! deploys versions in turn: the two good ones (`a`, `b`), one that fails its
+//! probe batch (`broken`), one that fails two batches after adoption
+//! (`late`, rolled back), one that cannot take the state (stateless
+//! `uppercase`) and one of the wrong world (`sum`). At the end the output
+//! must hold every input exactly once, every partition's count must run
+//! 1, 2, 3, ... across all versions and rollbacks, and each partition batch
+//! must be one version's, the one the job's version events say.
+
+use crate::guests;
+use sluice::exec::Job;
+use sluice::model::batch::Batch;
+use sluice::sink::Sink;
+use sluice::source::Generator;
+use sluice::spec::SourceConfig;
+use sluice::wasm::reload::{DeployError, Outcome};
+use sluice::wasm::{Plugin, Runtime};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every write of a job: its micro-batch number and values.
+#[derive(Clone, Default)]
+pub struct BatchLog(pub Arc<Mutex<Vec<(u64, Vec<String>)>>>);
+
+impl Sink for BatchLog {
+    fn describe(&self) -> String {
+        "batch log".into()
+    }
+
+    fn write(&mut self, batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
+        let values = parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|r| String::from_utf8(r.value.to_vec()).expect("utf-8 output"))
+            .collect();
+        self.0.lock().unwrap().push((batch_no, values));
+        Ok(())
+    }
+}
+
+/// One counter output line: `tag|lineage|count|input`.
+pub struct Line<'a> {
+    /// The version that processed the record.
+    pub tag: &'a str,
+    /// The first input its partition's instance saw.
+    pub lineage: &'a str,
+    /// The partition's running count.
+    pub count: u64,
+    /// The input record's value.
+    pub input: &'a str,
+}
+
+/// Parses a counter output line.
+pub fn parse(line: &str) -> Line<'_> {
+    let mut f = line.splitn(4, '|');
+    let (Some(tag), Some(lineage), Some(count), Some(input)) =
+        (f.next(), f.next(), f.next(), f.next())
+    else {
+        panic!("not a counter line: {line:?}");
+    };
+    Line {
+        tag,
+        lineage,
+        count: count.parse().expect("count"),
+        input,
+    }
+}
+
+/// Asserts that the generator's records `0..records` each appear exactly
+/// once among `inputs` (input value → times seen).
+pub fn assert_each_input_once(inputs: &HashMap<String, u32>, seed: u64, records: u64) {
+    let generator = Generator::new(seed, VALUE_SIZE, None);
+    for i in 0..records {
+        let mut one = Batch::new();
+        generator.record(i, 0, &mut one);
+        let value = String::from_utf8(one.get(0).unwrap().value.to_vec()).unwrap();
+        assert_eq!(
+            inputs.get(&value).copied(),
+            Some(1),
+            "input record {i} must appear exactly once"
+        );
+    }
+    let seen: u64 = inputs.values().map(|n| u64::from(*n)).sum();
+    assert_eq!(seen, records, "no output line without its input");
+}
+
+/// Bytes of each generated value.
+pub const VALUE_SIZE: usize = 40;
+
+/// The size and pace of a soak.
+#[derive(Debug, Clone)]
+pub struct Soak {
+    /// Deployments in all.
+    pub swaps: usize,
+    /// Records per second from the generator.
+    pub rate: u64,
+    /// The micro-batch interval.
+    pub interval: Duration,
+    /// Seeds the plan and the generator.
+    pub seed: u64,
+}
+
+/// What a soak did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Versions adopted and kept.
+    pub adopted: usize,
+    /// Versions refused on their probe batch or at deployment.
+    pub refused: usize,
+    /// Versions adopted, then rolled back.
+    pub rolled_back: usize,
+    /// Records read (each written once).
+    pub records: u64,
+    /// Batches written.
+    pub batches: usize,
+    /// The job's length.
+    pub elapsed: Duration,
+    /// Deployment to adoption, per adopted version.
+    pub adoptions: Vec<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Good,
+    Broken,
+    Late,
+    Stateless,
+    WrongWorld,
+}
+
+/// A small deterministic generator for the plan.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn load(runtime: &Runtime, path: &str) -> Plugin {
+    runtime.load(Path::new(path)).expect("load component")
+}
+
+/// Runs the soak and checks its output; panics on the first fault found.
+pub async fn run(soak: Soak) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = crate::runtime_in(dir.path());
+    let a = load(&runtime, guests::COUNTER_A);
+    let b = load(&runtime, guests::COUNTER_B);
+    let broken = load(&runtime, guests::COUNTER_BROKEN);
+    let late = load(&runtime, guests::COUNTER_LATE);
+    let stateless = load(&runtime, guests::UPPERCASE);
+    let reducer = load(&runtime, guests::SUM);
+
+    let log = BatchLog::default();
+    let job = Job::builder("swap-soak")
+        .source(SourceConfig::Generator {
+            records: None,
+            rate: Some(soak.rate),
+            value_size: VALUE_SIZE,
+            keys: None,
+            seed: soak.seed,
+        })
+        .plugin_operator("counter", &a, Vec::new())
+        .sink_boxed(Box::new(log.clone()))
+        .workers(2)
+        .partitions(4)
+        .interval(soak.interval)
+        .build()
+        .unwrap();
+    let reloader = job.reloader();
+    let stats = job.stats();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let running = tokio::spawn(job.run(stop_rx));
+
+    let mut plan = Lcg(soak.seed);
+    let mut report = Report::default();
+    // Version number → tag of the versions the job ran.
+    let mut tags: HashMap<u64, &str> = HashMap::from([(1, "a")]);
+    let mut current_good = "a";
+    for i in 0..soak.swaps {
+        let kind = match plan.next(20) {
+            0..=13 => Kind::Good,
+            14 | 15 => Kind::Late,
+            16 => Kind::Broken,
+            17 => Kind::Stateless,
+            18 => Kind::WrongWorld,
+            _ => Kind::Good,
+        };
+        let (plugin, tag) = match kind {
+            Kind::Good if current_good == "a" => (&b, "b"),
+            Kind::Good => (&a, "a"),
+            Kind::Late => (&late, "late"),
+            Kind::Broken => (&broken, "broken"),
+            Kind::Stateless => (&stateless, "stateless"),
+            Kind::WrongWorld => (&reducer, "sum"),
+        };
+        tokio::time::sleep(Duration::from_millis(plan.next(40))).await;
+        let deployment = match reloader.deploy("counter", plugin) {
+            Err(DeployError::Refused { reason, .. }) if kind == Kind::WrongWorld => {
+                assert!(reason.contains("`reduce` world"), "{reason}");
+                report.refused += 1;
+                continue;
+            }
+            Err(e) => panic!("deployment {i} ({tag}): {e}"),
+            Ok(d) => d,
+        };
+        assert_ne!(
+            kind,
+            Kind::WrongWorld,
+            "deployment {i}: a reducer was accepted"
+        );
+        let version = deployment.version;
+        let (outcome, window) = tokio::time::timeout(Duration::from_secs(60), deployment.decided())
+            .await
+            .expect("an outcome within 60 s");
+        match (kind, outcome) {
+            (Kind::Good | Kind::Late, Outcome::Adopted { after, .. }) => {
+                tags.insert(version, tag);
+                report.adoptions.push(after);
+                if kind == Kind::Good {
+                    current_good = tag;
+                    report.adopted += 1;
+                    continue;
+                }
+                let reason = tokio::time::timeout(Duration::from_secs(60), window.closed())
+                    .await
+                    .expect("the late version's window closes within 60 s");
+                let reason = reason.unwrap_or_else(|| {
+                    panic!("deployment {i}: the late version was kept, not rolled back")
+                });
+                assert!(reason.contains("breaks after 2 batches"), "{reason}");
+                report.rolled_back += 1;
+            }
+            (Kind::Broken | Kind::Stateless, Outcome::Refused { reason, .. }) => {
+                assert!(
+                    reason.contains("broken") || reason.contains("cannot take over"),
+                    "deployment {i}: {reason}"
+                );
+                report.refused += 1;
+            }
+            (kind, outcome) => panic!("deployment {i}: {kind:?} came to {outcome:?}"),
+        }
+    }
+    tokio::time::sleep(soak.interval * 4).await;
+    stop_tx.send(true).unwrap();
+    let summary = running
+        .await
+        .unwrap()
+        .expect("the job runs through every swap");
+    report.elapsed = started.elapsed();
+    report.records = summary.records_in;
+
+    // Which version the job's events say ran each batch: adoptions from
+    // their first batch on, rollbacks from the batch after the failure (the
+    // failed batch is either version's, partition by partition).
+    let events = stats.snapshot().versions;
+    assert_eq!(
+        events.iter().filter(|e| e.adopted).count(),
+        report.adopted + report.rolled_back
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.rolled_back).count(),
+        report.rolled_back
+    );
+    let mut changes: Vec<(u64, &str, Option<&str>)> = vec![(0, "a", None)];
+    let mut running_tag = "a";
+    let mut before = "a";
+    for e in &events {
+        if e.adopted {
+            before = running_tag;
+            running_tag = tags[&e.version];
+            changes.push((e.batch, running_tag, None));
+        } else if e.rolled_back {
+            assert_eq!(tags[&e.version], running_tag, "{e:?}");
+            changes.push((e.batch, running_tag, Some(before)));
+            changes.push((e.batch + 1, before, None));
+            running_tag = before;
+        }
+    }
+    let allowed = |batch_no: u64| -> (&str, Option<&str>) {
+        let (_, tag, or) = changes
+            .iter()
+            .rev()
+            .find(|(first, _, _)| *first <= batch_no)
+            .copied()
+            .unwrap();
+        (tag, or)
+    };
+
+    let batches = log.0.lock().unwrap().clone();
+    report.batches = batches.len();
+    let mut inputs: HashMap<String, u32> = HashMap::new();
+    let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (batch_no, values) in &batches {
+        let (tag, or) = allowed(*batch_no);
+        let mut per_lineage: HashMap<&str, &str> = HashMap::new();
+        for v in values {
+            let line = parse(v);
+            assert!(
+                line.tag == tag || Some(line.tag) == or,
+                "batch {batch_no}: version `{}` ran it; the events say `{tag}`{}",
+                line.tag,
+                or.map(|o| format!(" or `{o}`")).unwrap_or_default()
+            );
+            let first = per_lineage.entry(line.lineage).or_insert(line.tag);
+            assert_eq!(
+                *first, line.tag,
+                "batch {batch_no}: one partition's batch must be one version's"
+            );
+            *inputs.entry(line.input.to_string()).or_default() += 1;
+            counts
+                .entry(line.lineage.to_string())
+                .or_default()
+                .push(line.count);
+        }
+    }
+    assert_each_input_once(&inputs, soak.seed, summary.records_in);
+    assert_eq!(counts.len(), 4, "one lineage per partition");
+    for (lineage, seq) in &counts {
+        assert!(
+            seq.iter().copied().eq(1..=seq.len() as u64),
+            "the count of `{lineage}` must run on across every swap and rollback"
+        );
+    }
+    report
+}
