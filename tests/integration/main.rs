@@ -15,6 +15,7 @@ mod recovery;
 mod recovery_kafka;
 mod reducers;
 mod reload;
+mod rollback;
 mod serve;
 mod serve_persist;
 mod server;
