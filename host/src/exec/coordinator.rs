@@ -209,6 +209,13 @@ impl Coordinator {
         if result.is_ok() && self.next_batch_no > batch_no {
             self.reloader.end_batch(batch_no);
         }
+        // A new operator version's instances are prepared now, in the
+        // pause before the next batch, not during its probe batch.
+        if result.is_ok() && self.reloader.prepare_needed() {
+            for sender in &self.workers.senders {
+                let _ = sender.send(Work::Prepare);
+            }
+        }
         self.stats.batch_done(
             had_records,
             self.summary.late - late_before,

@@ -42,6 +42,9 @@ pub(crate) enum Work {
     /// Write every instance's state changes since the last checkpoint
     /// (between batches: the queue is in order).
     Checkpoint(oneshot::Sender<Result<Changed, JobError>>),
+    /// Let every instance prepare for a new operator version (between
+    /// batches, see [`Operator::prepare`]).
+    Prepare,
 }
 
 /// The name of the instance of operator `i` of stage `stage` for
@@ -104,6 +107,11 @@ impl WorkerOps {
                 Work::Batch(task) => task,
                 Work::Checkpoint(reply) => {
                     let _ = reply.send(self.checkpoint());
+                    continue;
+                }
+                Work::Prepare => {
+                    let ops = self.stages.iter_mut().flatten().flatten();
+                    ops.for_each(|w| w.op.prepare());
                     continue;
                 }
             };

@@ -243,6 +243,13 @@ pub trait Operator: Send {
         ))
     }
 
+    /// Between batches, when the job is about to try a new version of the
+    /// operator: does ahead of the probe batch what the change of version
+    /// needs (a swappable operator takes its snapshot and builds the
+    /// candidate's instance on a thread of its own). Most operators have
+    /// nothing to do.
+    fn prepare(&mut self) {}
+
     /// Starts recording which entries of the state change, so that each
     /// [`Operator::checkpoint`] writes only those (called before the first
     /// batch when the job keeps checkpoints, and again on an instance that

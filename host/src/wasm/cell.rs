@@ -1,7 +1,8 @@
 //! The versions of one swappable operator of a job: the one running, the
 //! candidate being tried, and the one it replaced while it may be rolled
 //! back to (see [`crate::wasm::reload`]). Partition instances read it at
-//! the start of each batch ([`VersionCell::view`]); the coordinator's
+//! the start of each batch ([`VersionCell::view`]) and when asked to
+//! prepare a candidate ([`VersionCell::waiting`]); the coordinator's
 //! decisions between batches change it.
 
 use super::reload::Outcome;
@@ -28,6 +29,10 @@ pub(super) struct Candidate {
     pub(super) ran: u64,
     /// Why it cannot be adopted, as soon as one partition knows.
     pub(super) failure: Option<String>,
+    /// Whether the partitions were asked to prepare their instances of it.
+    pub(super) requested: bool,
+    /// Partitions whose instance of it is ready (or failed to be).
+    pub(super) ready: usize,
     pub(super) done: Option<oneshot::Sender<Outcome>>,
     /// Told when its rollback window closes, once adopted.
     pub(super) window: Option<oneshot::Sender<Option<String>>>,
@@ -53,6 +58,8 @@ pub(super) struct View {
     pub(super) current: Arc<Version>,
     /// The candidate to probe beside it, on its probe batch.
     pub(super) probing: Option<Arc<Version>>,
+    /// The candidate's number, probed or not yet.
+    pub(super) candidate: Option<u64>,
     /// The version the current one replaced, while it may be rolled back to.
     pub(super) previous: Option<u64>,
 }
@@ -76,6 +83,8 @@ pub(crate) struct VersionCell {
     /// every version starts with them.
     pub(super) make: Make,
     pub(super) state: Mutex<CellState>,
+    /// Partition instances of the operator.
+    pub(super) instances: std::sync::atomic::AtomicUsize,
 }
 
 impl VersionCell {
@@ -100,7 +109,26 @@ impl VersionCell {
         View {
             current: state.current.clone(),
             probing,
+            candidate: state.candidate.as_ref().map(|c| c.version.number),
             previous: state.previous.as_ref().map(|p| p.version.number),
+        }
+    }
+
+    /// The candidate the partitions were asked to prepare and that waits
+    /// for its probe batch.
+    pub(super) fn waiting(&self) -> Option<Arc<Version>> {
+        let state = self.lock();
+        let c = state.candidate.as_ref()?;
+        (c.requested && c.probe.is_none()).then(|| c.version.clone())
+    }
+
+    /// A partition's instance of candidate `version` is ready, or failed
+    /// to be (then [`VersionCell::probe_failed`] said why).
+    pub(super) fn prepared(&self, version: u64) {
+        if let Some(c) = self.lock().candidate.as_mut()
+            && c.version.number == version
+        {
+            c.ready += 1;
         }
     }
 

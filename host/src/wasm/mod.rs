@@ -21,6 +21,7 @@ mod engine;
 mod log;
 mod reducer;
 pub mod reload;
+mod replay;
 mod sandbox;
 mod store;
 mod swap;

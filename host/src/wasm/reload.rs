@@ -308,6 +308,8 @@ impl Reloader {
             probe: None,
             ran: 0,
             failure: None,
+            requested: false,
+            ready: 0,
             done: Some(tx),
             window: Some(window_tx),
             submitted: Instant::now(),
@@ -326,12 +328,33 @@ impl Reloader {
         }
     }
 
-    /// Called by the coordinator before micro-batch `batch_no` runs: a
-    /// waiting candidate is probed on it.
-    pub(crate) fn begin_batch(&self, batch_no: u64) {
+    /// Called by the coordinator between micro-batches: whether a new
+    /// candidate waits for the partitions to prepare their instances of it
+    /// ([`crate::operators::Operator::prepare`]); the coordinator then asks
+    /// them, once.
+    pub(crate) fn prepare_needed(&self) -> bool {
+        let mut needed = false;
         for cell in &self.inner.cells {
             if let Some(c) = cell.lock().candidate.as_mut()
+                && !c.requested
+            {
+                c.requested = true;
+                needed = true;
+            }
+        }
+        needed
+    }
+
+    /// Called by the coordinator before micro-batch `batch_no` runs: a
+    /// candidate whose instances are ready in every partition (or that
+    /// failed in one) is probed on it.
+    pub(crate) fn begin_batch(&self, batch_no: u64) {
+        for cell in &self.inner.cells {
+            let instances = cell.instances.load(std::sync::atomic::Ordering::SeqCst);
+            if let Some(c) = cell.lock().candidate.as_mut()
                 && c.probe.is_none()
+                && c.requested
+                && (c.ready >= instances || c.failure.is_some())
             {
                 c.probe = Some(batch_no);
             }
@@ -492,8 +515,8 @@ impl Reloader {
     }
 
     /// Goes back to the previous version of `cell` if the current one
-    /// failed on micro-batch `batch_no` within its window; a candidate
-    /// probed beside the failed version on it (with its state) is refused.
+    /// failed on micro-batch `batch_no` within its window; a candidate,
+    /// which took the failed version's state, is refused.
     /// Whether it rolled back.
     fn roll_back(&self, cell: &VersionCell, batch_no: u64) -> bool {
         let mut state = cell.lock();

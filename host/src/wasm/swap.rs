@@ -1,9 +1,11 @@
 //! The swappable operator: one partition's instance of a `plugin` operator
 //! or a reducer, which runs the version its cell says, during a probe batch
-//! the candidate beside it, and during a rollback window keeps the version
-//! it replaced (see [`crate::wasm::reload`]).
+//! the candidate beside it (built ahead, see [`Operator::prepare`]), and
+//! during a rollback window keeps the version it replaced (see
+//! [`crate::wasm::reload`]).
 
 use super::cell::{CellState, Make, Version, VersionCell, View};
+use super::replay::{Fallback, Making, Pending, Replay};
 use crate::model::batch::Batch;
 use crate::operators::{
     BatchContext, Combiner, Operator, OperatorError, OperatorFactory, SideOutput, StateWriter,
@@ -12,6 +14,7 @@ use crate::operators::{
 use crate::spec::ReduceMode;
 use crate::spec::limits::{Limit, Limits};
 use crate::wasm::{Plugin, World};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Makes a `plugin` operator swappable: the factory of its first version,
@@ -70,6 +73,7 @@ fn cell(
             next_number: 2,
             previous: None,
         }),
+        instances: Default::default(),
     });
     (
         Arc::new(SwappableFactory {
@@ -131,65 +135,24 @@ impl OperatorFactory for SwappableFactory {
         limits: &Limits,
     ) -> Result<Box<dyn Operator>, OperatorError> {
         let current = self.cell.lock().current.clone();
+        let active = current.factory.instantiate_limited(job, worker, limits)?;
+        self.cell.instances.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(Swappable {
             cell: self.cell.clone(),
-            job: job.to_string(),
-            worker,
-            limits: limits.clone(),
-            active: current.factory.instantiate_limited(job, worker, limits)?,
+            making: Making {
+                job: job.to_string(),
+                worker,
+                limits: limits.clone(),
+                tracking: false,
+                halt: crate::signal::Halt::current(),
+            },
+            active,
             version: current.number,
             shadow: None,
+            pending: None,
             fallback: None,
             lost: None,
-            tracking: false,
         }))
-    }
-}
-
-/// What the running version was given since it replaced the fallback.
-enum Step {
-    Begin(u64),
-    Call(BatchContext, Batch),
-    Finish(BatchContext),
-}
-
-/// The instance of the version the running one replaced, as it was at
-/// adoption, kept while the job may roll back to it.
-struct Fallback {
-    version: u64,
-    op: Box<dyn Operator>,
-    /// For a stateful operator, what the running version was given since,
-    /// to bring this instance's state up to date on a rollback; a
-    /// stateless one needs none.
-    log: Option<Vec<Step>>,
-}
-
-impl Fallback {
-    fn record(&mut self, step: impl FnOnce() -> Step) {
-        if let Some(log) = &mut self.log {
-            log.push(step());
-        }
-    }
-
-    /// Runs the instance over what the running version was given since
-    /// adoption, dropping its output (the running version's was kept), so
-    /// that its state is what it would be had it run all along.
-    fn catch_up(mut self) -> Result<Box<dyn Operator>, OperatorError> {
-        for step in self.log.take().unwrap_or_default() {
-            match step {
-                Step::Begin(n) => self.op.begin_batch(n),
-                Step::Call(ctx, mut input) => match self.op.process_with(&mut input, &ctx) {
-                    // Records it rejects were not its to set aside.
-                    Ok(_) | Err(OperatorError::BadRecords(_)) => {}
-                    Err(e) => return Err(e),
-                },
-                Step::Finish(ctx) => {
-                    self.op.finish_batch(&ctx)?;
-                }
-            }
-            let _ = self.op.side_output();
-        }
-        Ok(self.op)
     }
 }
 
@@ -218,56 +181,56 @@ fn took_the_state(error: &OperatorError) -> bool {
 /// One partition's instance of a swappable operator.
 struct Swappable {
     cell: Arc<VersionCell>,
-    job: String,
-    worker: usize,
-    limits: Limits,
+    /// How its instances are made; `tracking` is whether the job keeps
+    /// checkpoints ([`Operator::track_changes`]): every instance of a
+    /// version is told so.
+    making: Making,
     active: Box<dyn Operator>,
     version: u64,
     /// During a probe batch, the candidate's instance.
     shadow: Option<(u64, Box<dyn Operator>)>,
+    /// Before it, the candidate's instance being built.
+    pending: Option<Pending>,
     /// During a rollback window, the replaced version's instance.
     fallback: Option<Fallback>,
     /// Why this partition cannot go on (it could not move to the version
     /// in force, or its state was lost).
     lost: Option<String>,
-    /// Whether the job keeps checkpoints ([`Operator::track_changes`]):
-    /// every instance of a version is told so.
-    tracking: bool,
 }
 
 impl Swappable {
+    /// The running instance's state, for version `to`. A state that could
+    /// not be read is never replaced by an empty one: when the failed
+    /// snapshot took the instance with it, the partition stops.
+    fn snapshot_for(&mut self, to: u64) -> Result<Option<Vec<u8>>, String> {
+        self.active.snapshot().map_err(|e| {
+            if took_the_state(&e) {
+                self.lost = Some(format!(
+                    "version {} lost its state when its snapshot for version {to} failed: {e}",
+                    self.version
+                ));
+            }
+            format!("version {} gave no snapshot: {e}", self.version)
+        })
+    }
+
     /// A fresh instance of `to` holding the running instance's state.
     fn handover(&mut self, to: &Version) -> Result<Box<dyn Operator>, String> {
-        let mut next = to
-            .factory
-            .instantiate_limited(&self.job, self.worker, &self.limits)
-            .map_err(|e| format!("it does not start: {e}"))?;
-        if self.tracking {
-            next.track_changes();
+        let state = self.snapshot_for(to.number)?;
+        self.making.instance(to, state.as_deref(), self.version)
+    }
+
+    /// Back to the replaced version after a rollback: any candidate took
+    /// the failed version's state and is dropped (the cell refuses it).
+    fn back_to(&mut self, fallback: Fallback) -> Result<(), OperatorError> {
+        self.shadow = None;
+        self.pending = None;
+        self.version = fallback.version;
+        self.active = fallback.catch_up()?;
+        if self.making.tracking {
+            self.active.track_changes();
         }
-        let state = match self.active.snapshot() {
-            Ok(state) => state,
-            Err(e) => {
-                // A state that could not be read is never replaced by an
-                // empty one: a partition that lost it stops.
-                if took_the_state(&e) {
-                    self.lost = Some(format!(
-                        "version {} lost its state when its snapshot failed: {e}",
-                        self.version
-                    ));
-                }
-                return Err(format!("version {} gave no snapshot: {e}", self.version));
-            }
-        };
-        if let Some(state) = state {
-            next.restore(&state).map_err(|e| {
-                format!(
-                    "it cannot restore the state of version {}: {e}",
-                    self.version
-                )
-            })?;
-        }
-        Ok(next)
+        Ok(())
     }
 
     /// Moves to the version the cell runs now: back to the fallback after
@@ -276,25 +239,16 @@ impl Swappable {
     fn move_to(&mut self, view: &View) {
         let target = view.current.number;
         let replaced = self.version;
-        self.version = target;
         if let Some(fallback) = self.fallback.take_if(|f| f.version == target) {
-            self.shadow = None;
-            match fallback.catch_up() {
-                Ok(op) => {
-                    self.active = op;
-                    if self.tracking {
-                        self.active.track_changes();
-                    }
-                }
-                Err(e) => {
-                    self.lost = Some(format!(
-                        "cannot go back to version {target} of the operator: it failed on the \
-                         input since its replacement: {e}"
-                    ))
-                }
+            if let Err(e) = self.back_to(fallback) {
+                self.lost = Some(format!(
+                    "cannot go back to version {target} of the operator: it failed on the \
+                     input since its replacement: {e}"
+                ));
             }
             return;
         }
+        self.version = target;
         let next = match self.shadow.take() {
             Some((n, op)) if n == target => Ok(op),
             // This partition had no records in the probe batch: it takes
@@ -306,7 +260,7 @@ impl Swappable {
                 let old = std::mem::replace(&mut self.active, op);
                 self.fallback = (view.previous == Some(replaced)).then(|| Fallback {
                     version: replaced,
-                    log: (!old.stateless()).then(Vec::new),
+                    replay: Replay::new(!old.stateless()),
                     op: old,
                 });
             }
@@ -315,6 +269,15 @@ impl Swappable {
                     "cannot move to version {target} of the operator: {reason}"
                 ));
             }
+        }
+    }
+
+    /// The candidate's instance for its probe batch: the one built ahead,
+    /// brought up to date, or one handed the state now.
+    fn candidate(&mut self, to: &Version) -> Result<Box<dyn Operator>, String> {
+        match self.pending.take() {
+            Some(p) if p.version == to.number => p.take(),
+            _ => self.handover(to),
         }
     }
 
@@ -336,36 +299,71 @@ impl Swappable {
             return Err(error);
         }
         // The failed call is the previous version's to make now.
-        if let Some(log) = &mut fallback.log {
-            log.pop();
-        }
+        fallback.replay.forget_last_call();
         let back = fallback.version;
-        if let Some((n, _)) = self.shadow.take() {
-            self.cell.probe_failed(
-                n,
-                format!("version {failed}, whose state it took, was rolled back"),
-            );
-        }
-        self.active = fallback.catch_up().map_err(|e| {
+        self.back_to(fallback).map_err(|e| {
             OperatorError::Host(format!(
                 "{reason}, and version {back} could not be brought up to date to take its place: {e}"
             ))
         })?;
-        if self.tracking {
-            self.active.track_changes();
-        }
-        self.version = back;
         tracing::warn!(
-            job = %self.job,
+            job = %self.making.job,
             operator = %self.cell.operator,
-            worker = self.worker,
+            worker = self.making.worker,
             "{reason}; version {back} processes the call instead"
         );
         self.active.process_with(input, ctx)
     }
+
+    /// Every instance kept beside the running one records `f`'s step.
+    fn record(&mut self, f: impl Fn(&mut Replay)) {
+        if let Some(fallback) = &mut self.fallback {
+            f(&mut fallback.replay);
+        }
+        if let Some(pending) = &mut self.pending {
+            f(&mut pending.replay);
+        }
+    }
 }
 
 impl Operator for Swappable {
+    /// Starts building the instance of a candidate the job is about to
+    /// probe, on a thread of its own from a snapshot taken now (between
+    /// batches), so that the probe batch pays only for catching it up.
+    fn prepare(&mut self) {
+        let Some(next) = self.cell.waiting() else {
+            return;
+        };
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.version == next.number)
+        {
+            return;
+        }
+        let number = next.number;
+        let state = match self.snapshot_for(number) {
+            Ok(state) => state,
+            Err(reason) => {
+                self.cell.probe_failed(number, reason);
+                self.cell.prepared(number);
+                return;
+            }
+        };
+        let cell = self.cell.clone();
+        let started = self.making.start(next, state, self.version, move |made| {
+            if let Err(reason) = made {
+                cell.probe_failed(number, reason.clone());
+            }
+            cell.prepared(number);
+        });
+        match started {
+            Ok(pending) => self.pending = Some(pending),
+            // The probe batch hands the state over itself.
+            Err(_) => self.cell.prepared(number),
+        }
+    }
+
     fn begin_batch(&mut self, batch_no: u64) {
         let view = self.cell.view(batch_no);
         if view.current.number != self.version {
@@ -378,8 +376,12 @@ impl Operator for Swappable {
         {
             self.fallback = None;
         }
-        if let Some(f) = &mut self.fallback {
-            f.record(|| Step::Begin(batch_no));
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| view.candidate != Some(p.version))
+        {
+            self.pending = None;
         }
         let probe = view.probing.as_ref().map(|p| p.number);
         if self.shadow.as_ref().is_some_and(|(n, _)| Some(*n) != probe) {
@@ -388,11 +390,12 @@ impl Operator for Swappable {
         if let Some(p) = view.probing
             && self.shadow.is_none()
         {
-            match self.handover(&p) {
+            match self.candidate(&p) {
                 Ok(op) => self.shadow = Some((p.number, op)),
                 Err(reason) => self.cell.probe_failed(p.number, reason),
             }
         }
+        self.record(|r| r.begin(batch_no));
         self.active.begin_batch(batch_no);
         if let Some((_, shadow)) = &mut self.shadow {
             shadow.begin_batch(batch_no);
@@ -411,9 +414,7 @@ impl Operator for Swappable {
         if let Some(e) = &self.lost {
             return Err(OperatorError::Host(e.clone()));
         }
-        if let Some(f) = &mut self.fallback {
-            f.record(|| Step::Call(ctx.clone(), input.clone()));
-        }
+        self.record(|r| r.call(ctx, input));
         let out = match self.active.process_with(input, ctx) {
             Ok(out) => out,
             Err(e) if self.fallback.is_some() && rolls_back(&e) => {
@@ -437,9 +438,7 @@ impl Operator for Swappable {
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Batch, OperatorError> {
         let out = self.active.finish_batch(ctx)?;
-        if let Some(f) = &mut self.fallback {
-            f.record(|| Step::Finish(ctx.clone()));
-        }
+        self.record(|r| r.finish(ctx));
         Ok(out)
     }
 
@@ -459,7 +458,7 @@ impl Operator for Swappable {
     }
 
     fn track_changes(&mut self) {
-        self.tracking = true;
+        self.making.tracking = true;
         self.active.track_changes();
         if let Some((_, shadow)) = &mut self.shadow {
             shadow.track_changes();
