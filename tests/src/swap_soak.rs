@@ -27,9 +27,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A micro-batch number and the values written for it.
+pub type Written = (u64, Vec<String>);
+
 /// Every write of a job: its micro-batch number and values.
 #[derive(Clone, Default)]
-pub struct BatchLog(pub Arc<Mutex<Vec<(u64, Vec<String>)>>>);
+pub struct BatchLog(pub Arc<Mutex<Vec<Written>>>);
 
 impl Sink for BatchLog {
     fn describe(&self) -> String {
