@@ -202,12 +202,81 @@ fn replace_file(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).unwrap();
 }
 
+/// `sluice run --quiet --watch` of a job file, its stderr collected.
+struct Watched {
+    child: std::process::Child,
+    stderr: Arc<Mutex<String>>,
+    _reader: std::thread::JoinHandle<()>,
+}
+
+impl Watched {
+    fn start(dir: &Path, job: &Path) -> Watched {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["run", "--quiet", "--watch", job.to_str().unwrap()])
+            .env("SLUICE_CACHE_DIR", dir.join("cache"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut s = stderr.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            })
+        };
+        Watched {
+            child,
+            stderr,
+            _reader: reader,
+        }
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self.stderr.lock().unwrap().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` in:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the run with SIGTERM; its log, once it exited successfully.
+    fn stop(&mut self) -> String {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        // The reader ends with the pipe.
+        let log = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "{log}");
+        log
+    }
+}
+
+impl Drop for Watched {
+    /// A run a failed test left behind is killed with it.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `sluice run --watch`: a rebuilt component file is swapped into the
 /// running job; a file that is not a component is reported and ignored.
 #[test]
 fn run_watch_swaps_a_rebuilt_component() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("counter.wasm");
     std::fs::copy(guests::COUNTER_A, &wasm).unwrap();
@@ -218,54 +287,18 @@ fn run_watch_swaps_a_rebuilt_component() {
          value_size = 30\n[[operators]]\nname = \"counter\"\nplugin = \"counter.wasm\"\n\
          [[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .args(["run", "--quiet", "--watch", job.to_str().unwrap()])
-        .env("SLUICE_CACHE_DIR", dir.path().join("cache"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let stderr = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = stderr.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        })
-    };
-    let wait_for = |needle: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !stderr.lock().unwrap().contains(needle) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no `{needle}` in:\n{}",
-                stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait_for("watching");
+    let mut run = Watched::start(dir.path(), &job);
+    run.wait_for("watching");
     std::thread::sleep(Duration::from_millis(500));
     let garbage = dir.path().join("garbage");
     std::fs::write(&garbage, b"not a component").unwrap();
     replace_file(&garbage, &wasm);
-    wait_for("new version not deployed");
+    run.wait_for("new version not deployed");
     replace_file(Path::new(guests::COUNTER_B), &wasm);
-    wait_for("version 2");
-    wait_for("adopted from batch");
+    run.wait_for("version 2");
+    run.wait_for("adopted from batch");
     std::thread::sleep(Duration::from_millis(500));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    let log = stderr.lock().unwrap().clone();
-    assert!(status.success(), "{log}");
+    let log = run.stop();
     assert!(log.contains("not a WebAssembly file"), "{log}");
 
     let out = crate::read_jsonl(&dir.path().join("out.jsonl"));
@@ -295,6 +328,54 @@ fn run_watch_swaps_a_rebuilt_component() {
     assert!(
         summary.contains(&format!(": {} record(s) in", parsed.len())),
         "every record read was written once: {summary}"
+    );
+}
+
+/// `sluice run --watch` watches a reducer's file too: a component of the
+/// wrong world is refused naming both worlds, and a `reduce` component is
+/// adopted and goes on from the accumulators: the counts of the keys add
+/// up to every record read.
+#[test]
+fn run_watch_swaps_a_reducer() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("count.wasm");
+    std::fs::copy(guests::REDUCE_TRAP, &wasm).unwrap();
+    let job = sluice_tests::write_job(
+        dir.path(),
+        "watched.toml",
+        "workers = 1\n[batch]\ninterval = \"100ms\"\n\
+         [[sources]]\nkind = \"generator\"\nrate = 2000\nvalue_size = 10\nkeys = 5\n\
+         [[operators]]\nname = \"count\"\nreducer = \"count.wasm\"\n\
+         [[sinks]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n",
+    );
+    let mut run = Watched::start(dir.path(), &job);
+    run.wait_for("(operator `count`) for new versions");
+    std::thread::sleep(Duration::from_millis(500));
+    replace_file(Path::new(guests::UPPERCASE), &wasm);
+    run.wait_for("a `reducer` operator needs `reduce`");
+    // The counting reducer again: a new version, as the file changed.
+    replace_file(Path::new(guests::REDUCE_TRAP), &wasm);
+    run.wait_for("version 3");
+    run.wait_for("adopted from batch");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = run.stop();
+    assert!(log.contains("replacing version 1"), "{log}");
+    let last: BTreeMap<String, u64> = crate::read_jsonl(&dir.path().join("out.jsonl"))
+        .iter()
+        .map(|r| {
+            let count = r["value"].as_str().unwrap().parse().unwrap();
+            (r["key"].as_str().unwrap().to_string(), count)
+        })
+        .collect();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("job `watched` stopped"))
+        .unwrap_or_else(|| panic!("no summary in {log}"));
+    let counted: u64 = last.values().sum();
+    assert!(
+        summary.contains(&format!(": {counted} record(s) in")),
+        "the counts of {} keys add up to the records read: {summary}",
+        last.len()
     );
 }
 

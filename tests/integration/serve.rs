@@ -750,6 +750,16 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
         "{stdout}"
     );
     let adopted_out = server.metric(ALPHA, &id, "records_out");
+    let record = server
+        .dir
+        .path()
+        .join(format!("data/tenants/alpha/jobs/{id}/job.json"));
+    let adopted_file = |r: &std::path::Path| -> Value {
+        let v: Value = serde_json::from_slice(&std::fs::read(r).unwrap()).unwrap();
+        v["adopted"].clone()
+    };
+    let with_b = adopted_file(&record);
+    assert_eq!(with_b[0]["operator"], "counter", "{with_b}");
 
     // A version that traps is refused with its reason; the job goes on.
     let broken = sluice_deploy(&server, ALPHA, &id, guests::COUNTER_BROKEN);
@@ -787,29 +797,74 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
     assert_eq!(foreign.body["error"], "no such job");
 
     server.wait_for_metric_above(ALPHA, &id, "records_out", adopted_out);
-    let metrics = server.get(&format!("/v1/jobs/{id}/metrics"), ALPHA);
+    // A version that passes its probe and fails two batches later is
+    // adopted, then rolled back to version 2, which a restart would run.
+    let late = server.put(&path, ALPHA, &std::fs::read(guests::COUNTER_LATE).unwrap());
+    assert_eq!(late.status, 200, "{}", late.text);
+    assert_eq!(late.body["version"], 5, "{}", late.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let m = server.get(&format!("/v1/jobs/{id}/metrics"), ALPHA);
+        if m.body["versions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|e| e["rolled_back"] == true))
+        {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollback: {}",
+            m.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let versions = metrics.body["versions"].as_array().unwrap().clone();
-    let seen: Vec<(u64, bool)> = versions
+    let seen: Vec<(u64, bool, bool)> = versions
         .iter()
         .map(|v| {
             (
                 v["version"].as_u64().unwrap(),
                 v["adopted"].as_bool().unwrap(),
+                v["rolled_back"].as_bool().unwrap(),
             )
         })
         .collect();
     assert_eq!(
         seen,
-        vec![(2, true), (3, false), (4, false)],
+        vec![
+            (2, true, false),
+            (3, false, false),
+            (4, false, false),
+            (5, true, false),
+            (5, false, true)
+        ],
         "{}",
         metrics.text
     );
+    assert!(
+        versions[4]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("breaks after 2 batches"),
+        "{}",
+        metrics.text
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while adopted_file(&record) != with_b {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record names version 2's file again: {}",
+            adopted_file(&record)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(server.status(ALPHA, &id)["state"], "running");
 
     let stop = server.post(&format!("/v1/jobs/{id}/stop"), ALPHA, b"");
     assert_eq!(stop.status, 202, "{}", stop.text);
     server.wait_for_state(ALPHA, &id, "stopped");
-    // Version a, then version b, and one count running through both.
+    // Version a, then version b (with version 5 for two batches), and one
+    // count running through all of them.
     let file = server.get("/v1/files/counted.jsonl", ALPHA);
     assert_eq!(file.status, 200);
     let lines: Vec<String> = file
@@ -824,7 +879,14 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
     let tags: Vec<&str> = lines.iter().map(|l| l.split('|').next().unwrap()).collect();
     let first_b = tags.iter().position(|t| *t == "b").expect("version b ran");
     assert!(first_b > 0 && tags[..first_b].iter().all(|t| *t == "a"));
-    assert!(tags[first_b..].iter().all(|t| *t == "b"), "{tags:?}");
+    assert!(
+        tags[first_b..].iter().all(|t| *t == "b" || *t == "late"),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&"late") && tags.last() == Some(&"b"),
+        "{tags:?}"
+    );
     let counts: Vec<u64> = lines
         .iter()
         .map(|l| l.split('|').nth(2).unwrap().parse().unwrap())
