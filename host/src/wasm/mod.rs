@@ -13,7 +13,8 @@
 //! [`Limits`](crate::spec::limits::Limits): memory, a deadline per call (epoch interruption, advanced by
 //! one background thread per runtime) and output size; a call of a job whose
 //! halt was raised fails within about 100 ms. A running job's
-//! `plugin` operators can be swapped for new versions ([`reload`]).
+//! `plugin` operators and reducers can be swapped for new versions, and
+//! rolled back within a window when a new one fails ([`reload`]).
 
 mod cell;
 mod component;
