@@ -64,11 +64,14 @@ async fn a_version_that_fails_after_adoption_is_rolled_back_and_loses_nothing() 
     let Outcome::Adopted { batch: first, .. } = outcome else {
         panic!("the late version passes its probe: {outcome:?}");
     };
-    let reason = tokio::time::timeout(Duration::from_secs(30), window.closed())
+    let rolled = tokio::time::timeout(Duration::from_secs(30), window.closed())
         .await
         .expect("the window closes")
         .expect("the version is rolled back");
-    assert!(reason.contains("breaks after 2 batches"), "{reason}");
+    assert!(
+        rolled.reason.contains("breaks after 2 batches"),
+        "{rolled:?}"
+    );
     assert_eq!(reloader.current_version("counter"), Some(1));
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_tx.send(true).unwrap();
@@ -91,6 +94,7 @@ async fn a_version_that_fails_after_adoption_is_rolled_back_and_loses_nothing() 
         events[1]
     );
     let failed = events[1].batch;
+    assert_eq!(failed, rolled.batch);
     assert!(
         (first..first + 10).contains(&failed),
         "the failure at batch {failed} falls in the window from batch {first}"
@@ -276,11 +280,14 @@ async fn a_reducer_swaps_with_its_accumulators_and_rolls_back_to_true_totals() {
     assert!(matches!(outcome, Outcome::Adopted { .. }), "{outcome:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     boom.store(true, Ordering::SeqCst);
-    let reason = tokio::time::timeout(Duration::from_secs(30), window.closed())
+    let rolled = tokio::time::timeout(Duration::from_secs(30), window.closed())
         .await
         .expect("the window closes")
         .expect("the counting version is rolled back");
-    assert!(reason.contains("BOOM among the values"), "{reason}");
+    assert!(
+        rolled.reason.contains("BOOM among the values"),
+        "{rolled:?}"
+    );
     assert_eq!(reloader.current_version("total"), Some(2));
     tokio::time::sleep(Duration::from_millis(200)).await;
     sending.store(false, Ordering::SeqCst);

@@ -5,7 +5,7 @@
 //! prepare a candidate ([`VersionCell::waiting`]); the coordinator's
 //! decisions between batches change it.
 
-use super::reload::Outcome;
+use super::reload::{Outcome, RolledBack};
 use crate::operators::OperatorFactory;
 use crate::wasm::{Plugin, World};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,7 +35,7 @@ pub(super) struct Candidate {
     pub(super) ready: usize,
     pub(super) done: Option<oneshot::Sender<Outcome>>,
     /// Told when its rollback window closes, once adopted.
-    pub(super) window: Option<oneshot::Sender<Option<String>>>,
+    pub(super) window: Option<oneshot::Sender<Option<RolledBack>>>,
     pub(super) submitted: Instant,
 }
 
@@ -50,7 +50,7 @@ pub(super) struct Previous {
     pub(super) failure: Option<(u64, String)>,
     /// Told when the window closes: why the current version was rolled back,
     /// or `None` when it stays.
-    pub(super) closed: Option<oneshot::Sender<Option<String>>>,
+    pub(super) closed: Option<oneshot::Sender<Option<RolledBack>>>,
 }
 
 /// What a partition runs at the start of a batch.
@@ -169,7 +169,7 @@ impl VersionCell {
 impl Previous {
     /// Tells the deployer of the version that replaced this one that its
     /// window closed, and whether it was rolled back (`reason`).
-    pub(super) fn close(&mut self, reason: Option<String>) {
+    pub(super) fn close(&mut self, reason: Option<RolledBack>) {
         if let Some(tx) = self.closed.take() {
             let _ = tx.send(reason);
         }

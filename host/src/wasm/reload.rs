@@ -1,17 +1,24 @@
 //! Hot reload: a new version of a Wasm operator, swapped into a running job
 //! without losing or repeating a record.
 //!
-//! Every `plugin` operator of a job runs behind a version cell shared by its
-//! partition instances. [`Reloader::deploy`] checks a new component (world,
-//! `init`) off the hot path and makes it the cell's candidate. Then:
+//! Every `plugin` operator and reducer of a job runs behind a version cell
+//! shared by its partition instances. [`Reloader::deploy`] checks a new
+//! component (world, `init`) off the hot path and makes it the cell's
+//! candidate. Then:
 //!
-//! 1. **Probe.** The coordinator picks the next micro-batch as the probe
-//!    batch. At its start, each partition takes a [`Operator::snapshot`](crate::operators::Operator::snapshot) of
-//!    its running instance and [`Operator::restore`](crate::operators::Operator::restore)s it into a fresh
-//!    instance of the candidate, which then processes the batch *beside* the
-//!    running version: the running version's output is the one kept, so the
-//!    probe batch is entirely the old version's.
-//! 2. **Adopt or refuse.** When the probe batch is done, the coordinator
+//! 1. **Prepare.** Between two batches the coordinator asks every partition
+//!    to prepare ([`Operator::prepare`](crate::operators::Operator::prepare)):
+//!    each takes a [`Operator::snapshot`](crate::operators::Operator::snapshot)
+//!    of its running instance and, on a thread of its own,
+//!    [`Operator::restore`](crate::operators::Operator::restore)s it into a
+//!    fresh instance of the candidate while the job goes on.
+//! 2. **Probe.** Once every partition's instance is ready, the coordinator
+//!    picks the next micro-batch as the probe batch. At its start each
+//!    partition catches its candidate instance up on what the running one
+//!    processed since the snapshot; the candidate then processes the batch
+//!    *beside* the running version: the running version's output is the one
+//!    kept, so the probe batch is entirely the old version's.
+//! 3. **Adopt or refuse.** When the probe batch is done, the coordinator
 //!    adopts the candidate if no partition failed to restore it or to run
 //!    it; from the next batch on, each partition runs the candidate
 //!    instance, which has the state the old one had. Otherwise the
@@ -19,7 +26,7 @@
 //!    says why. Either way the decision falls between two batches, so every
 //!    batch is processed by one version, and the versions follow each other
 //!    in order.
-//! 3. **Roll back.** The version it replaced stays loaded, its instances with
+//! 4. **Roll back.** The version it replaced stays loaded, its instances with
 //!    their state as it was at adoption, for the job's rollback window
 //!    (`[reload]`, 10 micro-batches by default). A stateful instance also
 //!    keeps what the new version was given since. If the new version traps,
@@ -130,7 +137,7 @@ pub struct Deployment {
     /// The number the version got.
     pub version: u64,
     rx: oneshot::Receiver<Outcome>,
-    window: oneshot::Receiver<Option<String>>,
+    window: oneshot::Receiver<Option<RolledBack>>,
 }
 
 impl Deployment {
@@ -154,15 +161,26 @@ impl Deployment {
 }
 
 /// The rollback window of an adopted version.
-pub struct Window(oneshot::Receiver<Option<String>>);
+pub struct Window(oneshot::Receiver<Option<RolledBack>>);
 
 impl Window {
-    /// Waits until the window closes: why the job rolled the version back,
+    /// Waits until the window closes: how the job rolled the version back,
     /// or `None` when it keeps it (the window ran out, a newer version
     /// replaced it, or the job ended; a refused version has no window).
-    pub async fn closed(self) -> Option<String> {
+    pub async fn closed(self) -> Option<RolledBack> {
         self.0.await.ok().flatten()
     }
+}
+
+/// A version the job went back from, within its rollback window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    /// The batch it failed on; from the next one on, every partition runs
+    /// the version it had replaced (in this one, the partitions where it
+    /// failed already did).
+    pub batch: u64,
+    /// Why.
+    pub reason: String,
 }
 
 /// The swappable operators of one job; cheap to clone. Get it with
@@ -233,8 +251,10 @@ impl Reloader {
     /// implement the operator's world (`transform` for a `plugin`
     /// operator, `reduce` for a reducer) and start (`init`) with the
     /// operator's settings; both are checked here, on the caller's thread,
-    /// not on the job's. Then the job probes it on its next micro-batch and
-    /// adopts or refuses it; [`Deployment::outcome`] tells which.
+    /// not on the job's. Then the job prepares it between batches, probes it
+    /// on a micro-batch and adopts or refuses it; [`Deployment::outcome`]
+    /// tells which, and [`Deployment::decided`] also whether it was rolled
+    /// back later.
     pub fn deploy(&self, operator: &str, plugin: &Plugin) -> Result<Deployment, DeployError> {
         let cell = self
             .cell(operator)
@@ -314,7 +334,7 @@ impl Reloader {
             window: Some(window_tx),
             submitted: Instant::now(),
         });
-        tracing::info!(job = %self.inner.job, operator, "version {number} ({label}) ready; probing it on the next batch");
+        tracing::info!(job = %self.inner.job, operator, "version {number} ({label}) ready; preparing it for a probe batch");
         Ok(Deployment {
             version: number,
             rx,
@@ -549,7 +569,10 @@ impl Reloader {
             rolled_back: true,
             detail: format!("rolled back to version {back}: {reason}"),
         });
-        p.close(Some(reason));
+        p.close(Some(RolledBack {
+            batch: batch_no,
+            reason,
+        }));
         if let Some(c) = probed {
             self.refuse(
                 cell,

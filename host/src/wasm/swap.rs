@@ -326,6 +326,13 @@ impl Swappable {
     }
 }
 
+impl Drop for Swappable {
+    /// One instance fewer for a candidate to wait for.
+    fn drop(&mut self) {
+        self.cell.instances.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Operator for Swappable {
     /// Starts building the instance of a candidate the job is about to
     /// probe, on a thread of its own from a snapshot taken now (between
