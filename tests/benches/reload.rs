@@ -12,45 +12,16 @@
 //! (`SLUICE_BENCH_SECONDS` sets the length of each run, default 10).
 
 use sluice::exec::Job;
-use sluice::model::batch::Batch;
-use sluice::sink::Sink;
 use sluice::spec::SourceConfig;
 use sluice::wasm::reload::Outcome;
 use sluice::wasm::{Plugin, Runtime};
 use sluice_tests::guests;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const INTERVAL: Duration = Duration::from_millis(100);
 const RATE: u64 = 50_000;
 /// Batches at the start of a run left out (the instances warm up).
 const WARM_UP: usize = 5;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Per batch, how long its oldest record waited, in ms.
-#[derive(Clone, Default)]
-struct Latencies(Arc<Mutex<Vec<i64>>>);
-
-impl Sink for Latencies {
-    fn describe(&self) -> String {
-        "latencies".into()
-    }
-
-    fn write(&mut self, _batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
-        let now = now_ms();
-        if let Some(oldest) = parts.iter().flat_map(|p| p.timestamps.iter()).min() {
-            self.0.lock().unwrap().push(now - oldest);
-        }
-        Ok(())
-    }
-}
 
 struct Run {
     latencies: Vec<i64>,
@@ -60,7 +31,7 @@ struct Run {
 }
 
 async fn run(a: &Plugin, b: &Plugin, seconds: u64, swap_every: Option<Duration>) -> Run {
-    let sink = Latencies::default();
+    let sink = sluice_tests::Waits::default();
     let job = Job::builder("reload-bench")
         .source(SourceConfig::Generator {
             records: None,
@@ -98,7 +69,7 @@ async fn run(a: &Plugin, b: &Plugin, seconds: u64, swap_every: Option<Duration>)
     }
     stop_tx.send(true).expect("stop");
     let summary = running.await.expect("job task").expect("job");
-    let mut latencies = sink.0.lock().unwrap().clone();
+    let mut latencies: Vec<i64> = sink.0.lock().unwrap().iter().map(|(_, w)| *w).collect();
     latencies.drain(..WARM_UP.min(latencies.len()));
     Run {
         latencies,
@@ -120,12 +91,8 @@ fn main() {
         .unwrap_or(10);
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = Runtime::with_cache_dir(Some(dir.path().join("cache"))).expect("runtime");
-    let a = runtime
-        .load(Path::new(guests::COUNTER_A))
-        .expect("counter-a");
-    let b = runtime
-        .load(Path::new(guests::COUNTER_B))
-        .expect("counter-b");
+    let a = sluice_tests::load(&runtime, guests::COUNTER_A);
+    let b = sluice_tests::load(&runtime, guests::COUNTER_B);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

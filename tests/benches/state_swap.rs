@@ -15,44 +15,15 @@
 //! Run: `cargo bench -p sluice-tests --bench state_swap`
 
 use sluice::exec::Job;
-use sluice::model::batch::Batch;
-use sluice::sink::Sink;
 use sluice::spec::SourceConfig;
 use sluice::wasm::Runtime;
 use sluice::wasm::reload::Outcome;
 use sluice_tests::guests;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 const RATE: u64 = 20_000;
 const SWAPS: usize = 5;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Per batch, its number and how long its oldest record waited, in ms.
-#[derive(Clone, Default)]
-struct Waits(Arc<Mutex<Vec<(u64, i64)>>>);
-
-impl Sink for Waits {
-    fn describe(&self) -> String {
-        "waits".into()
-    }
-
-    fn write(&mut self, batch_no: u64, parts: &[Batch]) -> std::io::Result<()> {
-        let now = now_ms();
-        if let Some(oldest) = parts.iter().flat_map(|p| p.timestamps.iter()).min() {
-            self.0.lock().unwrap().push((batch_no, now - oldest));
-        }
-        Ok(())
-    }
-}
 
 struct Measured {
     /// Per swap, its worst batch's wait above the steady median, in ms.
@@ -63,10 +34,8 @@ struct Measured {
 }
 
 async fn measure(runtime: &Runtime, bytes: usize) -> Measured {
-    let ballast = runtime
-        .load(Path::new(guests::BALLAST))
-        .expect("ballast fixture");
-    let sink = Waits::default();
+    let ballast = sluice_tests::load(runtime, guests::BALLAST);
+    let sink = sluice_tests::Waits::default();
     let job = Job::builder("state-swap")
         .source(SourceConfig::Generator {
             records: None,

@@ -6,10 +6,10 @@
 
 use sluice::exec::Job;
 use sluice::spec::SourceConfig;
+use sluice::wasm::Plugin;
 use sluice::wasm::reload::{DeployError, Outcome};
-use sluice::wasm::{Plugin, Runtime};
-use sluice_tests::guests;
 use sluice_tests::swap_soak::{BatchLog, Line, assert_each_input_once, parse};
+use sluice_tests::{guests, load};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,10 +24,6 @@ enum Expect {
     RefusedOnProbe,
     /// Refused at deployment (wrong world).
     RefusedAtDeploy,
-}
-
-fn load(runtime: &Runtime, path: &str) -> Plugin {
-    runtime.load(Path::new(path)).expect("load component")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

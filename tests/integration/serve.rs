@@ -797,7 +797,7 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
     assert_eq!(foreign.body["error"], "no such job");
 
     server.wait_for_metric_above(ALPHA, &id, "records_out", adopted_out);
-    // A version that passes its probe and fails two batches later is
+    // A version that passes its probe and fails a few batches later is
     // adopted, then rolled back to version 2, which a restart would run.
     let late = server.put(&path, ALPHA, &std::fs::read(guests::COUNTER_LATE).unwrap());
     assert_eq!(late.status, 200, "{}", late.text);
@@ -845,7 +845,7 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
         versions[4]["detail"]
             .as_str()
             .unwrap()
-            .contains("breaks after 2 batches"),
+            .contains("breaks after 6 batches"),
         "{}",
         metrics.text
     );
@@ -863,7 +863,7 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
     let stop = server.post(&format!("/v1/jobs/{id}/stop"), ALPHA, b"");
     assert_eq!(stop.status, 202, "{}", stop.text);
     server.wait_for_state(ALPHA, &id, "stopped");
-    // Version a, then version b (with version 5 for two batches), and one
+    // Version a, then version b (with version 5 for a few batches), and one
     // count running through all of them.
     let file = server.get("/v1/files/counted.jsonl", ALPHA);
     assert_eq!(file.status, 200);

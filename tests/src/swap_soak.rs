@@ -7,23 +7,21 @@
 //! `tag|lineage|count|input` per record: the version that processed it, its
 //! partition's lineage and running count, and the input. A seeded plan
 //! deploys versions in turn: the two good ones (`a`, `b`), one that fails its
-//! probe batch (`broken`), one that fails two batches after adoption
+//! probe batch (`broken`), one that fails a few batches after adoption
 //! (`late`, rolled back), one that cannot take the state (stateless
 //! `uppercase`) and one of the wrong world (`sum`). At the end the output
 //! must hold every input exactly once, every partition's count must run
 //! 1, 2, 3, ... across all versions and rollbacks, and each partition batch
 //! must be one version's, the one the deployments' outcomes say.
 
-use crate::guests;
+use crate::{guests, load};
 use sluice::exec::Job;
 use sluice::model::batch::Batch;
 use sluice::sink::Sink;
 use sluice::source::Generator;
 use sluice::spec::SourceConfig;
 use sluice::wasm::reload::{DeployError, Outcome};
-use sluice::wasm::{Plugin, Runtime};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,10 +151,6 @@ impl Lcg {
     }
 }
 
-fn load(runtime: &Runtime, path: &str) -> Plugin {
-    runtime.load(Path::new(path)).expect("load component")
-}
-
 /// Runs the soak and checks its output; panics on the first fault found.
 pub async fn run(soak: Soak) -> Report {
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +188,7 @@ pub async fn run(soak: Soak) -> Report {
     let mut report = Report::default();
     // From which batch on which version ran, and in the batch of a
     // rollback which one else, as the deployments' outcomes say.
-    let mut changes: Vec<(u64, &str, Option<&str>)> = vec![(0, "a", None)];
+    let mut changes: Vec<Change<'_>> = vec![(0, "a", None)];
     let mut current_good = "a";
     for i in 0..soak.swaps {
         let kind = match plan.next(20) {
@@ -248,7 +242,7 @@ pub async fn run(soak: Soak) -> Report {
                         panic!("deployment {i} (version {version}): kept, not rolled back")
                     });
                 assert!(
-                    rolled.reason.contains("breaks after 2 batches"),
+                    rolled.reason.contains("breaks after 6 batches"),
                     "{rolled:?}"
                 );
                 changes.push((rolled.batch, tag, Some(current_good)));
@@ -286,28 +280,50 @@ pub async fn run(soak: Soak) -> Report {
             report.rolled_back
         );
     }
+    let batches = log.0.lock().unwrap().clone();
+    report.batches = batches.len();
+    assert_versions(&batches, &changes, soak.seed, summary.records_in, 4);
+    report
+}
+
+/// From which batch on a version ran: its first batch, its tag, and the tag
+/// of another that may have run a partition of that batch (the batch of a
+/// rollback).
+pub type Change<'a> = (u64, &'a str, Option<&'a str>);
+
+/// Checks a counter job's output against the versions that ran it
+/// (`changes`, in order): every line of a batch is the version in force's
+/// (or the other one's, in the batch of a rollback), each partition's batch
+/// is one version's, the generator's records `0..records` (of `seed`)
+/// appear exactly once, and each of the `partitions` counts runs 1, 2, 3,
+/// ... Returns the lines each version wrote.
+pub fn assert_versions(
+    batches: &[Written],
+    changes: &[Change<'_>],
+    seed: u64,
+    records: u64,
+    partitions: usize,
+) -> HashMap<String, usize> {
     let allowed = |batch_no: u64| -> (&str, Option<&str>) {
         let (_, tag, or) = changes
             .iter()
             .rev()
             .find(|(first, _, _)| *first <= batch_no)
             .copied()
-            .unwrap();
+            .expect("a version from batch 0");
         (tag, or)
     };
-
-    let batches = log.0.lock().unwrap().clone();
-    report.batches = batches.len();
+    let mut lines_of: HashMap<String, usize> = HashMap::new();
     let mut inputs: HashMap<String, u32> = HashMap::new();
     let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (batch_no, values) in &batches {
+    for (batch_no, values) in batches {
         let (tag, or) = allowed(*batch_no);
         let mut per_lineage: HashMap<&str, &str> = HashMap::new();
         for v in values {
             let line = parse(v);
             assert!(
                 line.tag == tag || Some(line.tag) == or,
-                "batch {batch_no}: version `{}` ran it; the deployments say `{tag}`{}",
+                "batch {batch_no}: version `{}` ran it, `{tag}`{} was in force",
                 line.tag,
                 or.map(|o| format!(" or `{o}`")).unwrap_or_default()
             );
@@ -316,6 +332,7 @@ pub async fn run(soak: Soak) -> Report {
                 *first, line.tag,
                 "batch {batch_no}: one partition's batch must be one version's"
             );
+            *lines_of.entry(line.tag.to_string()).or_default() += 1;
             *inputs.entry(line.input.to_string()).or_default() += 1;
             counts
                 .entry(line.lineage.to_string())
@@ -323,13 +340,13 @@ pub async fn run(soak: Soak) -> Report {
                 .push(line.count);
         }
     }
-    assert_each_input_once(&inputs, soak.seed, summary.records_in);
-    assert_eq!(counts.len(), 4, "one lineage per partition");
+    assert_each_input_once(&inputs, seed, records);
+    assert_eq!(counts.len(), partitions, "one lineage per partition");
     for (lineage, seq) in &counts {
         assert!(
             seq.iter().copied().eq(1..=seq.len() as u64),
             "the count of `{lineage}` must run on across every swap and rollback"
         );
     }
-    report
+    lines_of
 }
