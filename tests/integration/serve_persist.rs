@@ -478,3 +478,67 @@ fn a_plain_stop_keeps_the_open_windows_for_after_a_resume() {
         server.log()
     );
 }
+
+/// A reducer swapped through `PUT /v1/jobs/{id}/operators/{name}` is the
+/// one a restarted server builds the job with (as the job's `reducer`),
+/// and its counts go on from the checkpoint: no key's count ever falls,
+/// and the last counts hold the records of both runs.
+#[test]
+fn a_swapped_reducer_outlives_a_restart() {
+    let mut server = Server::start(&tenants(""));
+    server.upload(ALPHA, "count", guests::REDUCE_TRAP);
+    let id = server.submit(
+        ALPHA,
+        "name = \"reduced\"\nworkers = 1\n[batch]\ninterval = \"100ms\"\n\
+         [[sources]]\nkind = \"generator\"\nrate = 500\nvalue_size = 10\nkeys = 5\n\
+         [[operators]]\nname = \"count\"\nreducer = \"count\"\n\
+         [[sinks]]\nkind = \"jsonl\"\npath = \"counts.jsonl\"\n",
+    );
+    server.wait_for_metric_above(ALPHA, &id, "records_out", 0);
+    let path = format!("/v1/jobs/{id}/operators/count");
+    let wrong_world = server.put(&path, ALPHA, &std::fs::read(guests::UPPERCASE).unwrap());
+    assert_eq!(wrong_world.status, 422, "{}", wrong_world.text);
+    assert!(
+        wrong_world
+            .text
+            .contains("a `reducer` operator needs `reduce`"),
+        "{}",
+        wrong_world.text
+    );
+    let swapped = server.put(&path, ALPHA, &std::fs::read(guests::REDUCE_TRAP).unwrap());
+    assert_eq!(swapped.status, 200, "{}", swapped.text);
+    assert_eq!(swapped.body["adopted"], true, "{}", swapped.text);
+    let record = server
+        .dir
+        .path()
+        .join(format!("data/tenants/alpha/jobs/{id}/job.json"));
+    assert_eq!(read_json(&record)["adopted"][0]["operator"], "count");
+
+    let first_run = output(&server, ALPHA, "counts.jsonl").len();
+    server.restart(libc::SIGTERM);
+    server.wait_for_state(ALPHA, &id, "running");
+    let before = server.metric(ALPHA, &id, "records_out");
+    server.wait_for_metric_above(ALPHA, &id, "records_out", before);
+    let stop = server.post(&format!("/v1/jobs/{id}/stop"), ALPHA, b"");
+    assert_eq!(stop.status, 202, "{}", stop.text);
+    server.wait_for_state(ALPHA, &id, "stopped");
+    let lines = output(&server, ALPHA, "counts.jsonl");
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for line in &lines {
+        let key = line["key"].as_str().unwrap().to_string();
+        let count: u64 = line["value"].as_str().unwrap().parse().unwrap();
+        let was = seen.insert(key.clone(), count).unwrap_or(0);
+        assert!(count > was, "the count of {key} fell from {was} to {count}");
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let total = |lines: &[Value]| -> u64 {
+        last_per_key(lines)
+            .values()
+            .map(|v| v.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert!(
+        total(&lines) >= total(&lines[..first_run]) + server.metric(ALPHA, &id, "records_in"),
+        "the counts after the restart hold the first run's and the second's"
+    );
+}
