@@ -146,19 +146,22 @@ impl Table {
     /// [`Operator::restore`]: the keys of an [`Table::encode`]d table
     /// replace those held, counted against the `state` limit.
     pub(super) fn take_over(&mut self, state: &[u8]) -> Result<(), OperatorError> {
+        self.clear();
         let mut d = Decoder(state);
-        let n = d.u64()?;
-        let mut entries = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 20));
-        for _ in 0..n {
-            let key = d.bytes()?.to_vec();
-            let mut value = Encoder::new();
-            value.i64(d.i64()?).bytes(d.bytes()?);
-            entries.push((key, value.finish()));
+        for _ in 0..d.u64()? {
+            let key = d.bytes()?;
+            let timestamp = d.i64()?;
+            let accumulator = d.bytes()?;
+            self.hold(
+                key,
+                timestamp,
+                accumulator,
+                "the previous version's accumulator",
+            )?;
         }
         if !d.is_empty() {
             return Err(corrupt("a reducer's state is longer than its keys"));
         }
-        self.take_entries(&entries)?;
         self.touch_all();
         Ok(())
     }
@@ -170,25 +173,43 @@ impl Table {
         &mut self,
         entries: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(), OperatorError> {
-        self.keys.clear();
-        self.budget.clear();
+        self.clear();
         for (key, v) in entries {
             let mut d = Decoder(v);
             let timestamp = d.i64()?;
-            let accumulator = d.bytes()?.to_vec();
+            let accumulator = d.bytes()?;
             if !d.is_empty() {
                 return Err(corrupt("a reducer entry's value is longer than its fields"));
             }
-            self.budget
-                .admit(entry_bytes(key.len(), accumulator.len()), || {
-                    format!("the checkpoint's accumulator of key {}", preview(key))
-                })?;
-            let state = KeyState {
-                accumulator,
-                timestamp,
-            };
-            self.keys.insert(key.clone(), state);
+            self.hold(key, timestamp, accumulator, "the checkpoint's accumulator")?;
         }
+        Ok(())
+    }
+
+    /// Forgets every key.
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.budget.clear();
+    }
+
+    /// Holds `key`'s accumulator from elsewhere (`what` it is, for a
+    /// breach), counted against the `state` limit.
+    fn hold(
+        &mut self,
+        key: &[u8],
+        timestamp: i64,
+        accumulator: &[u8],
+        what: &str,
+    ) -> Result<(), OperatorError> {
+        self.budget
+            .admit(entry_bytes(key.len(), accumulator.len()), || {
+                format!("{what} of key {}", preview(key))
+            })?;
+        let state = KeyState {
+            accumulator: accumulator.to_vec(),
+            timestamp,
+        };
+        self.keys.insert(key.to_vec(), state);
         Ok(())
     }
 }
