@@ -276,10 +276,10 @@ impl Server {
             let now = tokio::time::Instant::now();
             for j in &running {
                 j.request_stop();
-                if now >= started + grace && halted.insert(j.id.clone()) {
+                if now >= started + grace && halted.insert(j.who.id.clone()) {
                     tracing::warn!(
                         target: "sluice::serve",
-                        job = %j.engine_name,
+                        job = %j.who.engine_name,
                         "not stopped {} after its tenant's removal: halted",
                         crate::model::units::format_duration(grace)
                     );
@@ -306,13 +306,13 @@ impl Server {
             let mut jobs = lock(&self.jobs);
             let ids: Vec<String> = jobs
                 .values()
-                .filter(|j| j.tenant == tenant)
-                .map(|j| j.id.clone())
+                .filter(|j| j.who.tenant == tenant)
+                .map(|j| j.who.id.clone())
                 .collect();
             ids.iter().filter_map(|id| jobs.remove(id)).collect()
         };
         for j in &gone {
-            self.capture.unregister(&j.engine_name);
+            self.capture.unregister(&j.who.engine_name);
         }
         let dir = self.tenant_dir(tenant);
         match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
@@ -365,7 +365,7 @@ impl Server {
     fn job(&self, tenant: &str, id: &str) -> Option<Arc<JobEntry>> {
         lock(&self.jobs)
             .get(id)
-            .filter(|j| j.tenant == tenant)
+            .filter(|j| j.who.tenant == tenant)
             .cloned()
     }
 
@@ -373,10 +373,10 @@ impl Server {
     fn jobs_of(&self, tenant: &str) -> Vec<Arc<JobEntry>> {
         let mut jobs: Vec<_> = lock(&self.jobs)
             .values()
-            .filter(|j| j.tenant == tenant)
+            .filter(|j| j.who.tenant == tenant)
             .cloned()
             .collect();
-        jobs.sort_by_key(|j| j.submitted);
+        jobs.sort_by_key(|j| j.who.submitted);
         jobs
     }
 
@@ -387,8 +387,8 @@ impl Server {
         let mut jobs = lock(&self.jobs);
         let mut ended: Vec<(Duration, String)> = jobs
             .values()
-            .filter(|j| j.tenant == tenant)
-            .filter_map(|j| j.ended_for().map(|d| (d, j.id.clone())))
+            .filter(|j| j.who.tenant == tenant)
+            .filter_map(|j| j.ended_for().map(|d| (d, j.who.id.clone())))
             .collect();
         if ended.len() <= ENDED_JOBS_KEPT {
             return;
@@ -397,8 +397,8 @@ impl Server {
         let mut dirs = Vec::new();
         for (_, id) in ended.drain(ENDED_JOBS_KEPT..) {
             if let Some(j) = jobs.remove(&id) {
-                self.capture.unregister(&j.engine_name);
-                dirs.push(j.dir.clone());
+                self.capture.unregister(&j.who.engine_name);
+                dirs.push(j.who.dir.clone());
             }
         }
         drop(jobs);
@@ -416,7 +416,7 @@ impl Server {
     async fn delete_job(&self, tenant: &str, id: &str) -> Result<bool, ()> {
         let entry = {
             let mut jobs = lock(&self.jobs);
-            let Some(j) = jobs.get(id).filter(|j| j.tenant == tenant) else {
+            let Some(j) = jobs.get(id).filter(|j| j.who.tenant == tenant) else {
                 return Err(());
             };
             if !j.status().is_ended() {
@@ -426,15 +426,15 @@ impl Server {
             jobs.remove(id);
             j
         };
-        self.capture.unregister(&entry.engine_name);
-        let dir = entry.dir.clone();
+        self.capture.unregister(&entry.who.engine_name);
+        let dir = entry.who.dir.clone();
         match tokio::task::spawn_blocking(move || persist::remove_dir(&dir)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(target: "sluice::serve", "removing {}: {e}", entry.dir.display())
+                tracing::warn!(target: "sluice::serve", "removing {}: {e}", entry.who.dir.display())
             }
             Err(e) => {
-                tracing::warn!(target: "sluice::serve", "removing {}: {e}", entry.dir.display())
+                tracing::warn!(target: "sluice::serve", "removing {}: {e}", entry.who.dir.display())
             }
         }
         Ok(true)

@@ -181,7 +181,7 @@ impl Server {
         for (entry, recipe) in restored {
             tracing::info!(
                 target: "sluice::serve",
-                job = %entry.engine_name,
+                job = %entry.who.engine_name,
                 "started again after the server's restart"
             );
             tokio::spawn(job::supervise(

@@ -66,7 +66,7 @@ pub(super) async fn submit_job(
         }
         let active = jobs
             .values()
-            .filter(|j| j.tenant == tenant.name && j.status().is_active())
+            .filter(|j| j.who.tenant == tenant.name && j.status().is_active())
             .count();
         if active >= tenant.max_jobs {
             drop(jobs);
@@ -195,7 +195,7 @@ pub(super) async fn job_logs(
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     let ring = crate::serve::log::lock(&job.logs);
     Ok(ok(json!({
-        "id": job.id,
+        "id": job.who.id,
         "lines": ring.tail(query.lines.unwrap_or(DEFAULT_TAIL)),
         "dropped": ring.dropped(),
     })))
@@ -219,7 +219,7 @@ pub(super) async fn job_dead_letters(
         .into_iter()
         .map(|l| serde_json::from_str(&l).unwrap_or(Value::String(l)))
         .collect();
-    Ok(ok(json!({ "id": job.id, "records": records })))
+    Ok(ok(json!({ "id": job.who.id, "records": records })))
 }
 
 /// The last `n` complete lines of a file (none if it does not exist), read
@@ -419,7 +419,7 @@ pub(super) async fn resume_job(
         // The paused job itself counts already.
         let active = jobs
             .values()
-            .filter(|j| j.tenant == tenant.name && j.id != id && j.status().is_active())
+            .filter(|j| j.who.tenant == tenant.name && j.who.id != id && j.status().is_active())
             .count();
         if active >= tenant.max_jobs {
             return Err(ApiError::new(
@@ -449,12 +449,12 @@ async fn save_record(job: &Arc<JobEntry>) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(
             target: "sluice::serve",
-            job = %job.engine_name,
+            job = %job.who.engine_name,
             "cannot write the job's record: {e}"
         ),
         Err(e) => tracing::warn!(
             target: "sluice::serve",
-            job = %job.engine_name,
+            job = %job.who.engine_name,
             "writing the job's record ended abnormally: {e}"
         ),
     }

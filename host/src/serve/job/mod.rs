@@ -73,20 +73,8 @@ impl Status {
 
 /// A job the server runs for a tenant.
 pub struct JobEntry {
-    /// Server-wide unique id, hard to guess.
-    pub id: String,
-    /// Its number among the server's jobs (kept across restarts).
-    pub seq: u64,
-    /// The owner.
-    pub tenant: String,
-    /// The name the job file gave, or `job`.
-    pub display_name: String,
-    /// The job's name in the engine and the logs: `<tenant>/<id>`.
-    pub engine_name: String,
-    /// When it was submitted.
-    pub submitted: SystemTime,
-    /// Its directory: job file, record, checkpoints, versions, dead letters.
-    pub dir: PathBuf,
+    /// Who it is: id, number, owner, names, submission time, directory.
+    pub who: Identity,
     /// Its dead-letter file.
     pub dead_letter: PathBuf,
     /// Its recent log lines.
@@ -111,19 +99,20 @@ pub struct JobEntry {
 /// Who a job is: what [`JobEntry::new`] needs.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The job's id.
+    /// The job's id: server-wide unique, hard to guess.
     pub id: String,
-    /// Its number among the server's jobs.
+    /// Its number among the server's jobs (kept across restarts).
     pub seq: u64,
     /// The owner.
     pub tenant: String,
     /// The job file's name, or `job`.
     pub display_name: String,
-    /// `<tenant>/<id>`.
+    /// The job's name in the engine and the logs: `<tenant>/<id>`.
     pub engine_name: String,
     /// When it was submitted.
     pub submitted: SystemTime,
-    /// Its directory (`tenants/<tenant>/jobs/<id>`).
+    /// Its directory (`tenants/<tenant>/jobs/<id>`): job file, record,
+    /// checkpoints, versions, dead letters.
     pub dir: PathBuf,
 }
 
@@ -182,13 +171,7 @@ impl JobEntry {
         let (stop, _) = watch::channel(false);
         Arc::new(JobEntry {
             dead_letter: who.dir.join("dead-letters.jsonl"),
-            id: who.id,
-            seq: who.seq,
-            tenant: who.tenant,
-            display_name: who.display_name,
-            engine_name: who.engine_name,
-            submitted: who.submitted,
-            dir: who.dir,
+            who,
             logs,
             state: Mutex::new(State {
                 status: Status::Running,
@@ -237,12 +220,12 @@ impl JobEntry {
             // When it ended is not kept: taken as when it was submitted, so
             // the oldest go first when ended jobs are forgotten.
             let age = SystemTime::now()
-                .duration_since(entry.submitted)
+                .duration_since(entry.who.submitted)
                 .unwrap_or_default();
             let mut s = entry.state();
             s.changed = Instant::now().checked_sub(age).unwrap_or(s.changed);
         }
-        let versions = entry.dir.join("versions");
+        let versions = entry.who.dir.join("versions");
         entry.state().adopted = record
             .adopted
             .iter()
@@ -273,11 +256,12 @@ impl JobEntry {
     pub fn view(&self) -> JobView {
         let s = self.state();
         JobView {
-            id: self.id.clone(),
-            name: self.display_name.clone(),
+            id: self.who.id.clone(),
+            name: self.who.display_name.clone(),
             status: s.status.clone(),
             runs: s.runs,
             submitted: self
+                .who
                 .submitted
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -297,7 +281,7 @@ impl JobEntry {
             .and_then(|v| v["state"].as_str().map(str::to_string))
             .unwrap_or_default();
         Metrics {
-            id: self.id.clone(),
+            id: self.who.id.clone(),
             state,
             runs: s.runs,
             stats,
@@ -429,11 +413,12 @@ impl JobEntry {
             .collect();
         JobRecord {
             format: persist::FORMAT,
-            id: self.id.clone(),
-            tenant: self.tenant.clone(),
-            seq: self.seq,
-            name: self.display_name.clone(),
+            id: self.who.id.clone(),
+            tenant: self.who.tenant.clone(),
+            seq: self.who.seq,
+            name: self.who.display_name.clone(),
             submitted_ms: self
+                .who
                 .submitted
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -466,7 +451,7 @@ impl JobEntry {
                 serde_json::to_vec_pretty(&self.record(&current)).map_err(std::io::Error::other)?;
             if saved.as_deref() != Some(json.as_slice()) {
                 written = match persist::write_atomically(
-                    &self.dir.join(persist::JOB_RECORD),
+                    &self.who.dir.join(persist::JOB_RECORD),
                     &json,
                     false,
                 ) {
@@ -507,7 +492,7 @@ impl JobEntry {
     }
 
     fn log(&self, level: tracing::Level, message: &str) {
-        let job = self.engine_name.as_str();
+        let job = self.who.engine_name.as_str();
         match level {
             tracing::Level::ERROR => {
                 tracing::error!(target: "sluice::serve", job = %job, "{message}")
