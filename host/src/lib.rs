@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod exec;
+pub mod metrics;
 pub mod model;
 pub mod operators;
 pub mod serve;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules from the bottom up. A module may use the modules
 /// of lower layers only; the modules of one layer do not know each other.
 const LAYERS: &[&[&str]] = &[
-    &["signal", "model"],
+    &["signal", "model", "metrics"],
     &["spec"],
     &["operators"],
     &["wasm"],
