@@ -105,6 +105,10 @@ impl OperatorFactory for Count {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn kind(&self) -> &'static str {
+        "count"
+    }
     fn keyed(&self) -> bool {
         true
     }

@@ -250,6 +250,12 @@ pub trait Operator: Send {
     /// nothing to do.
     fn prepare(&mut self) {}
 
+    /// The bytes of linear memory the operator's Wasm instance holds, for
+    /// its metrics; `None` for a native operator.
+    fn memory_used(&self) -> Option<u64> {
+        None
+    }
+
     /// Starts recording which entries of the state change, so that each
     /// [`Operator::checkpoint`] writes only those (called before the first
     /// batch when the job keeps checkpoints, and again on an instance that
@@ -327,6 +333,11 @@ impl WatermarkRules {
 pub trait OperatorFactory: Send + Sync {
     /// The operator's name in the job.
     fn name(&self) -> &str;
+    /// Its kind, as a job file writes it (`plugin`, `reducer`, `count`,
+    /// `aggregate`, `join`), or `native` for an operator built in code.
+    fn kind(&self) -> &'static str {
+        "native"
+    }
     /// Whether the operator needs all records of a key in one partition; the
     /// pipeline inserts a hash exchange before it.
     fn keyed(&self) -> bool {
@@ -399,6 +410,9 @@ impl OnStream {
 impl OperatorFactory for OnStream {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
     }
     fn keyed(&self) -> bool {
         self.inner.keyed()

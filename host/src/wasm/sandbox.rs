@@ -182,6 +182,11 @@ impl MemoryLimiter {
         self.refused = None;
     }
 
+    /// The bytes of linear memory the instance holds.
+    pub(super) fn used(&self) -> usize {
+        self.used
+    }
+
     /// The largest total the instance asked for and was refused since the
     /// last [`MemoryLimiter::reset`].
     pub(super) fn refused(&self) -> Option<usize> {

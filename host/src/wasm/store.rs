@@ -183,6 +183,13 @@ impl<B: WorldBindings> Session<B> {
         self.log.set_batch(batch_no);
     }
 
+    /// The bytes of linear memory the live instance holds (none while
+    /// there is no instance).
+    pub(super) fn memory_used(&self) -> Option<u64> {
+        let instance = self.instance.as_ref()?;
+        Some(instance.store.data().limiter.used() as u64)
+    }
+
     /// The operator's name in the job.
     pub(super) fn operator(&self) -> &str {
         &self.log.tags().operator

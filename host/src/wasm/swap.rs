@@ -96,6 +96,10 @@ impl OperatorFactory for SwappableFactory {
         &self.cell.operator
     }
 
+    fn kind(&self) -> &'static str {
+        self.first.kind()
+    }
+
     fn keyed(&self) -> bool {
         self.first.keyed()
     }
@@ -334,6 +338,10 @@ impl Drop for Swappable {
 }
 
 impl Operator for Swappable {
+    fn memory_used(&self) -> Option<u64> {
+        self.active.memory_used()
+    }
+
     /// Starts building the instance of a candidate the job is about to
     /// probe, on a thread of its own from a snapshot taken now (between
     /// batches), so that the probe batch pays only for catching it up.

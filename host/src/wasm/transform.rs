@@ -23,6 +23,10 @@ impl OperatorFactory for WasmOperatorFactory {
         &self.name
     }
 
+    fn kind(&self) -> &'static str {
+        "plugin"
+    }
+
     fn instantiate(&self, job: &str, worker: usize) -> Result<Box<dyn Operator>, OperatorError> {
         self.instantiate_limited(job, worker, &Limits::default())
     }
@@ -52,6 +56,10 @@ pub struct WasmOperator {
 }
 
 impl Operator for WasmOperator {
+    fn memory_used(&self) -> Option<u64> {
+        self.session.memory_used()
+    }
+
     fn begin_batch(&mut self, batch_no: u64) {
         self.session.begin_batch(batch_no);
     }

@@ -52,6 +52,10 @@ impl OperatorFactory for AggregateFactory {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn kind(&self) -> &'static str {
+        "aggregate"
+    }
     fn watermark_rules(&self) -> WatermarkRules {
         self.config.watermark
     }

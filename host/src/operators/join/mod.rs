@@ -141,6 +141,10 @@ impl OperatorFactory for JoinFactory {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn kind(&self) -> &'static str {
+        "join"
+    }
     fn keyed(&self) -> bool {
         true
     }

@@ -62,6 +62,10 @@ impl OperatorFactory for WasmReducerFactory {
         &self.name
     }
 
+    fn kind(&self) -> &'static str {
+        "reducer"
+    }
+
     fn keyed(&self) -> bool {
         true
     }
@@ -355,6 +359,10 @@ fn map_rejections(error: OperatorError, grouping: &Grouping<'_>) -> OperatorErro
 }
 
 impl Operator for WasmReducer {
+    fn memory_used(&self) -> Option<u64> {
+        self.session.memory_used()
+    }
+
     fn begin_batch(&mut self, batch_no: u64) {
         self.session.begin_batch(batch_no);
     }
