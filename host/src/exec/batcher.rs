@@ -39,7 +39,8 @@ impl Job {
             Some(l) => (Some(l.meta), Some(Arc::new(std::sync::Mutex::new(l.state)))),
             None => (None, None),
         };
-        let workers = start_workers(&self, &stages, restored)?;
+        let meters = super::meters::start(&self, &stages, self.workers.min(self.partitions));
+        let workers = start_workers(&self, &stages, restored, meters.clone())?;
         let resume_at = |i: usize| {
             meta.as_ref()
                 .and_then(|m| m.sources.get(i).cloned().flatten())
@@ -56,11 +57,15 @@ impl Job {
             .zip(std::mem::take(&mut self.sources))
             .enumerate()
         {
+            let feed = source::Feed {
+                source: i,
+                stream: *s,
+                tx: chunk_tx.clone(),
+                meter: meters.sources[i].clone(),
+            };
             source_tasks.spawn(source::run(
                 cfg,
-                i,
-                *s,
-                chunk_tx.clone(),
+                feed,
                 stop.clone(),
                 self.max_line_bytes,
                 resume_at(i),
@@ -93,6 +98,7 @@ impl Job {
             dead_progress,
             store,
             self.stats.clone(),
+            meters.clone(),
         )?;
         let stage_count = stages.len();
         let watermarks = meta.as_ref().map(|m| m.watermarks.clone());
@@ -106,6 +112,7 @@ impl Job {
                 partitions: self.partitions,
                 partition_by: self.partition_by,
                 progress: self.progress,
+                streams: self.streams.clone(),
             },
             stages,
             workers,
@@ -127,6 +134,7 @@ impl Job {
             last_progress: Instant::now(),
             started,
             stats: self.stats.clone(),
+            meters: meters.clone(),
             reloader: self.reloader.clone(),
             probe_all: false,
             checkpoint: self.checkpoint.as_ref().map(|c| Plan::new(c.every)),
@@ -136,7 +144,12 @@ impl Job {
         };
         // The coordinator runs batches on its own task, so the next batch
         // is read while the previous one is processed.
-        let mut batches = BatchRunner::start(coordinator, self.streams.len(), self.stats.clone());
+        let mut batches = BatchRunner::start(
+            coordinator,
+            self.streams.len(),
+            self.stats.clone(),
+            meters.clone(),
+        );
 
         let mut stop_rx = stop.clone();
         // Without an interval a batch is cut by size, and also once the
@@ -155,7 +168,7 @@ impl Job {
                 chunk = chunk_rx.recv() => match chunk {
                     Some(Chunk { source, stream, records: mut chunk, mut offsets, mut span }) => {
                         idle = false;
-                        batches.count_in(&chunk);
+                        batches.count_in(source, &chunk);
                         loop {
                             // Within the record bound and the byte bound
                             // (offsets are 32-bit and guests have 32-bit
@@ -182,6 +195,7 @@ impl Job {
                             if let Err(e) = batches.cut(&mut pending, Cut::Regular).await { result = Err(e); break; }
                         }
                         if result.is_err() { break; }
+                        batches.pending(&pending);
                         if (pending.len() >= max || pending.held_bytes() >= max_bytes)
                             && let Err(e) = batches.cut(&mut pending, Cut::Regular).await { result = Err(e); break; }
                     }
@@ -208,7 +222,7 @@ impl Job {
                         tokio::select! {
                             chunk = chunk_rx.recv() => match chunk {
                                 Some(chunk) => {
-                                    batches.count_in(&chunk.records);
+                                    batches.count_in(chunk.source, &chunk.records);
                                     pending.push_chunk(chunk);
                                 }
                                 None => break,
@@ -230,7 +244,7 @@ impl Job {
             // sending (or stuck in a read) give up instead of waiting.
             chunk_rx.close();
             while let Ok(chunk) = chunk_rx.try_recv() {
-                batches.count_in(&chunk.records);
+                batches.count_in(chunk.source, &chunk.records);
                 pending.push_chunk(chunk);
             }
         }
@@ -302,6 +316,8 @@ pub(super) struct Pending {
     pub(super) offsets: Vec<(usize, Positions)>,
     /// Per source, in order, where its records here take it.
     pub(super) positions: Vec<(usize, Position)>,
+    /// When the first of them was read.
+    pub(super) first_read: Option<Instant>,
 }
 
 impl Pending {
@@ -311,6 +327,7 @@ impl Pending {
             len: 0,
             offsets: Vec::new(),
             positions: Vec::new(),
+            first_read: None,
         }
     }
 
@@ -348,6 +365,7 @@ impl Pending {
     }
 
     pub(super) fn push(&mut self, stream: usize, chunk: &Batch) {
+        self.first_read.get_or_insert_with(Instant::now);
         batch::append(&mut self.streams[stream], chunk);
         self.len += chunk.len();
     }
@@ -389,6 +407,7 @@ impl Pending {
     /// positions.
     pub(super) fn split_first(&mut self, mut n: usize) -> Pending {
         let mut head = Pending::new(self.streams.len());
+        head.first_read = self.first_read;
         for (stream, b) in self.streams.iter_mut().enumerate() {
             if n == 0 {
                 break;

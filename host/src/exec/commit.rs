@@ -11,12 +11,14 @@ use super::JobStats;
 use super::checkpoint::Taken;
 use super::dead_letter::{DeadLetter, write_dead_letters};
 use super::job::JobError;
-use crate::model::batch::Batch;
+use crate::metrics::{BatchRow, DeadLetterRow, JobMeters, RECENT_DEAD_LETTERS};
+use crate::model::batch::{Batch, payload_bytes};
 use crate::sink::{Ack, ConsumerOffsets, JsonlSink, Sink};
 use crate::source::kafka::Offsets;
 use crate::state::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(super) struct SinkMsg {
     pub(super) batch_no: u64,
@@ -27,6 +29,52 @@ pub(super) struct SinkMsg {
     pub(super) offsets: Option<Offsets>,
     /// The checkpoint this batch ends with.
     pub(super) checkpoint: Option<Box<Taken>>,
+    /// When a batch with records was read, cut and started.
+    pub(super) timing: Option<Timing>,
+}
+
+/// The moments of a micro-batch before its commit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    pub(super) cut_at: Instant,
+    pub(super) started: Instant,
+    pub(super) first_read: Instant,
+    /// `cut_at` on the wall clock, in Unix milliseconds.
+    pub(super) cut_ms: i64,
+    pub(super) records: u64,
+}
+
+impl Timing {
+    /// The batch's row once its sinks are written, now.
+    pub(super) fn row(&self, batch: u64) -> BatchRow {
+        let now = Instant::now();
+        let ms =
+            |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
+        BatchRow {
+            batch,
+            records: self.records,
+            cut_ms: self.cut_ms,
+            scheduling_delay_ms: ms(self.cut_at, self.started),
+            processing_ms: ms(self.started, now),
+            total_delay_ms: ms(self.first_read, now),
+        }
+    }
+}
+
+/// Bytes of a dead letter's value the dashboard shows.
+const DEAD_LETTER_TEXT: usize = 200;
+
+/// The latest of a batch's dead letters, as the dashboard shows them.
+fn dead_letter_rows(dead: &[DeadLetter]) -> impl Iterator<Item = DeadLetterRow> + '_ {
+    let skip = dead.len().saturating_sub(RECENT_DEAD_LETTERS);
+    dead[skip..].iter().map(|d| DeadLetterRow {
+        operator: d.operator.clone(),
+        reason: d.reason.clone(),
+        batch: d.batch_no,
+        partition: d.partition,
+        value: String::from_utf8_lossy(&d.value[..d.value.len().min(DEAD_LETTER_TEXT)])
+            .into_owned(),
+    })
 }
 
 /// A batch's Kafka offsets, as its sinks acknowledge it.
@@ -71,6 +119,7 @@ pub(super) fn start_sink_thread(
     dead_resume: Resume,
     mut store: Option<Store>,
     stats: Arc<JobStats>,
+    meters: Arc<JobMeters>,
 ) -> Result<(std::sync::mpsc::SyncSender<SinkMsg>, SinkThread), JobError> {
     let dlq_name = |p: &PathBuf| format!("dead-letter {}", p.display());
     let mut dlq = match &dead_letter {
@@ -106,6 +155,7 @@ pub(super) fn start_sink_thread(
                         write_dead_letters(dlq, &msg.dead).map_err(sink_error(dlq_name(path)))?;
                     }
                     written.dead += msg.dead.len() as u64;
+                    meters.dead_letters.extend(dead_letter_rows(&msg.dead));
                 }
                 let has_output = !msg.parts.iter().all(Batch::is_empty);
                 let checkpointing = store.is_some();
@@ -140,6 +190,15 @@ pub(super) fn start_sink_thread(
                 let records = msg.parts.iter().map(|p| p.len() as u64).sum::<u64>();
                 written.records += records;
                 stats.written(records, msg.dead.len() as u64);
+                let bytes = msg
+                    .parts
+                    .iter()
+                    .map(|p| payload_bytes(p) as u64)
+                    .sum::<u64>();
+                for m in &meters.sinks {
+                    m.records.add(records);
+                    m.bytes.add(bytes);
+                }
                 if let (Some(store), Some(mut taken)) = (&mut store, msg.checkpoint) {
                     // Durable first, then the checkpoint, then the commit.
                     let synced = std::time::Instant::now();
@@ -185,7 +244,9 @@ pub(super) fn start_sink_thread(
                         o.finish();
                     }
                     // From the sinks' sync to the commit.
-                    written.checkpoint_time += started.elapsed() + sync_took;
+                    let took = started.elapsed() + sync_took;
+                    written.checkpoint_time += took;
+                    meters.checkpoint.observe(took);
                 }
                 // Every sink has the batch: its sources may forget it (a
                 // transactional sink already committed the offsets).
@@ -194,6 +255,9 @@ pub(super) fn start_sink_thread(
                         o.commit();
                     }
                     o.finish();
+                }
+                if let Some(t) = msg.timing {
+                    meters.batch_written(t.row(msg.batch_no));
                 }
             }
             for s in &mut sinks {

@@ -7,11 +7,13 @@ use super::JobStats;
 use super::batcher::Pending;
 use super::checkpoint::{Cut, Plan};
 use super::commit::SinkMsg;
+use super::commit::Timing;
 use super::dead_letter::DeadLetter;
 use super::exchange::{Split, exchange};
 use super::job::{JobError, Summary};
 use super::plan::Stage;
 use super::worker::{StageOutput, Task, Work, Workers};
+use crate::metrics::{JobMeters, WatermarkRow};
 use crate::model::batch::{self, Batch};
 use crate::model::partition;
 use crate::operators::BatchContext;
@@ -32,6 +34,8 @@ pub(super) struct Settings {
     pub(super) partitions: usize,
     pub(super) partition_by: PartitionBy,
     pub(super) progress: bool,
+    /// The names of the job's streams, by number.
+    pub(super) streams: Vec<String>,
 }
 
 /// A micro-batch for the coordinator's task.
@@ -39,6 +43,8 @@ pub(super) struct CutRequest {
     pub(super) pending: Pending,
     pub(super) cut: Cut,
     pub(super) records_in: u64,
+    /// When the batch was cut.
+    pub(super) cut_at: Instant,
     pub(super) done: oneshot::Sender<Result<(), JobError>>,
 }
 
@@ -54,6 +60,7 @@ pub(super) struct BatchRunner {
     /// The job stopped on a signal rather than at the end of its input.
     pub(super) interrupted: bool,
     pub(super) stats: Arc<JobStats>,
+    pub(super) meters: Arc<JobMeters>,
 }
 
 impl BatchRunner {
@@ -61,12 +68,13 @@ impl BatchRunner {
         mut coordinator: Coordinator,
         streams: usize,
         stats: Arc<JobStats>,
+        meters: Arc<JobMeters>,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<CutRequest>(1);
         let task = tokio::spawn(async move {
             while let Some(mut req) = rx.recv().await {
                 coordinator.summary.records_in = req.records_in;
-                let result = coordinator.cut(&mut req.pending, req.cut).await;
+                let result = coordinator.cut(&mut req.pending, req.cut, req.cut_at).await;
                 let failed = result.is_err();
                 let _ = req.done.send(result);
                 if failed {
@@ -89,15 +97,25 @@ impl BatchRunner {
             bytes_in: 0,
             interrupted: false,
             stats,
+            meters,
         }
     }
 
-    /// Counts a chunk handed over by a source as read.
-    pub(super) fn count_in(&mut self, chunk: &Batch) {
-        let bytes = batch::payload_bytes(chunk) as u64;
+    /// Counts a chunk handed over by `source` as read.
+    pub(super) fn count_in(&mut self, source: usize, chunk: &Batch) {
+        let bytes = batch::payload_bytes(chunk);
         self.records_in += chunk.len() as u64;
-        self.bytes_in += bytes;
-        self.stats.read(chunk.len() as u64, bytes);
+        self.bytes_in += bytes as u64;
+        self.stats.read(chunk.len() as u64, bytes as u64);
+        if let Some(m) = self.meters.sources.get(source) {
+            m.taken(chunk.len(), bytes);
+        }
+    }
+
+    /// Notes the records read and not yet in a batch.
+    pub(super) fn pending(&self, pending: &Pending) {
+        let n = pending.len() as u64;
+        self.meters.pending.store(n, Ordering::Relaxed);
     }
 
     /// Hands the pending records over as one micro-batch, once the previous
@@ -109,8 +127,10 @@ impl BatchRunner {
             pending: std::mem::replace(pending, Pending::new(self.streams)),
             cut,
             records_in: self.records_in,
+            cut_at: Instant::now(),
             done,
         };
+        self.meters.pending.store(0, Ordering::Relaxed);
         self.tx
             .send(req)
             .await
@@ -179,6 +199,7 @@ pub(super) struct Coordinator {
     pub(super) last_progress: Instant,
     pub(super) started: Instant,
     pub(super) stats: Arc<JobStats>,
+    pub(super) meters: Arc<JobMeters>,
     pub(super) reloader: Reloader,
     /// Every partition runs this batch, even without records: a new
     /// operator version is probed on it.
@@ -198,12 +219,25 @@ impl Coordinator {
     /// only when a stateful stage needs the boundary (to close windows on
     /// time); a [`Cut::Final`] with `emit_all` makes stateful operators
     /// emit everything.
-    pub(super) async fn cut(&mut self, pending: &mut Pending, cut: Cut) -> Result<(), JobError> {
+    pub(super) async fn cut(
+        &mut self,
+        pending: &mut Pending,
+        cut: Cut,
+        cut_at: Instant,
+    ) -> Result<(), JobError> {
         let started = Instant::now();
         let late_before = self.summary.late;
         let had_records = !pending.is_empty();
         let batch_no = self.next_batch_no;
-        let result = self.run_batch(pending, cut).await;
+        let timing = Timing {
+            cut_at,
+            started,
+            first_read: pending.first_read.unwrap_or(cut_at),
+            cut_ms: crate::model::time::now_ms()
+                - i64::try_from(cut_at.elapsed().as_millis()).unwrap_or(0),
+            records: pending.len() as u64,
+        };
+        let result = self.run_batch(pending, cut, timing).await;
         // A new operator version probed on this batch is adopted or refused
         // between this batch and the next.
         if result.is_ok() && self.next_batch_no > batch_no {
@@ -228,6 +262,7 @@ impl Coordinator {
         &mut self,
         pending: &mut Pending,
         cut: Cut,
+        timing: Timing,
     ) -> Result<(), JobError> {
         let end_of_input = cut.end_of_input();
         let stateful = self.stages.iter().any(|s| s.stateful);
@@ -260,6 +295,7 @@ impl Coordinator {
             })
             .collect();
         let mut dead = Vec::new();
+        let mut marks = Vec::new();
         // Whether the flows are already split by key for the stage they feed.
         let mut exchanged = false;
         for s in 0..self.stages.len() {
@@ -342,6 +378,16 @@ impl Coordinator {
                 self.stage_watermark_base[s] = after;
                 ctx.max_event_time_before = before;
                 ctx.max_event_time_after = after;
+                marks.extend(inputs.iter().map(|i| WatermarkRow {
+                    stage: s,
+                    stream: match self.job.streams.get(*i).map(String::as_str) {
+                        None | Some("") => "(default)".into(),
+                        Some(name) => name.to_string(),
+                    },
+                    event_time_ms: self.stage_max_ts[s][*i],
+                    watermark_ms: after,
+                    lag_ms: after.map(|w| processing_time.saturating_sub(w)),
+                }));
             }
             let started = Instant::now();
             flows = self
@@ -353,6 +399,9 @@ impl Coordinator {
                 "stage took {:?}",
                 started.elapsed()
             );
+        }
+        if !marks.is_empty() {
+            self.meters.set_watermarks(marks);
         }
         // The sinks get every stream, partition by partition.
         let mut parts = vec![Batch::new(); self.job.partitions];
@@ -379,6 +428,10 @@ impl Coordinator {
             && offsets.is_none()
             && checkpoint.is_none()
         {
+            // Nothing to write: the batch is done now.
+            if had_records {
+                self.meters.batch_written(timing.row(batch_no));
+            }
             return Ok(());
         }
         let msg = SinkMsg {
@@ -387,13 +440,21 @@ impl Coordinator {
             dead,
             offsets,
             checkpoint,
+            timing: had_records.then_some(timing),
         };
         let tx = self.sink_tx.clone();
-        // The sink thread applies back-pressure through its bounded channel.
-        tokio::task::spawn_blocking(move || tx.send(msg))
+        // The sink thread applies back-pressure through its bounded channel:
+        // the time it holds the batch back is the last stage's.
+        let waiting = Instant::now();
+        let sent = tokio::task::spawn_blocking(move || tx.send(msg).is_ok())
             .await
-            .map_err(|e| JobError::Invalid(e.to_string()))?
-            .map_err(|_| JobError::Invalid("sink thread stopped".into()))?;
+            .map_err(|e| JobError::Invalid(e.to_string()))?;
+        if !sent {
+            return Err(JobError::Invalid("sink thread stopped".into()));
+        }
+        if let Some(last) = self.meters.stages.last() {
+            last.backpressured_ns.add_time(waiting.elapsed());
+        }
         if self.job.progress {
             self.report_progress();
         }

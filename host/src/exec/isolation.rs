@@ -10,9 +10,10 @@
 use super::SkipCount;
 use super::dead_letter::DeadLetter;
 use super::job::JobError;
+use crate::metrics::OperatorMeter;
 use crate::model::batch::{self, Batch, preview};
 use crate::operators::{BatchContext, Operator, OperatorError};
-use crate::spec::limits::OnBreach;
+use crate::spec::limits::{Limit, OnBreach};
 
 /// How many times one batch may be retried after rejections before the
 /// operator is considered broken (it keeps rejecting records it was not
@@ -110,6 +111,7 @@ pub(super) struct Run<'a> {
     pub(super) policy: Policy,
     pub(super) dead: &'a mut Vec<DeadLetter>,
     pub(super) skipped: &'a SkipCount,
+    pub(super) meter: &'a OperatorMeter,
 }
 
 impl Run<'_> {
@@ -201,7 +203,10 @@ impl Run<'_> {
             let mut rejected = match self.op.process_with(&mut input, self.ctx) {
                 Ok(out) => return Ok(Ok(out)),
                 Err(OperatorError::BadRecords(rejected)) => rejected,
-                Err(error) => return Ok(Err((input, error))),
+                Err(error) => {
+                    self.count_failure(&error);
+                    return Ok(Err((input, error)));
+                }
             };
             rounds += 1;
             // One entry per record, the first reason given.
@@ -231,6 +236,7 @@ impl Run<'_> {
                     more: rejected.len() - 1,
                 });
             }
+            self.meter.rejected(rejected.len());
             for r in &rejected {
                 if let Some(rec) = input.get(r.index as usize) {
                     self.dead.push(place.dead_letter(rec, &r.reason));
@@ -238,6 +244,23 @@ impl Run<'_> {
             }
             let indices: Vec<u32> = rejected.iter().map(|r| r.index).collect();
             input = batch::without(&input, &indices);
+        }
+    }
+
+    /// Counts a failed call in the operator's meter: a trap, or a breach by
+    /// limit; a Wasm instance is re-created after either, but for a state
+    /// past `max_state`, which leaves it as it was.
+    fn count_failure(&self, error: &OperatorError) {
+        match error {
+            OperatorError::Trap(_) => self.meter.trapped(),
+            OperatorError::Limit { limit, .. } => {
+                let restarted = matches!(
+                    limit,
+                    Limit::Memory | Limit::CpuPerBatch | Limit::OutputRatio
+                );
+                self.meter.breached(limit.name(), restarted);
+            }
+            _ => {}
         }
     }
 

@@ -47,6 +47,7 @@ mod dead_letter;
 mod exchange;
 mod isolation;
 mod job;
+mod meters;
 mod plan;
 mod stats;
 mod worker;

@@ -1,5 +1,6 @@
 //! Live figures of a running job, readable from any thread while it runs.
 
+use crate::metrics::{CheckpointView, JobFigures, JobMeters, Totals, VersionRow};
 use crate::wasm::reload::{VersionEvent, VersionLog};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +24,23 @@ pub struct JobStats {
     last_checkpoint_batch: AtomicU64,
     last_checkpoint_bytes: AtomicU64,
     last_checkpoint_us: AtomicU64,
+    /// When the last checkpoint was written, in Unix milliseconds.
+    last_checkpoint_ms: AtomicU64,
     skipped: SkipCount,
     versions: Mutex<Vec<VersionEvent>>,
+    /// The detailed meters of the run going on (or the last one).
+    meters: Mutex<Option<Run>>,
+}
+
+/// What the figures of a run need besides its meters.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    pub(crate) meters: Arc<JobMeters>,
+    pub(crate) started_ms: i64,
+    pub(crate) interval_ms: Option<u64>,
+    pub(crate) partitions: usize,
+    pub(crate) workers: usize,
+    pub(crate) checkpoints: bool,
 }
 
 /// The counters of a job at one moment.
@@ -86,6 +102,80 @@ impl JobStats {
         }
     }
 
+    /// Starts the figures of a run on these meters.
+    pub(crate) fn start_run(&self, run: Run) {
+        *self
+            .meters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run);
+    }
+
+    /// The meters of the run going on, once it has started.
+    pub fn meters(&self) -> Option<Arc<JobMeters>> {
+        let run = self
+            .meters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        run.as_ref().map(|r| r.meters.clone())
+    }
+
+    /// Everything known about the job now, for the dashboard and the
+    /// Prometheus exposition; `state` is what the caller knows of it
+    /// (`running`, `finished`, ...). `None` before its run has started.
+    pub fn figures(&self, job: &str, state: &str) -> Option<JobFigures> {
+        let run = self
+            .meters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        let s = self.snapshot();
+        let now_ms = crate::model::time::now_ms();
+        let in_force = versions_in_force(&s.versions);
+        let version = |op: &str| in_force.get(op).copied().unwrap_or(1);
+        let checkpoint_age_from = match s.checkpoints {
+            0 => run.started_ms,
+            _ => self.last_checkpoint_ms.load(Ordering::Relaxed) as i64,
+        };
+        Some(JobFigures {
+            job: job.to_string(),
+            state: state.to_string(),
+            now_ms,
+            started_ms: run.started_ms,
+            interval_ms: run.interval_ms,
+            partitions: run.partitions,
+            workers: run.workers,
+            totals: Totals {
+                records_in: s.records_in,
+                bytes_in: s.bytes_in,
+                records_out: s.records_out,
+                dead_lettered: s.dead_lettered,
+                late: s.late,
+                skipped: s.skipped,
+                batches: s.batches,
+            },
+            meters: run.meters.view(version),
+            checkpoints: run.checkpoints.then(|| CheckpointView {
+                count: s.checkpoints,
+                last_batch: s.last_checkpoint_batch,
+                last_bytes: s.last_checkpoint_bytes,
+                last_ms: s.last_checkpoint_us as f64 / 1e3,
+                age_s: now_ms.saturating_sub(checkpoint_age_from).max(0) as f64 / 1e3,
+            }),
+            versions: s
+                .versions
+                .into_iter()
+                .map(|v| VersionRow {
+                    operator: v.operator,
+                    version: v.version,
+                    batch: v.batch,
+                    adopted: v.adopted,
+                    rolled_back: v.rolled_back,
+                    detail: v.detail,
+                })
+                .collect(),
+        })
+    }
+
     fn versions(&self) -> std::sync::MutexGuard<'_, Vec<VersionEvent>> {
         // A panic while pushing an event leaves the list usable.
         self.versions
@@ -113,6 +203,10 @@ impl JobStats {
         self.last_checkpoint_bytes.store(bytes, Ordering::Relaxed);
         self.last_checkpoint_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
+        self.last_checkpoint_ms.store(
+            crate::model::time::now_ms().max(0) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn written(&self, records: u64, dead: u64) {
@@ -131,6 +225,30 @@ impl VersionLog for JobStats {
     }
 }
 
+/// Per operator, the version in force after `events` (oldest first): the
+/// last adopted one, or after a rollback the one it replaced.
+fn versions_in_force(events: &[VersionEvent]) -> std::collections::HashMap<&str, u64> {
+    let mut adopted: std::collections::HashMap<&str, Vec<u64>> = Default::default();
+    for e in events {
+        let chain = adopted
+            .entry(e.operator.as_str())
+            .or_insert_with(|| vec![1]);
+        match (e.adopted, e.rolled_back) {
+            (_, true) => {
+                if chain.last() == Some(&e.version) && chain.len() > 1 {
+                    chain.pop();
+                }
+            }
+            (true, false) => chain.push(e.version),
+            (false, false) => {}
+        }
+    }
+    adopted
+        .into_iter()
+        .map(|(op, chain)| (op, chain.last().copied().unwrap_or(1)))
+        .collect()
+}
+
 /// The number of records a job dropped under `on_breach = "skip"`, shared
 /// by its workers; clones count together.
 #[derive(Debug, Clone, Default)]
@@ -145,5 +263,43 @@ impl SkipCount {
     /// Counts `n` more dropped records.
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(version: u64, adopted: bool, rolled_back: bool) -> VersionEvent {
+        VersionEvent {
+            operator: "op".into(),
+            version,
+            batch: 0,
+            adopted,
+            rolled_back,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_version_in_force_follows_adoptions_refusals_and_rollbacks() {
+        let in_force = |events: &[VersionEvent]| versions_in_force(events).get("op").copied();
+        assert_eq!(in_force(&[]), None);
+        assert_eq!(in_force(&[event(2, true, false)]), Some(2));
+        assert_eq!(
+            in_force(&[event(2, true, false), event(3, false, false)]),
+            Some(2)
+        );
+        let rolled = [
+            event(2, true, false),
+            event(3, true, false),
+            event(3, false, true),
+        ];
+        assert_eq!(in_force(&rolled), Some(2));
+        // A rollback of the first adopted version goes back to version 1.
+        assert_eq!(
+            in_force(&[event(2, true, false), event(2, false, true)]),
+            Some(1)
+        );
     }
 }

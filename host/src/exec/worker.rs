@@ -8,6 +8,7 @@ use super::exchange::{Split, split_for_exchange};
 use super::isolation::{Aside, Place, Policy, Run};
 use super::job::{Job, JobError};
 use super::plan::Stage;
+use crate::metrics::{CallFigures, JobMeters, OperatorMeter};
 use crate::model::batch::{self, Batch};
 use crate::operators::{BatchContext, Diverted, Operator, OperatorFactory};
 use crate::spec::limits::OnBreach;
@@ -80,6 +81,7 @@ pub(crate) struct WorkerOp {
     pub name: String,
     pub op: Box<dyn Operator>,
     pub route: Route,
+    pub meter: Arc<OperatorMeter>,
 }
 
 /// A worker's operators: `stages[s][slot][i]` is operator `i` of stage `s`
@@ -94,6 +96,7 @@ pub(crate) struct WorkerOps {
     pub on_breach: OnBreach,
     /// Counts the records dropped under `on_breach = "skip"`.
     pub skipped: SkipCount,
+    pub meters: Arc<JobMeters>,
 }
 
 impl WorkerOps {
@@ -146,10 +149,11 @@ impl WorkerOps {
                         late,
                     }
                 });
-            busy.fetch_add(
-                started.elapsed().as_nanos() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            let took = started.elapsed();
+            busy.fetch_add(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+            if let Some(stage) = self.meters.stages.get(task.stage) {
+                stage.busy_ns.add_time(took);
+            }
             // The coordinator may have gone (job failed elsewhere); nothing to do then.
             let _ = task.reply.send(result);
         }
@@ -193,7 +197,13 @@ impl WorkerOps {
         let mut dead = Vec::new();
         let mut late = 0;
         let slot = partition / self.workers;
-        for WorkerOp { name, op, route } in &mut self.stages[stage][slot] {
+        for WorkerOp {
+            name,
+            op,
+            route,
+            meter,
+        } in &mut self.stages[stage][slot]
+        {
             // Records of streams the operator does not read pass it untouched.
             let ctx = match &route.accepts {
                 None => ctx,
@@ -216,6 +226,8 @@ impl WorkerOps {
                 dead_letter: policy.dead_letter,
             };
             op.begin_batch(batch_no);
+            let (records_in, bytes_in) = (input.len(), batch::payload_bytes(&input));
+            let (dead_before, started) = (dead.len(), std::time::Instant::now());
             let mut run = Run {
                 op: op.as_mut(),
                 ctx,
@@ -223,6 +235,7 @@ impl WorkerOps {
                 policy,
                 dead: &mut dead,
                 skipped: &self.skipped,
+                meter,
             };
             input = run.apply(input)?;
             // Stateful operators emit here what became final with this batch.
@@ -232,6 +245,16 @@ impl WorkerOps {
             }
             let side = op.side_output();
             late += side.late;
+            let call = CallFigures {
+                records_in,
+                bytes_in,
+                records_out: input.len(),
+                bytes_out: batch::payload_bytes(&input),
+                took: started.elapsed(),
+                dead_letters: 0,
+                late: side.late,
+                memory: op.memory_used(),
+            };
             let dead_letter = |d: Diverted| DeadLetter {
                 operator: name.clone(),
                 reason: d.reason,
@@ -263,6 +286,14 @@ impl WorkerOps {
                     }
                 }
             }
+            let dead_letters = dead.len() - dead_before;
+            meter.called(
+                partition,
+                CallFigures {
+                    dead_letters,
+                    ..call
+                },
+            );
         }
         Ok((stream, input, dead, late))
     }
@@ -289,6 +320,7 @@ pub(super) fn start_workers(
     job: &Job,
     stages: &[Stage],
     restored: Option<Arc<std::sync::Mutex<HashMap<Instance, InstanceState>>>>,
+    meters: Arc<JobMeters>,
 ) -> Result<Workers, JobError> {
     let track = job.checkpoint.is_some();
     let busy = Arc::new(AtomicU64::new(0));
@@ -319,6 +351,7 @@ pub(super) fn start_workers(
         let ready_tx = ready_tx.clone();
         let busy = busy.clone();
         let halt = job.halt.clone();
+        let meters = meters.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-worker-{w}"))
             .spawn(move || {
@@ -357,6 +390,7 @@ pub(super) fn start_workers(
                                     name: f.name().to_string(),
                                     op,
                                     route: route.clone(),
+                                    meter: meters.stages[s].operators[i].clone(),
                                 }),
                                 Err(error) => {
                                     let _ = ready_tx.send((
@@ -384,6 +418,7 @@ pub(super) fn start_workers(
                     dead_letter,
                     on_breach: limits.on_breach,
                     skipped,
+                    meters,
                 }
                 .serve(rx, busy);
             })

@@ -18,11 +18,13 @@ mod stdin;
 
 pub use generator::Generator;
 
+use crate::metrics::SourceMeter;
 use crate::model::batch::Batch;
 use crate::model::units::parse_duration;
 use crate::spec::SourceConfig;
 use position::Position;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -140,25 +142,41 @@ pub fn preflight(cfg: &SourceConfig) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// Runs one source, the job's `source`-th, until it ends or `stop` turns
-/// true; a source that can seek starts at `resume` (a checkpoint's
+/// Where a source's chunks go, and what counts them.
+pub struct Feed {
+    /// The source's index in the job.
+    pub source: usize,
+    /// The stream it feeds.
+    pub stream: usize,
+    /// The job's input channel.
+    pub tx: mpsc::Sender<Chunk>,
+    /// The source's meter: what it handed over and how long it waited to.
+    pub meter: Arc<SourceMeter>,
+}
+
+/// Runs one source until it ends or `stop` turns true, handing its chunks
+/// to `feed`; a source that can seek starts at `resume` (a checkpoint's
 /// position of it).
 pub async fn run(
     cfg: SourceConfig,
-    source: usize,
-    stream: usize,
-    tx: mpsc::Sender<Chunk>,
+    feed: Feed,
     stop: watch::Receiver<bool>,
     max_line: usize,
     resume: Option<Position>,
 ) -> Result<(), SourceError> {
+    let Feed {
+        source,
+        stream,
+        tx,
+        meter,
+    } = feed;
     if let SourceConfig::Kafka(mut k) = cfg {
         if let Some(Position::Kafka { offsets }) = resume {
             k.resume = offsets;
         }
         let name = describe(&SourceConfig::Kafka(k.clone()));
         return tokio::task::spawn_blocking(move || {
-            kafka::run(k, source, stream, tx, stop, max_line)
+            kafka::run(k, source, stream, tx, stop, max_line, meter)
         })
         .await
         .map_err(|e| e.to_string())
@@ -172,19 +190,18 @@ pub async fn run(
     let (records_tx, mut records_rx) = mpsc::channel::<Lines>(4);
     let forward = async move {
         while let Some(Lines { records, span }) = records_rx.recv().await {
-            if tx
-                .send(Chunk {
-                    source,
-                    stream,
-                    records,
-                    offsets: None,
-                    span,
-                })
-                .await
-                .is_err()
-            {
+            let (n, waiting) = (records.len(), std::time::Instant::now());
+            let chunk = Chunk {
+                source,
+                stream,
+                records,
+                offsets: None,
+                span,
+            };
+            if tx.send(chunk).await.is_err() {
                 break;
             }
+            meter.sent(n, waiting.elapsed());
         }
     };
     let (result, ()) = tokio::join!(

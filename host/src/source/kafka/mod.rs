@@ -11,6 +11,7 @@
 
 use super::lines::MAX_CHUNK_BYTES;
 use super::{CHUNK_RECORDS, Chunk};
+use crate::metrics::SourceMeter;
 use crate::model::batch::{self, Batch};
 use crate::model::units::parse_duration;
 use crate::spec::{KafkaSourceConfig, KafkaStart};
@@ -61,21 +62,27 @@ pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
 /// Creates the consumer, so that a malformed setting is reported before the
 /// job starts.
 pub fn create_consumer(cfg: &KafkaSourceConfig) -> Result<(), String> {
-    create_consumer_for(cfg, Arc::default(), Membership::Dynamic).map(drop)
+    create_consumer_for(cfg, Arc::default(), Membership::Dynamic, None).map(drop)
 }
 
 fn create_consumer_for(
     cfg: &KafkaSourceConfig,
     ownership: Arc<Ownership>,
     membership: Membership,
+    meter: Option<Arc<SourceMeter>>,
 ) -> Result<SourceConsumer, String> {
     let mut config = client_config(cfg);
+    // The client's statistics give the consumer lag per partition.
+    if meter.is_some() && !cfg.config.contains_key("statistics.interval.ms") {
+        config.set("statistics.interval.ms", LAG_EVERY_MS);
+    }
     if let Some(id) = membership.derived_id() {
         config.set("group.instance.id", id);
     }
     let inner = config
         .create_with_context(SourceContext {
             ownership,
+            meter,
             drain: ownership::drain_for(cfg.config.get("max.poll.interval.ms").map(String::as_str)),
         })
         .map_err(|e| format!("invalid Kafka settings: {e}"))?;
@@ -160,6 +167,7 @@ pub fn run(
     tx: mpsc::Sender<Chunk>,
     stop: watch::Receiver<bool>,
     max_record: usize,
+    meter: Arc<SourceMeter>,
 ) -> Result<(), String> {
     let ownership = Arc::new(Ownership::default());
     let membership = membership::claim(&cfg, source);
@@ -168,7 +176,12 @@ pub fn run(
         Membership::Configured => " as the static member set in its config".into(),
         Membership::Dynamic => String::new(),
     };
-    let consumer = Arc::new(create_consumer_for(&cfg, ownership.clone(), membership)?);
+    let consumer = Arc::new(create_consumer_for(
+        &cfg,
+        ownership.clone(),
+        membership,
+        Some(meter.clone()),
+    )?);
     await_topics(&consumer, &cfg, &stop)?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
@@ -196,6 +209,7 @@ pub fn run(
         pending: None,
         paused: false,
         generation: 0,
+        meter,
     };
     let consumer = reader.origin.consumer.clone();
     loop {
@@ -244,6 +258,10 @@ pub fn run(
 /// How long a poll waits for a record.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often the client reports its statistics, the consumer lag among
+/// them, in milliseconds.
+const LAG_EVERY_MS: &str = "1000";
+
 /// How long the job may push back before the source pauses its partitions
 /// and polls while it waits: far below any `max.poll.interval.ms` (at least
 /// the group's smallest session timeout, 6 s by default).
@@ -272,6 +290,8 @@ struct Reader {
     paused: bool,
     /// The assignment generation the chunks were last checked against.
     generation: u64,
+    /// What the source hands over, and how long it waits to.
+    meter: Arc<SourceMeter>,
 }
 
 impl Reader {
@@ -376,6 +396,7 @@ impl Reader {
             }
         };
         self.origin.ownership.handed(positions.next_offsets());
+        self.meter.sent(records.len(), waiting.elapsed());
         permit.send(Chunk {
             source: self.origin.source,
             stream: self.stream,
@@ -392,6 +413,7 @@ impl Reader {
         let chunks = [self.pending.take(), self.take_chunk()];
         for (records, positions) in chunks.into_iter().flatten() {
             self.origin.ownership.handed(positions.next_offsets());
+            self.meter.sent(records.len(), Duration::ZERO);
             let chunk = Chunk {
                 source: self.origin.source,
                 stream: self.stream,

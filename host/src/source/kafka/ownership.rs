@@ -15,8 +15,10 @@
 //! - records read but not yet handed to the job are dropped; the new owner
 //!   reads them.
 
+use crate::metrics::{PartitionLag, SourceMeter};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -199,11 +201,49 @@ impl Drop for Lease {
 /// The consumer's callbacks: rebalances update the [`Ownership`].
 pub struct SourceContext {
     pub ownership: Arc<Ownership>,
+    /// Where the consumer lag goes, from the client's statistics.
+    pub meter: Option<Arc<SourceMeter>>,
     /// How long a revocation waits for records the job holds.
     pub drain: Duration,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// Per assigned partition, the records between the next one the source
+    /// reads and the end (the last stable offset, which is the high
+    /// watermark but for open transactions).
+    fn stats(&self, statistics: Statistics) {
+        let Some(meter) = &self.meter else {
+            return;
+        };
+        let mut lag: Vec<PartitionLag> = statistics
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.desired && !p.unknown)
+                    .filter_map(move |p| {
+                        let end = if p.ls_offset >= 0 {
+                            p.ls_offset
+                        } else {
+                            p.hi_offset
+                        };
+                        let lag = match p.app_offset >= 0 {
+                            true => end - p.app_offset,
+                            false => p.consumer_lag,
+                        };
+                        (end >= 0 && lag >= 0).then(|| PartitionLag {
+                            topic: topic.clone(),
+                            partition: p.partition,
+                            lag,
+                        })
+                    })
+            })
+            .collect();
+        lag.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        meter.set_lag(lag);
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -371,6 +371,7 @@ mod tests {
             .set("group.id", "unit")
             .create_with_context(SourceContext {
                 ownership: ownership.clone(),
+                meter: None,
                 drain: Duration::ZERO,
             })
             .unwrap();
