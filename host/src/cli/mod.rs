@@ -33,6 +33,9 @@ struct Cli {
     command: Command,
 }
 
+/// Where `sluice run --ui` serves without an address.
+pub const DEFAULT_UI: &str = "127.0.0.1:4040";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a job file until its inputs end (or until Ctrl-C / SIGTERM).
@@ -59,6 +62,11 @@ enum Command {
         /// input positions are lost).
         #[arg(long)]
         reset_state: bool,
+        /// Serve a live dashboard of the job at `/` and its Prometheus
+        /// metrics at `/metrics` while it runs, on this address
+        /// (127.0.0.1:4040 when none is given).
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_UI)]
+        ui: Option<std::net::SocketAddr>,
     },
     /// Work with operator plugins.
     Plugin {
@@ -150,6 +158,7 @@ fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> 
             watch,
             drain,
             reset_state,
+            ui,
         } => run::run_job(
             job,
             run::RunOptions {
@@ -157,6 +166,7 @@ fn run(cli: Cli, capture: crate::serve::LogCapture) -> anyhow::Result<ExitCode> 
                 watch,
                 drain,
                 reset_state,
+                ui,
             },
         ),
         Command::Deploy {

@@ -2,6 +2,7 @@
 
 use super::watch;
 use crate::exec::Job;
+use crate::serve::ui::Watched;
 use crate::spec::JobConfig;
 use crate::wasm::{self, Runtime};
 use anyhow::Context;
@@ -14,6 +15,8 @@ pub(super) struct RunOptions {
     pub(super) watch: bool,
     pub(super) drain: bool,
     pub(super) reset_state: bool,
+    /// Where to serve the dashboard and metrics.
+    pub(super) ui: Option<std::net::SocketAddr>,
 }
 
 pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<ExitCode> {
@@ -22,6 +25,7 @@ pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<Exit
         watch,
         drain,
         reset_state,
+        ui,
     } = options;
     let io_threads = 2;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -89,8 +93,20 @@ pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<Exit
                 stop_rx.clone(),
             ));
         }
+        let watched = match ui {
+            Some(addr) => Some(serve_ui(addr, &job, stop_rx.clone()).await?),
+            None => None,
+        };
         let job = if quiet { job } else { job.with_progress() };
-        let summary = job.run(stop_rx).await?;
+        let result = job.run(stop_rx).await;
+        if let Some(w) = &watched {
+            w.ended(match &result {
+                Ok(s) if s.interrupted => "stopped",
+                Ok(_) => "finished",
+                Err(_) => "failed",
+            });
+        }
+        let summary = result?;
         eprintln!("{summary}");
         Ok(ExitCode::SUCCESS)
     });
@@ -98,4 +114,40 @@ pub(super) fn run_job(path: PathBuf, options: RunOptions) -> anyhow::Result<Exit
     // process alive once the job has finished.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     outcome
+}
+
+/// Starts serving `job`'s dashboard and metrics on `addr`, until `stop`.
+async fn serve_ui(
+    addr: std::net::SocketAddr,
+    job: &Job,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Watched> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another process serves there: choose a free port, e.g. --ui 127.0.0.1:4041)"
+            }
+            _ => "",
+        };
+        anyhow::anyhow!("--ui: cannot serve the dashboard on {addr}: {e}{hint}")
+    })?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "--ui: the dashboard on {addr} has no authentication: anyone who can reach it sees the job"
+        );
+    }
+    let watched = Watched {
+        name: job.name().to_string(),
+        stats: job.stats(),
+        state: std::sync::Arc::new(std::sync::Mutex::new("running".into())),
+    };
+    let shown = listener.local_addr().unwrap_or(addr);
+    eprintln!("dashboard on http://{shown}/ (metrics at http://{shown}/metrics)");
+    let served = watched.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::serve::ui::serve(listener, served, stop).await {
+            eprintln!("--ui: the dashboard stopped: {e}");
+        }
+    });
+    Ok(watched)
 }

@@ -31,6 +31,7 @@ pub mod persist;
 mod restore;
 pub mod spec;
 pub mod tenant;
+pub mod ui;
 
 pub use log::LogCapture;
 
@@ -367,6 +368,13 @@ impl Server {
             .get(id)
             .filter(|j| j.who.tenant == tenant)
             .cloned()
+    }
+
+    /// Every tenant's jobs, oldest first.
+    fn all_jobs(&self) -> Vec<Arc<JobEntry>> {
+        let mut jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
+        jobs.sort_by_key(|j| j.who.submitted);
+        jobs
     }
 
     /// The tenant's jobs, oldest first.

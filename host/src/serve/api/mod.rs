@@ -11,6 +11,9 @@
 //! | `GET /v1/jobs`, `GET /v1/jobs/{id}` | the tenant's jobs, one job's status |
 //! | `DELETE /v1/jobs/{id}` | forget an ended job and delete its directory (record, checkpoints, dead letters); `409` while it has not ended |
 //! | `GET /v1/jobs/{id}/metrics` | records in and out, batches, dead letters, ... |
+//! | `GET /v1/jobs/{id}/dashboard` | the job's live figures, as the dashboard reads them (`docs/metrics.md`) |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics text) of the token's jobs: a tenant's own, the admin token's every tenant's |
+//! | `GET /ui` | the dashboard: a tenant signs in with its token and sees its jobs |
 //! | `GET /v1/jobs/{id}/logs` | the job's recent log lines (`?lines=`) |
 //! | `GET /v1/jobs/{id}/dead-letters` | the end of its dead-letter file (`?lines=`) |
 //! | `POST /v1/jobs/{id}/stop` | stop gracefully: the batch is finished, the sinks flushed, and a last checkpoint keeps the open windows (emitted after a resume from it); `?drain=true` emits every open window first, as at the end of the input; the job stays stopped after a restart of the server |
@@ -29,6 +32,7 @@
 //! paused) go on from their checkpoints (or wait for a resume).
 
 mod jobs;
+mod observe;
 mod store;
 mod tenants;
 
@@ -69,6 +73,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/jobs", get(list_jobs).post(submit_job))
         .route("/v1/jobs/{id}", get(job_status).delete(delete_job))
         .route("/v1/jobs/{id}/metrics", get(job_metrics))
+        .route("/v1/jobs/{id}/dashboard", get(observe::dashboard))
+        .route("/metrics", get(observe::metrics))
         .route("/v1/jobs/{id}/logs", get(job_logs))
         .route("/v1/jobs/{id}/dead-letters", get(job_dead_letters))
         .route("/v1/jobs/{id}/stop", post(stop_job))
@@ -79,6 +85,7 @@ pub fn router(server: Arc<Server>) -> Router {
         )
         .route("/v1/admin/tenants", get(list_tenants).post(add_tenant))
         .route("/v1/admin/tenants/{name}", delete(remove_tenant))
+        .merge(crate::serve::ui::assets())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(server)
 }

@@ -269,6 +269,17 @@ impl JobEntry {
         }
     }
 
+    /// The current (or last) run's figures, for the dashboard and the
+    /// Prometheus route; `None` before a run has started.
+    pub fn figures(&self) -> Option<crate::metrics::JobFigures> {
+        let s = self.state();
+        let state = serde_json::to_value(&s.status)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        s.stats.as_ref()?.figures(&self.who.display_name, &state)
+    }
+
     /// The counters.
     pub fn metrics(&self) -> Metrics {
         let s = self.state();
