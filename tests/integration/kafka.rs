@@ -1053,3 +1053,61 @@ async fn the_batch_a_transaction_committed_is_read_back_and_an_open_one_does_not
     // read_committed: the aborted batch never shows.
     assert_eq!(values, ["seven", "nine", "ten"]);
 }
+
+/// The consumer lag per partition, from the Kafka client's statistics: it
+/// shows how far a source is behind while it catches up (fetching small
+/// slices), and falls to 0 on every partition once all is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_lag_shows_per_partition_and_falls_to_zero() {
+    let _broker = kafka::BROKER_USE.read().await;
+    let input = kafka::unique_topic("lag");
+    let group = kafka::unique_topic("group");
+    kafka::create_topic(&input, 3).await;
+    let total = 30_000;
+    kafka::produce(&input, &records(0..total));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "workers = 2\n[batch]\ninterval = \"100ms\"\n\
+         [[sources]]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"{input}\"]\ngroup = \"{group}\"\n\
+         config = {{ \"message.max.bytes\" = \"2048\", \"fetch.max.bytes\" = \"2048\", \"max.partition.fetch.bytes\" = \"1024\", \"queued.max.messages.kbytes\" = \"16\" }}\n\
+         [[sinks]]\nkind = \"discard\"\n",
+        kafka::broker()
+    );
+    let path = sluice_tests::write_job(dir.path(), "job.toml", &toml);
+    let runtime = sluice_tests::runtime_in(dir.path());
+    let job = Job::from_file(&path, &runtime).expect("job builds");
+    let stats = job.stats();
+    let (stop, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(job.run(stop_rx));
+    let lag_of = |f: &sluice::metrics::JobFigures| -> Vec<(String, i32, i64)> {
+        let lag = f.meters.kafka_lag.iter();
+        lag.map(|l| (l.topic.clone(), l.partition, l.lag)).collect()
+    };
+    let started = std::time::Instant::now();
+    let mut most_behind = 0;
+    loop {
+        let f = stats.figures("lag", "running");
+        if let Some(f) = &f {
+            let lag = lag_of(f);
+            let behind: i64 = lag.iter().map(|l| l.2).sum();
+            assert!(behind <= total as i64, "{lag:?}");
+            most_behind = most_behind.max(behind);
+            if f.totals.records_in == total as u64 && lag.len() == 3 && behind == 0 {
+                let partitions: Vec<i32> = lag.iter().map(|l| l.1).collect();
+                assert_eq!(partitions, [0, 1, 2], "{lag:?}");
+                assert!(lag.iter().all(|l| l.0 == input), "{lag:?}");
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "last figures: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(most_behind > 0, "the lag never showed the source behind");
+    stop.send(true).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.records_in, total as u64);
+    eprintln!("most behind: {most_behind} records");
+}

@@ -3,6 +3,7 @@
 mod bad_input;
 mod builtin_limits;
 mod cli;
+mod dashboard;
 mod fuzz;
 mod golden;
 mod guide;
@@ -10,6 +11,7 @@ mod hostile;
 mod joins;
 mod kafka;
 mod layout;
+mod observe;
 mod plugins;
 mod recovery;
 mod recovery_kafka;

@@ -920,3 +920,64 @@ fn every_attack_is_contained_while_another_tenants_job_keeps_going() {
         other => panic!("a tenant's operator reached the listener: {other:?}"),
     }
 }
+
+#[test]
+fn metrics_and_the_dashboard_show_a_tenant_only_its_own_jobs() {
+    let server = Server::start(&tenants("", ""));
+    server.upload(ALPHA, "uppercase", guests::UPPERCASE);
+    server.upload(BETA, "uppercase", guests::UPPERCASE);
+    let alpha = server.submit(ALPHA, &generator_job(DISCARD));
+    let beta = server.submit(BETA, &generator_job(DISCARD));
+    server.wait_for_metric_above(ALPHA, &alpha, "records_out", 0);
+    server.wait_for_metric_above(BETA, &beta, "records_out", 0);
+
+    // Prometheus text: each series names its tenant and job.
+    let series = |token: &str| -> Vec<String> {
+        let r = server.get("/metrics", token);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+            .lines()
+            .filter(|l| l.starts_with("sluice_source_records_total{"))
+            .map(str::to_string)
+            .collect()
+    };
+    let of = |id: &str, tenant: &str| format!("tenant=\"{tenant}\",job=\"steady\",job_id=\"{id}\"");
+    let admin = series(ADMIN);
+    assert_eq!(admin.len(), 2, "{admin:?}");
+    assert!(
+        admin.iter().any(|l| l.contains(&of(&alpha, "alpha"))),
+        "{admin:?}"
+    );
+    assert!(
+        admin.iter().any(|l| l.contains(&of(&beta, "beta"))),
+        "{admin:?}"
+    );
+    let own = series(ALPHA);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert!(own[0].contains(&of(&alpha, "alpha")), "{own:?}");
+    let page = server.get("/metrics", ALPHA).text;
+    assert!(!page.contains("beta") && !page.contains(&beta), "{page}");
+    assert!(
+        page.ends_with("# EOF\n"),
+        "an OpenMetrics exposition ends with EOF"
+    );
+    assert_eq!(server.request("GET", "/metrics", None, None).status, 401);
+    assert_eq!(server.get("/metrics", "nobody").status, 401);
+
+    // The dashboard's figures: one's own job, never another tenant's.
+    let figures = server.get(&format!("/v1/jobs/{alpha}/dashboard"), ALPHA);
+    assert_eq!(figures.status, 200, "{}", figures.text);
+    assert_eq!(figures.body["job"], "steady");
+    assert!(figures.body["totals"]["records_in"].as_u64().unwrap() > 0);
+    assert_eq!(
+        figures.body["stages"][0]["operators"][0]["name"], "uppercase",
+        "{}",
+        figures.text
+    );
+    let other = server.get(&format!("/v1/jobs/{beta}/dashboard"), ALPHA);
+    assert_eq!(other.status, 404, "{}", other.text);
+    // The page itself needs no token: it asks for one.
+    let page = server.request("GET", "/ui", None, None);
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"token\""), "{}", page.text);
+}

@@ -54,3 +54,7 @@ pub fn write_job(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
 pub mod kafka;
 
 pub mod swap_soak;
+
+pub mod browser;
+
+pub mod ui;
