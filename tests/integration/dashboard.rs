@@ -380,3 +380,152 @@ fn the_dashboard_fills_and_updates_in_a_real_browser() {
         started.elapsed()
     );
 }
+
+/// A job of 64 partitions and 20 Wasm operators in a chain: the page must
+/// draw all of it and keep redrawing well within its poll.
+#[test]
+fn the_dashboard_stays_responsive_with_64_partitions_and_20_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = "name = \"wide\"\nworkers = 2\npartitions = 64\n[batch]\ninterval = \"100ms\"\n\
+                    [[sources]]\nkind = \"stdin\"\n"
+        .to_string();
+    for i in 1..=20 {
+        toml.push_str(&format!(
+            "[[operators]]\nname = \"upper-{i}\"\nplugin = {}\n",
+            crate::lit(sluice_tests::guests::UPPERCASE)
+        ));
+    }
+    toml.push_str("[[sinks]]\nkind = \"discard\"\n");
+    let job = sluice_tests::write_job(dir.path(), "wide.toml", &toml);
+    let mut running = UiJob::start(Path::new(env!("CARGO_BIN_EXE_sluice-under-test")), &job);
+    let feeder = Feeder::start(running.stdin.take().expect("stdin"));
+    let browser = Browser::start();
+    browser.goto(&format!("{}/", running.base));
+    browser.wait_until(WAIT, "20 operator nodes", |b| {
+        b.find_all(".node[data-kind=\"operator\"]").len() == 20
+    });
+    // Ten redraws with records flowing through all 64 partitions.
+    let first = updates(&browser);
+    browser.wait_until(WAIT, "ten more updates", |b| updates(b) >= first + 10);
+    let render_ms: f64 = browser
+        .execute("return document.body.dataset.renderMs;", &[])
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("the page tells its redraw time");
+    // The page polls every second; a redraw must leave it idle most of that.
+    assert!(render_ms < 250.0, "a redraw took {render_ms} ms");
+    // The detail of the last operator shows every partition.
+    browser
+        .find(".node[data-kind=\"operator\"][data-name=\"upper-20\"]")
+        .click();
+    browser.wait_until(WAIT, "64 partition cells", |b| {
+        b.find_all("#operator-detail .pcell").len() == 64
+    });
+    let figures = running.figures();
+    let stage = &figures["stages"][0]["operators"];
+    assert_eq!(stage.as_array().unwrap().len(), 20, "{figures:#}");
+    let busy: Vec<u64> = stage[19]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["records_in"].as_u64().unwrap())
+        .collect();
+    assert_eq!(busy.len(), 64);
+    assert!(
+        busy.iter().all(|n| *n > 0),
+        "every partition had records: {busy:?}"
+    );
+    eprintln!("64 partitions, 20 operators: a redraw took {render_ms} ms");
+    drop(browser);
+    let (stdin, _) = feeder.stop();
+    drop(stdin);
+    let status = running.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// `sluice serve`'s `/ui`: a tenant signs in with its token and sees its
+/// own jobs, never another tenant's; a wrong token is refused with the
+/// server's reason.
+#[test]
+fn a_tenant_signs_in_and_sees_only_its_own_jobs() {
+    use sluice::serve::tenant::{hash_token, to_hex};
+    let tenants = format!(
+        "admin_token_sha256 = \"{}\"\n\
+         [[tenants]]\nname = \"alpha\"\ntoken_sha256 = \"{}\"\n\
+         [[tenants]]\nname = \"beta\"\ntoken_sha256 = \"{}\"\n",
+        to_hex(&hash_token("admin-token")),
+        to_hex(&hash_token("alpha-token")),
+        to_hex(&hash_token("beta-token")),
+    );
+    let server = crate::server::Server::start(&tenants);
+    let job = |name: &str| {
+        format!(
+            "name = \"{name}\"\nworkers = 1\n[batch]\ninterval = \"100ms\"\n\
+             [[sources]]\nkind = \"generator\"\nrate = 200\nvalue_size = 20\n\
+             [[operators]]\nplugin = \"uppercase\"\n[[sinks]]\nkind = \"discard\"\n"
+        )
+    };
+    for token in ["alpha-token", "beta-token"] {
+        server.upload(token, "uppercase", sluice_tests::guests::UPPERCASE);
+    }
+    let ours = [
+        server.submit("alpha-token", &job("alpha-one")),
+        server.submit("alpha-token", &job("alpha-two")),
+    ];
+    let theirs = server.submit("beta-token", &job("beta-only"));
+
+    let browser = Browser::start();
+    browser.goto(&format!("{}/ui", server.base));
+    browser.wait_until(WAIT, "the sign-in form", |b| b.find("#signin").displayed());
+    browser.find("#token").type_text("wrong-token");
+    browser.find("#sign-in").click();
+    browser.wait_until(WAIT, "the server's refusal", |b| {
+        b.find("#signin-error").displayed()
+            && b.find("#signin-error").text().contains("unknown token")
+    });
+    browser.find("#token").clear();
+    browser.find("#token").type_text("alpha-token");
+    browser.find("#sign-in").click();
+    browser.wait_until(WAIT, "alpha's dashboard", |b| {
+        !b.find("#signin").displayed() && b.find("#job-name").text().starts_with("alpha-")
+    });
+    let listed: Vec<String> = browser
+        .find_all("#job option")
+        .iter()
+        .map(|o| o.attribute("value").unwrap_or_default())
+        .collect();
+    let mut want = ours.to_vec();
+    want.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, want, "alpha's jobs only, never {theirs}");
+    // Choosing the other job shows it, live.
+    let shown = browser.find("#job-name").text();
+    let other = if shown == "alpha-one" {
+        &ours[1]
+    } else {
+        &ours[0]
+    };
+    browser
+        .find(&format!("#job option[value=\"{other}\"]"))
+        .click();
+    let name = if shown == "alpha-one" {
+        "alpha-two"
+    } else {
+        "alpha-one"
+    };
+    browser.wait_until(WAIT, "the other job's figures", |b| {
+        b.find("#job-name").text() == name
+    });
+    let before = updates(&browser);
+    browser.wait_until(WAIT, "updates of the chosen job", |b| {
+        updates(b) >= before + 2
+    });
+    let page = browser.execute("return document.body.innerText;", &[]);
+    assert!(!page.as_str().unwrap().contains("beta-only"), "{page}");
+    // Signing out returns to the form.
+    browser.find("#sign-out").click();
+    browser.wait_until(WAIT, "the sign-in form again", |b| {
+        b.find("#signin").displayed()
+    });
+}

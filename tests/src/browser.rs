@@ -383,6 +383,21 @@ impl<'b> Element<'b> {
         self.call("POST", "/click", Some(json!({})), "click");
     }
 
+    /// Types `text` into it, as keystrokes (after what it holds).
+    pub fn type_text(&self, text: &str) {
+        self.call(
+            "POST",
+            "/value",
+            Some(json!({ "text": text })),
+            "type into it",
+        );
+    }
+
+    /// Empties an input.
+    pub fn clear(&self) {
+        self.call("POST", "/clear", Some(json!({})), "clear it");
+    }
+
     /// Whether it is displayed (not hidden, not of zero size).
     pub fn displayed(&self) -> bool {
         self.call("GET", "/displayed", None, "ask whether it is displayed")

@@ -256,7 +256,10 @@ function accept(view) {
   state.prev = counters;
   state.view = view;
   state.updates++;
+  const began = performance.now();
   render(view);
+  // How long the last redraw took, for tests and the curious.
+  document.body.dataset.renderMs = (performance.now() - began).toFixed(1);
   document.body.dataset.batches = String((view.batches || []).length);
   document.body.dataset.updates = String(state.updates);
 }
@@ -613,8 +616,12 @@ function limitsHtml(limits) {
 // (8 or so per row, so 64 partitions stay on a few lines).
 function partitionsHtml(parts) {
   if (!parts || !parts.length) return '<p class="muted">no partitions</p>';
-  let max = 1, sum = 0;
-  for (const p of parts) { max = Math.max(max, p.records_in, p.records_out); sum += p.records_in; }
+  let max = 1, maxIn = 0, sum = 0;
+  for (const p of parts) {
+    max = Math.max(max, p.records_in, p.records_out);
+    maxIn = Math.max(maxIn, p.records_in);
+    sum += p.records_in;
+  }
   const W = 720, H = 50, n = parts.length, bw = W / n, half = Math.max(1, bw / 2 - 0.5).toFixed(1);
   const strip = parts.map((p, i) => {
     const hi = (p.records_in / max) * (H - 2), ho = (p.records_out / max) * (H - 2), x = i * bw;
@@ -630,7 +637,7 @@ function partitionsHtml(parts) {
   }).join('');
   return `<svg class="strip" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${strip}</svg>` +
     `<p class="muted small"><span class="key pin"></span>in <span class="key pout"></span>out · ${n} partitions · ` +
-    `mean in ${fmtShort(mean)} · max ${fmtShort(max)} (skew ×${(max / Math.max(1, mean)).toFixed(2)}) · ` +
+    `records in: mean ${fmtShort(mean)}, max ${fmtShort(maxIn)} (skew ×${(maxIn / Math.max(1, mean)).toFixed(2)}) · ` +
     `cells: partition, records in → out</p><div class="pgrid">${cells}</div>`;
 }
 
