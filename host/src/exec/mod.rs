@@ -2,13 +2,15 @@
 //! plan of stages (`plan.rs`), the micro-batcher that cuts the sources'
 //! records into batches (`batcher.rs`), the coordinator that partitions each
 //! batch and runs it stage by stage on the worker threads (`coordinator.rs`,
-//! `worker.rs`), with a hash exchange before keyed operators (`exchange.rs`)
+//! `worker.rs`), moving the stateful stages' watermarks (`watermarks.rs`),
+//! with a hash exchange before keyed operators (`exchange.rs`)
 //! and the isolation of records that make an operator fail
 //! (`isolation.rs`), then the commit of each batch to the sinks, the
 //! dead-letter file and the sources' offsets (`commit.rs`,
-//! `dead_letter.rs`), and the job's live figures (`stats.rs`). Uses every
-//! module below it: `model`, `spec`, `operators`, `wasm`, `source`, `sink`
-//! and `signal`.
+//! `dead_letter.rs`), and the job's live figures (`stats.rs`, and the
+//! run's meters laid out as its plan in `meters.rs`). Uses every
+//! module below it: `model`, `metrics`, `spec`, `operators`, `wasm`,
+//! `source`, `sink` and `signal`.
 //!
 //! Jobs come from a job file ([`Job::from_file`]) or from code:
 //!
@@ -50,6 +52,7 @@ mod job;
 mod meters;
 mod plan;
 mod stats;
+mod watermarks;
 mod worker;
 
 pub use crate::wasm::reload::VersionEvent;
