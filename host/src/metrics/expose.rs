@@ -61,15 +61,32 @@ fn family<'v>(
     let mut metric = enc.encode_descriptor(name, help, None, ty)?;
     for (labels, value) in samples {
         let mut series = metric.encode_family(&labels)?;
-        match value {
-            Value::Count(v) => series.encode_counter::<NoLabelSet, _, f64>(&v, None)?,
-            Value::Gauge(v) => series.encode_gauge(&v)?,
-            Value::Histogram(h) => {
+        // Whole numbers (records, bytes, versions) are written as integers.
+        let n = whole(&value);
+        match (value, n) {
+            (Value::Count(_), Some(n)) => {
+                series.encode_counter::<NoLabelSet, _, u64>(&(n as u64), None)?
+            }
+            (Value::Count(v), None) => series.encode_counter::<NoLabelSet, _, f64>(&v, None)?,
+            (Value::Gauge(_), Some(n)) => series.encode_gauge(&n)?,
+            (Value::Gauge(v), None) => series.encode_gauge(&v)?,
+            (Value::Histogram(h), _) => {
                 series.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &h.buckets, None)?
             }
         }
     }
     Ok(())
+}
+
+/// A counter's or gauge's value as an integer, when it is a whole number
+/// that an `f64` holds exactly (a count never comes near 2^53).
+fn whole(value: &Value<'_>) -> Option<i64> {
+    let v = match value {
+        Value::Count(v) if *v >= 0.0 => *v,
+        Value::Gauge(v) => *v,
+        _ => return None,
+    };
+    (v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0).then_some(v as i64)
 }
 
 fn with(base: &Labels, more: &[(&'static str, String)]) -> Labels {
