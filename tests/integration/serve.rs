@@ -849,6 +849,31 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
         "{}",
         metrics.text
     );
+    // Prometheus sees the same: version 2 in force again, and the events
+    // by outcome.
+    let exposition = server.get("/metrics", ALPHA).text;
+    let series = |name: &str, labels: &str| {
+        let wanted =
+            format!("{name}{{tenant=\"alpha\",job=\"counted\",job_id=\"{id}\",{labels}}} ");
+        let line = exposition.lines().find(|l| l.starts_with(&wanted));
+        line.map(|l| l[wanted.len()..].to_string())
+            .unwrap_or_else(|| panic!("no {wanted} in {exposition}"))
+    };
+    assert_eq!(
+        series(
+            "sluice_operator_version",
+            "stage=\"0\",operator=\"counter\""
+        ),
+        "2"
+    );
+    for (outcome, n) in [("adopted", "2"), ("refused", "2"), ("rolled_back", "1")] {
+        let labels = format!("operator=\"counter\",outcome=\"{outcome}\"");
+        assert_eq!(
+            series("sluice_operator_version_events_total", &labels),
+            n,
+            "{outcome}"
+        );
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while adopted_file(&record) != with_b {
         assert!(
