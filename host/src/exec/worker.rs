@@ -81,6 +81,7 @@ pub(crate) struct WorkerOp {
     pub name: String,
     pub op: Box<dyn Operator>,
     pub route: Route,
+    /// What the operator's calls did, over all its partitions.
     pub meter: Arc<OperatorMeter>,
 }
 
@@ -96,6 +97,7 @@ pub(crate) struct WorkerOps {
     pub on_breach: OnBreach,
     /// Counts the records dropped under `on_breach = "skip"`.
     pub skipped: SkipCount,
+    /// The run's meters: each stage's busy time.
     pub meters: Arc<JobMeters>,
 }
 

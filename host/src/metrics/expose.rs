@@ -3,11 +3,11 @@
 //! scrape: every family is written once, with a series per job (and
 //! tenant), so a scrape of several jobs is one valid exposition.
 
+use super::families::*;
 use super::histogram::HistogramView;
 use super::view::JobFigures;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// The media type of [`encode`]'s output.
@@ -45,20 +45,18 @@ enum Value<'a> {
     Histogram(&'a HistogramView),
 }
 
-/// Writes family `name` of type `ty` with the series `samples` gives
+/// Writes `family` with the series `samples` gives
 /// (nothing when it gives none).
 fn family<'v>(
     enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    ty: MetricType,
+    family: &Family,
     samples: impl IntoIterator<Item = (Labels, Value<'v>)>,
 ) -> Result<(), std::fmt::Error> {
     let mut samples = samples.into_iter().peekable();
     if samples.peek().is_none() {
         return Ok(());
     }
-    let mut metric = enc.encode_descriptor(name, help, None, ty)?;
+    let mut metric = enc.encode_descriptor(family.name, family.help, None, family.ty)?;
     for (labels, value) in samples {
         let mut series = metric.encode_family(&labels)?;
         // Whole numbers (records, bytes, versions) are written as integers.
@@ -104,7 +102,6 @@ where
 
 impl Collector for Jobs {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use MetricType::{Counter, Gauge, Histogram};
         use Value::{Count, Gauge as G, Histogram as H};
         let jobs = &self.0;
         let e = &mut enc;
@@ -113,78 +110,42 @@ impl Collector for Jobs {
         };
         family(
             e,
-            "sluice_job_start_time_seconds",
-            "When the job's run started, in Unix seconds.",
-            Gauge,
+            &JOB_START_TIME_SECONDS,
             one(|f| G(f.started_ms as f64 / 1e3)),
         )?;
         family(
             e,
-            "sluice_batch_interval_seconds",
-            "The job's micro-batch interval.",
-            Gauge,
+            &BATCH_INTERVAL_SECONDS,
             per_job(jobs, |s| {
                 s.figures
                     .interval_ms
                     .map(|ms| (s.labels.clone(), G(ms as f64 / 1e3)))
             }),
         )?;
+        family(e, &BATCHES, one(|f| Count(f.totals.batches as f64)))?;
         family(
             e,
-            "sluice_batches",
-            "Micro-batches that carried records.",
-            Counter,
-            one(|f| Count(f.totals.batches as f64)),
-        )?;
-        family(
-            e,
-            "sluice_batch_scheduling_delay_seconds",
-            "Per micro-batch, the time from its cut to the start of its processing.",
-            Histogram,
+            &BATCH_SCHEDULING_DELAY_SECONDS,
             one(|f| H(&f.meters.scheduling)),
         )?;
         family(
             e,
-            "sluice_batch_processing_seconds",
-            "Per micro-batch, the time from the start of its processing to its sinks written.",
-            Histogram,
+            &BATCH_PROCESSING_SECONDS,
             one(|f| H(&f.meters.processing)),
         )?;
+        family(e, &BATCH_TOTAL_DELAY_SECONDS, one(|f| H(&f.meters.total)))?;
         family(
             e,
-            "sluice_batch_total_delay_seconds",
-            "Per micro-batch, the time from its first record read to its sinks written.",
-            Histogram,
-            one(|f| H(&f.meters.total)),
-        )?;
-        family(
-            e,
-            "sluice_input_pending_records",
-            "Records read and not yet in a micro-batch.",
-            Gauge,
+            &INPUT_PENDING_RECORDS,
             one(|f| G(f.meters.pending as f64)),
         )?;
+        family(e, &LATE_RECORDS, one(|f| Count(f.totals.late as f64)))?;
         family(
             e,
-            "sluice_late_records",
-            "Records that arrived after their windows closed.",
-            Counter,
-            one(|f| Count(f.totals.late as f64)),
-        )?;
-        family(
-            e,
-            "sluice_dead_letters",
-            "Records written to the dead-letter file.",
-            Counter,
+            &DEAD_LETTERS,
             one(|f| Count(f.totals.dead_lettered as f64)),
         )?;
-        family(
-            e,
-            "sluice_skipped_records",
-            "Records dropped under `on_breach = \"skip\"`.",
-            Counter,
-            one(|f| Count(f.totals.skipped as f64)),
-        )?;
+        family(e, &SKIPPED_RECORDS, one(|f| Count(f.totals.skipped as f64)))?;
         encode_sources(e, jobs)?;
         encode_operators(e, jobs)?;
         encode_stages(e, jobs)?;
@@ -195,7 +156,6 @@ impl Collector for Jobs {
 }
 
 fn encode_sources(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std::fmt::Error> {
-    use MetricType::{Counter, Gauge};
     let per_source = |f: fn(&super::view::SourceView) -> Value<'static>| {
         per_job(jobs, move |s| {
             s.figures
@@ -207,37 +167,27 @@ fn encode_sources(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), s
     };
     family(
         e,
-        "sluice_source_records",
-        "Records read from the source.",
-        Counter,
+        &SOURCE_RECORDS,
         per_source(|s| Value::Count(s.records as f64)),
     )?;
     family(
         e,
-        "sluice_source_bytes",
-        "Bytes of record payload read from the source.",
-        Counter,
+        &SOURCE_BYTES,
         per_source(|s| Value::Count(s.bytes as f64)),
     )?;
     family(
         e,
-        "sluice_source_waiting_records",
-        "Records the source handed over that wait in the job's input channel.",
-        Gauge,
+        &SOURCE_WAITING_RECORDS,
         per_source(|s| Value::Gauge(s.waiting as f64)),
     )?;
     family(
         e,
-        "sluice_source_backpressured_seconds",
-        "Time the source waited for room in the job's input channel.",
-        Counter,
+        &SOURCE_BACKPRESSURED_SECONDS,
         per_source(|s| Value::Count(s.backpressured_s)),
     )?;
     family(
         e,
-        "sluice_kafka_consumer_lag_records",
-        "Records between a Kafka source's position and the end of the topic-partition.",
-        Gauge,
+        &KAFKA_CONSUMER_LAG_RECORDS,
         per_job(jobs, |s| {
             s.figures.meters.kafka_lag.iter().map(move |l| {
                 let labels = with(
@@ -255,7 +205,6 @@ fn encode_sources(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), s
 }
 
 fn encode_operators(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std::fmt::Error> {
-    use MetricType::{Counter, Gauge, Histogram};
     type Op = super::view::OperatorView;
     let ops = || {
         jobs.iter().flat_map(|s| {
@@ -285,67 +234,37 @@ fn encode_operators(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(),
             })
         })
     };
+    family(e, &OPERATOR_RECORDS_IN, per_partition(|p| p.records_in))?;
+    family(e, &OPERATOR_RECORDS_OUT, per_partition(|p| p.records_out))?;
     family(
         e,
-        "sluice_operator_records_in",
-        "Records given to the operator, per partition.",
-        Counter,
-        per_partition(|p| p.records_in),
-    )?;
-    family(
-        e,
-        "sluice_operator_records_out",
-        "Records the operator emitted, per partition.",
-        Counter,
-        per_partition(|p| p.records_out),
-    )?;
-    family(
-        e,
-        "sluice_operator_bytes_in",
-        "Bytes of payload given to the operator.",
-        Counter,
+        &OPERATOR_BYTES_IN,
         per_op(|o| o.bytes_in as f64, Value::Count),
     )?;
     family(
         e,
-        "sluice_operator_bytes_out",
-        "Bytes of payload the operator emitted.",
-        Counter,
+        &OPERATOR_BYTES_OUT,
         per_op(|o| o.bytes_out as f64, Value::Count),
     )?;
     family(
         e,
-        "sluice_operator_call_seconds",
-        "Per call on a partition batch, the time in the operator (for Wasm, lowering and lifting included).",
-        Histogram,
+        &OPERATOR_CALL_SECONDS,
         ops().map(|(l, o)| (l, Value::Histogram(&o.call))),
     )?;
     family(
         e,
-        "sluice_operator_rejected_records",
-        "Records the operator rejected, with a reason.",
-        Counter,
+        &OPERATOR_REJECTED_RECORDS,
         per_op(|o| o.rejected as f64, Value::Count),
     )?;
+    family(e, &OPERATOR_TRAPS, per_op(|o| o.traps as f64, Value::Count))?;
     family(
         e,
-        "sluice_operator_traps",
-        "Calls in which the operator's Wasm instance trapped.",
-        Counter,
-        per_op(|o| o.traps as f64, Value::Count),
-    )?;
-    family(
-        e,
-        "sluice_operator_instance_restarts",
-        "Times the operator's Wasm instance was discarded and created again (after a trap or a breach).",
-        Counter,
+        &OPERATOR_INSTANCE_RESTARTS,
         per_op(|o| o.restarts as f64, Value::Count),
     )?;
     family(
         e,
-        "sluice_operator_limit_breaches",
-        "Calls in which the operator exceeded a limit, by limit.",
-        Counter,
+        &OPERATOR_LIMIT_BREACHES,
         ops().flat_map(|(l, o)| {
             o.breaches.iter().map(move |(limit, n)| {
                 (
@@ -357,30 +276,22 @@ fn encode_operators(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(),
     )?;
     family(
         e,
-        "sluice_operator_dead_letters",
-        "Records the operator sent to the dead-letter file.",
-        Counter,
+        &OPERATOR_DEAD_LETTERS,
         per_op(|o| o.dead_letters as f64, Value::Count),
     )?;
     family(
         e,
-        "sluice_operator_late_records",
-        "Records that reached the operator after their windows closed.",
-        Counter,
+        &OPERATOR_LATE_RECORDS,
         per_op(|o| o.late as f64, Value::Count),
     )?;
     family(
         e,
-        "sluice_operator_version",
-        "The operator's version in force (1: the one the job started with).",
-        Gauge,
+        &OPERATOR_VERSION,
         per_op(|o| o.version as f64, Value::Gauge),
     )?;
     family(
         e,
-        "sluice_operator_limit",
-        "A limit the operator is held to: bytes for memory, seconds for cpu_per_batch.",
-        Gauge,
+        &OPERATOR_LIMIT,
         ops().flat_map(|(l, o)| {
             o.limits.iter().map(move |u| {
                 (
@@ -392,9 +303,7 @@ fn encode_operators(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(),
     )?;
     family(
         e,
-        "sluice_operator_limit_used",
-        "How much of a limit the operator uses: its largest instance's memory, its longest last call.",
-        Gauge,
+        &OPERATOR_LIMIT_USED,
         ops().flat_map(|(l, o)| {
             o.limits.iter().filter_map(move |u| {
                 u.used
@@ -404,9 +313,7 @@ fn encode_operators(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(),
     )?;
     family(
         e,
-        "sluice_operator_version_events",
-        "New operator versions, by outcome (adopted, refused, rolled_back).",
-        Counter,
+        &OPERATOR_VERSION_EVENTS,
         per_job(jobs, |s| {
             let mut counts: std::collections::BTreeMap<(String, &'static str), u64> =
                 Default::default();
@@ -436,7 +343,6 @@ fn encode_operators(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(),
 }
 
 fn encode_stages(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std::fmt::Error> {
-    use MetricType::Counter;
     let per_stage = |f: fn(&super::view::StageView) -> f64| {
         per_job(jobs, move |s| {
             s.figures.meters.stages.iter().map(move |st| {
@@ -447,25 +353,16 @@ fn encode_stages(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), st
             })
         })
     };
+    family(e, &STAGE_BUSY_SECONDS, per_stage(|s| s.busy_s))?;
     family(
         e,
-        "sluice_stage_busy_seconds",
-        "Worker time on the stage's partition batches, summed over partitions.",
-        Counter,
-        per_stage(|s| s.busy_s),
-    )?;
-    family(
-        e,
-        "sluice_stage_backpressured_seconds",
-        "Time the stage's output waited for the next step (the sinks) to take it.",
-        Counter,
+        &STAGE_BACKPRESSURED_SECONDS,
         per_stage(|s| s.backpressured_s),
     )?;
     Ok(())
 }
 
 fn encode_sinks(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std::fmt::Error> {
-    use MetricType::Counter;
     let per_sink = |f: fn(&super::view::SinkView) -> u64| {
         per_job(jobs, move |s| {
             s.figures.meters.sinks.iter().map(move |k| {
@@ -476,25 +373,12 @@ fn encode_sinks(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std
             })
         })
     };
-    family(
-        e,
-        "sluice_sink_records",
-        "Records written to the sink.",
-        Counter,
-        per_sink(|k| k.records),
-    )?;
-    family(
-        e,
-        "sluice_sink_bytes",
-        "Bytes of record payload written to the sink.",
-        Counter,
-        per_sink(|k| k.bytes),
-    )?;
+    family(e, &SINK_RECORDS, per_sink(|k| k.records))?;
+    family(e, &SINK_BYTES, per_sink(|k| k.bytes))?;
     Ok(())
 }
 
 fn encode_time(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std::fmt::Error> {
-    use MetricType::{Counter, Gauge, Histogram};
     let per_mark = |f: fn(&super::view::WatermarkRow) -> Option<i64>| {
         per_job(jobs, move |s| {
             s.figures.meters.watermarks.iter().filter_map(move |w| {
@@ -506,27 +390,9 @@ fn encode_time(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std:
             })
         })
     };
-    family(
-        e,
-        "sluice_stream_event_time_seconds",
-        "The largest event time of the stream that reached the stage, in Unix seconds.",
-        Gauge,
-        per_mark(|w| w.event_time_ms),
-    )?;
-    family(
-        e,
-        "sluice_watermark_seconds",
-        "The stage's watermark, in Unix seconds.",
-        Gauge,
-        per_mark(|w| w.watermark_ms),
-    )?;
-    family(
-        e,
-        "sluice_watermark_lag_seconds",
-        "Processing time minus the stage's watermark.",
-        Gauge,
-        per_mark(|w| w.lag_ms),
-    )?;
+    family(e, &STREAM_EVENT_TIME_SECONDS, per_mark(|w| w.event_time_ms))?;
+    family(e, &WATERMARK_SECONDS, per_mark(|w| w.watermark_ms))?;
+    family(e, &WATERMARK_LAG_SECONDS, per_mark(|w| w.lag_ms))?;
     let per_checkpoint = |f: fn(&super::view::CheckpointView) -> Value<'static>| {
         per_job(jobs, move |s| {
             s.figures
@@ -537,16 +403,12 @@ fn encode_time(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std:
     };
     family(
         e,
-        "sluice_checkpoints",
-        "Checkpoints written.",
-        Counter,
+        &CHECKPOINTS,
         per_checkpoint(|c| Value::Count(c.count as f64)),
     )?;
     family(
         e,
-        "sluice_checkpoint_duration_seconds",
-        "Per checkpoint, the time from the sinks' sync to its commit.",
-        Histogram,
+        &CHECKPOINT_DURATION_SECONDS,
         per_job(jobs, |s| {
             s.figures.checkpoints.as_ref().map(|_| {
                 (
@@ -558,16 +420,12 @@ fn encode_time(e: &mut DescriptorEncoder<'_>, jobs: &[Scope]) -> Result<(), std:
     )?;
     family(
         e,
-        "sluice_checkpoint_size_bytes",
-        "The size of the last checkpoint file.",
-        Gauge,
+        &CHECKPOINT_SIZE_BYTES,
         per_checkpoint(|c| Value::Gauge(c.last_bytes as f64)),
     )?;
     family(
         e,
-        "sluice_checkpoint_age_seconds",
-        "Time since the last checkpoint was written.",
-        Gauge,
+        &CHECKPOINT_AGE_SECONDS,
         per_checkpoint(|c| Value::Gauge(c.age_s)),
     )?;
     Ok(())

@@ -2,10 +2,12 @@
 //! Prometheus exposition (`expose.rs`) and the dashboard's JSON
 //! (`view.rs`). The pipeline adds to its meters (`meters.rs`,
 //! `histogram.rs`) once per chunk, partition batch or micro-batch, never
-//! per record, so that watching a job costs it nothing measurable. Uses no
+//! per record, so that watching a job costs it nothing measurable; the
+//! families' names are in `families.rs`. Uses no
 //! other module of the host: the layers above hand it plain figures.
 
 mod expose;
+pub mod families;
 mod histogram;
 mod meters;
 mod view;
