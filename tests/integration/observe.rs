@@ -468,3 +468,28 @@ async fn watermarks_and_checkpoints_are_shown_as_they_stand() {
     );
     assert!(c["age_s"].as_f64().unwrap() < 60.0);
 }
+
+/// `docs/metrics.md` lists every family the exposition writes, and no other.
+#[test]
+fn the_metrics_document_lists_every_family_and_only_those() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md"))
+            .unwrap();
+    let exposed: std::collections::BTreeSet<String> = sluice::metrics::families::ALL
+        .iter()
+        .map(|f| f.series())
+        .collect();
+    let documented: std::collections::BTreeSet<String> = doc
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("sluice_"))
+        // A histogram's series as PromQL names them.
+        .map(|w| w.trim_end_matches("_bucket").to_string())
+        .collect();
+    let missing: Vec<_> = exposed.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&exposed).collect();
+    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+    assert!(
+        unknown.is_empty(),
+        "in docs/metrics.md but not exposed: {unknown:?}"
+    );
+}
