@@ -10,13 +10,14 @@
 //!
 //! - [`signal`]: the stop flag and the signals that raise it.
 //! - [`model`]: the columnar batch, the one key → partition function, time, units.
+//! - [`metrics`]: live figures of running jobs, their Prometheus exposition and the dashboard's JSON.
 //! - [`spec`]: the job file, its validation and its `[limits]`.
 //! - [`operators`]: the host-side operator traits and the built-ins.
 //! - [`wasm`]: Wasm components as operators and reducers, their sandbox, hot reload.
 //! - [`source`], [`sink`]: where records come from and go to.
 //! - [`state`]: checkpoints of positions and operator state, and recovery from them.
 //! - [`exec`]: builds and runs jobs (also from code, with [`exec::Job::builder`]).
-//! - [`serve`]: `sluice serve`, the multi-tenant HTTP server.
+//! - [`serve`]: `sluice serve`, the multi-tenant HTTP server, and the dashboard (also for `sluice run --ui`).
 //! - [`cli`]: the `sluice` command line, with `sluice plugin` for operator authors.
 
 #![warn(missing_docs)]
