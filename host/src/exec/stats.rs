@@ -27,7 +27,8 @@ pub struct JobStats {
     /// When the last checkpoint was written, in Unix milliseconds.
     last_checkpoint_ms: AtomicU64,
     skipped: SkipCount,
-    versions: Mutex<Vec<VersionEvent>>,
+    /// Each with when it was recorded, in Unix milliseconds.
+    versions: Mutex<Vec<(VersionEvent, i64)>>,
     /// The detailed meters of the run going on (or the last one).
     meters: Mutex<Option<Run>>,
 }
@@ -98,7 +99,7 @@ impl JobStats {
             last_checkpoint_batch: self.last_checkpoint_batch.load(Ordering::Relaxed),
             last_checkpoint_bytes: self.last_checkpoint_bytes.load(Ordering::Relaxed),
             last_checkpoint_us: self.last_checkpoint_us.load(Ordering::Relaxed),
-            versions: self.versions().clone(),
+            versions: self.versions().iter().map(|(e, _)| e.clone()).collect(),
         }
     }
 
@@ -161,22 +162,24 @@ impl JobStats {
                 last_ms: s.last_checkpoint_us as f64 / 1e3,
                 age_s: now_ms.saturating_sub(checkpoint_age_from).max(0) as f64 / 1e3,
             }),
-            versions: s
-                .versions
-                .into_iter()
-                .map(|v| VersionRow {
+            versions: self
+                .versions()
+                .iter()
+                .cloned()
+                .map(|(v, at_ms)| VersionRow {
                     operator: v.operator,
                     version: v.version,
                     batch: v.batch,
                     adopted: v.adopted,
                     rolled_back: v.rolled_back,
                     detail: v.detail,
+                    at_ms,
                 })
                 .collect(),
         })
     }
 
-    fn versions(&self) -> std::sync::MutexGuard<'_, Vec<VersionEvent>> {
+    fn versions(&self) -> std::sync::MutexGuard<'_, Vec<(VersionEvent, i64)>> {
         // A panic while pushing an event leaves the list usable.
         self.versions
             .lock()
@@ -221,7 +224,7 @@ impl VersionLog for JobStats {
         if versions.len() == MAX_VERSION_EVENTS {
             versions.remove(0);
         }
-        versions.push(event);
+        versions.push((event, crate::model::time::now_ms()));
     }
 }
 

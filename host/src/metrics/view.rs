@@ -188,6 +188,8 @@ pub struct VersionRow {
     pub adopted: bool,
     pub rolled_back: bool,
     pub detail: String,
+    /// When the job decided, in Unix milliseconds.
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
