@@ -523,6 +523,28 @@ fn a_tenant_signs_in_and_sees_only_its_own_jobs() {
     });
     let page = browser.execute("return document.body.innerText;", &[]);
     assert!(!page.as_str().unwrap().contains("beta-only"), "{page}");
+    // A new version of the operator shows on the timeline, where it was
+    // decided.
+    let wasm = std::fs::read(sluice_tests::guests::UPPERCASE).unwrap();
+    let put = server.put(
+        &format!("/v1/jobs/{other}/operators/uppercase"),
+        "alpha-token",
+        &wasm,
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
+    browser.wait_until(WAIT, "the adopted version on the timeline", |b| {
+        b.find_all("#versions g.mark.adopted circle")
+            .iter()
+            .any(|c| {
+                let cx: Option<f64> = c.attribute("cx").and_then(|x| x.parse().ok());
+                cx.is_some_and(f64::is_finite)
+            })
+    });
+    assert!(
+        browser.find("#versions").text().contains("v2"),
+        "{}",
+        browser.find("#versions").text()
+    );
     // Signing out returns to the form.
     browser.find("#sign-out").click();
     browser.wait_until(WAIT, "the sign-in form again", |b| {

@@ -874,6 +874,18 @@ fn sluice_deploy_swaps_a_new_version_into_a_running_job() {
             "{outcome}"
         );
     }
+    // The dashboard's figures time each event, in order, within the run.
+    let figures = server.get(&format!("/v1/jobs/{id}/dashboard"), ALPHA);
+    let events = figures.body["versions"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 5, "{}", figures.text);
+    let at: Vec<i64> = events
+        .iter()
+        .map(|e| e["at_ms"].as_i64().unwrap())
+        .collect();
+    let started = figures.body["started_ms"].as_i64().unwrap();
+    let now = figures.body["now_ms"].as_i64().unwrap();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+    assert!(started <= at[0] && at[4] <= now, "{started} {at:?} {now}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while adopted_file(&record) != with_b {
         assert!(
