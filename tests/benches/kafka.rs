@@ -1,6 +1,7 @@
 //! Kafka -> Wasm transform -> Kafka, beside a plain librdkafka
-//! consume -> produce pipe in the same run, on the test broker
-//! (`scripts/kafka.sh`): records/s, MB/s and their ratio.
+//! consume -> produce pipe and Kafka's own `ProducerPerformance` (the
+//! broker's producing ceiling, from the jars `scripts/kafka.sh` fetched) in
+//! the same run, on the test broker: records/s, MB/s and the ratios.
 //!
 //!     cargo bench -p sluice-tests --bench kafka [-- records]
 
@@ -48,6 +49,9 @@ fn main() {
     kafka::produce(&input, &records);
     let mb = (n * VALUE_BYTES) as f64 / 1e6;
 
+    let ceiling = kafka::unique_topic("bench-ceiling");
+    rt.block_on(kafka::create_topic(&ceiling, 4));
+    let producer_perf = producer_performance(&ceiling, n);
     let plain = plain_pipe(&input, &plain_out, n);
     let sluice = sluice_job(&rt, &input, &sluice_out, n);
     let line = |name: &str, d: Duration| {
@@ -58,12 +62,58 @@ fn main() {
             mb / s
         );
     };
+    println!(
+        "{:<28} {producer_perf:>10.0} records/s {:>7.1} MB/s (acks=all, linger.ms=5, batch.size=262144)",
+        "kafka ProducerPerformance",
+        producer_perf * VALUE_BYTES as f64 / 1e6
+    );
     line("plain rdkafka pipe", plain);
     line("sluice (uppercase, Wasm)", sluice);
+    let sluice_rate = n as f64 / sluice.as_secs_f64();
     println!(
-        "ratio sluice / plain: {:.2} (target >= 0.8)",
+        "ratio sluice / plain pipe: {:.2}",
         plain.as_secs_f64() / sluice.as_secs_f64()
     );
+    println!(
+        "ratio sluice / ProducerPerformance: {:.2} (target >= 0.75)",
+        sluice_rate / producer_perf
+    );
+}
+
+/// Kafka's own producer benchmark writing `n` records of [`VALUE_BYTES`]
+/// to `topic` as fast as it can: its records/s.
+fn producer_performance(topic: &str, n: usize) -> f64 {
+    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kafka/libs/*");
+    let out = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(&libs)
+        .arg("org.apache.kafka.tools.ProducerPerformance")
+        .args(["--topic", topic, "--num-records", &n.to_string()])
+        .args([
+            "--record-size",
+            &VALUE_BYTES.to_string(),
+            "--throughput",
+            "-1",
+        ])
+        .arg("--producer-props")
+        .arg(format!("bootstrap.servers={}", kafka::broker()))
+        .args(["acks=all", "linger.ms=5", "batch.size=262144"])
+        .output()
+        .expect("java runs Kafka's ProducerPerformance (scripts/kafka.sh fetches its jars)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The last line: "N records sent, R records/sec (M MB/sec), ...".
+    text.lines()
+        .rev()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("records sent, ")?;
+            rest.split_once(" records/sec")?.0.parse().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from ProducerPerformance: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }
 
 /// Consumes every record of `input` and produces it to `output` unchanged,
