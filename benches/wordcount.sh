@@ -2,9 +2,12 @@
 # Word count of a generated corpus (2,000,000 lines of 10 words from a
 # 10,000-word vocabulary, about 140 MB): Sluice (file source -> split-words
 # Wasm operator -> keyed count -> discard sink, 2 workers) and, in the same
-# run, PySpark Structured Streaming on the same file (local[2]). Prints
-# words/s for both and the ratio. Needs Java 17 and `pip install pyspark==4.0.1`
-# for the Spark half (skipped with a message when pyspark is missing).
+# run, its native twin (the same split rule and count in plain Rust on 2
+# threads, the file's read included: the ceiling) and PySpark Structured
+# Streaming on the same file (local[2]). Prints words/s for each, Sluice's
+# share of the twin and the ratio to PySpark. Needs Java 17 and
+# `pip install pyspark==4.0.1` for the Spark half (skipped with a message
+# when pyspark is missing).
 #
 #   bash benches/wordcount.sh [lines]
 set -euo pipefail
@@ -24,6 +27,7 @@ echo "corpus: $lines lines, $words words, $(du -h "$corpus" | cut -f1)" >&2
 
 bash scripts/build-plugins.sh >/dev/null
 cargo build --release -q -p sluice-host
+cargo build --release -q -p sluice-tests --bin wordcount-native
 cat > "$work/job.toml" <<TOML
 name = "bench-wordcount"
 workers = 2
@@ -46,6 +50,11 @@ summary=$(target/release/sluice run --quiet "$work/job.toml" 2>&1 | grep "job \`
 echo "sluice: $summary" >&2
 sluice_secs=$(echo "$summary" | sed -E 's/.* in ([0-9.]+)s .*/\1/')
 sluice_wps=$(python3 -c "print($words / $sluice_secs)")
+# The native twin: the same split rule and the same count, on 2 threads.
+native=$(target/release/wordcount-native "$corpus" 2)
+native_wps=$(python3 -c "import json; n = json.loads('$native'); assert n['words'] == $words, n; print(n['words'] / n['seconds'])")
+printf 'native : %6.2f M words/s (plain Rust, 2 threads, read included); sluice is %.2f of it\n' \
+    "$(python3 -c "print($native_wps / 1e6)")" "$(python3 -c "print($sluice_wps / $native_wps)")"
 
 if ! python3 -c "import pyspark" 2>/dev/null; then
     printf 'sluice: %.2f M words/s; pyspark is not installed (pip install pyspark==4.0.1), no ratio\n' \
