@@ -87,6 +87,14 @@ impl JobStats {
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            versions: self.versions().iter().map(|(e, _)| e.clone()).collect(),
+            ..self.counters()
+        }
+    }
+
+    /// The counters now, without the version events.
+    fn counters(&self) -> StatsSnapshot {
+        StatsSnapshot {
             records_in: self.records_in.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
@@ -99,7 +107,7 @@ impl JobStats {
             last_checkpoint_batch: self.last_checkpoint_batch.load(Ordering::Relaxed),
             last_checkpoint_bytes: self.last_checkpoint_bytes.load(Ordering::Relaxed),
             last_checkpoint_us: self.last_checkpoint_us.load(Ordering::Relaxed),
-            versions: self.versions().iter().map(|(e, _)| e.clone()).collect(),
+            versions: Vec::new(),
         }
     }
 
@@ -111,15 +119,6 @@ impl JobStats {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run);
     }
 
-    /// The meters of the run going on, once it has started.
-    pub fn meters(&self) -> Option<Arc<JobMeters>> {
-        let run = self
-            .meters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        run.as_ref().map(|r| r.meters.clone())
-    }
-
     /// Everything known about the job now, for the dashboard and the
     /// Prometheus exposition; `state` is what the caller knows of it
     /// (`running`, `finished`, ...). `None` before its run has started.
@@ -129,9 +128,10 @@ impl JobStats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()?;
-        let s = self.snapshot();
+        let s = self.counters();
+        let timed = self.versions().clone();
         let now_ms = crate::model::time::now_ms();
-        let in_force = versions_in_force(&s.versions);
+        let in_force = versions_in_force(timed.iter().map(|(e, _)| e));
         let version = |op: &str| in_force.get(op).copied().unwrap_or(1);
         let checkpoint_age_from = match s.checkpoints {
             0 => run.started_ms,
@@ -162,10 +162,8 @@ impl JobStats {
                 last_ms: s.last_checkpoint_us as f64 / 1e3,
                 age_s: now_ms.saturating_sub(checkpoint_age_from).max(0) as f64 / 1e3,
             }),
-            versions: self
-                .versions()
-                .iter()
-                .cloned()
+            versions: timed
+                .into_iter()
                 .map(|(v, at_ms)| VersionRow {
                     operator: v.operator,
                     version: v.version,
@@ -230,7 +228,9 @@ impl VersionLog for JobStats {
 
 /// Per operator, the version in force after `events` (oldest first): the
 /// last adopted one, or after a rollback the one it replaced.
-fn versions_in_force(events: &[VersionEvent]) -> std::collections::HashMap<&str, u64> {
+fn versions_in_force<'a>(
+    events: impl IntoIterator<Item = &'a VersionEvent>,
+) -> std::collections::HashMap<&'a str, u64> {
     let mut adopted: std::collections::HashMap<&str, Vec<u64>> = Default::default();
     for e in events {
         let chain = adopted
