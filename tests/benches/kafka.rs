@@ -83,10 +83,9 @@ fn main() {
 /// Kafka's own producer benchmark writing `n` records of [`VALUE_BYTES`]
 /// to `topic` as fast as it can: its records/s.
 fn producer_performance(topic: &str, n: usize) -> f64 {
-    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kafka/libs/*");
     let out = std::process::Command::new("java")
         .arg("-cp")
-        .arg(&libs)
+        .arg(kafka::classpath())
         .arg("org.apache.kafka.tools.ProducerPerformance")
         .args(["--topic", topic, "--num-records", &n.to_string()])
         .args([

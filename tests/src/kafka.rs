@@ -17,6 +17,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The class path of Kafka's jars, which `scripts/kafka.sh` fetches (its
+/// tools among them, such as `ProducerPerformance`).
+pub fn classpath() -> String {
+    repo().join(".cache/kafka/libs/*").display().to_string()
+}
+
 /// The bootstrap address of the test broker, starting it if needed.
 pub fn broker() -> String {
     static ADDRESS: OnceLock<String> = OnceLock::new();

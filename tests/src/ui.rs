@@ -75,11 +75,10 @@ impl UiJob {
 
     /// The job's dashboard figures.
     pub fn figures(&self) -> serde_json::Value {
-        let id = "job";
         let list: serde_json::Value =
             serde_json::from_str(&self.get("/v1/jobs")).expect("job list");
-        let name = list["jobs"][0]["id"].as_str().unwrap_or(id).to_string();
-        serde_json::from_str(&self.get(&format!("/v1/jobs/{name}/dashboard"))).expect("figures")
+        let id = list["jobs"][0]["id"].as_str().expect("the job's id");
+        serde_json::from_str(&self.get(&format!("/v1/jobs/{id}/dashboard"))).expect("figures")
     }
 
     /// Waits until `done(figures)` holds, for up to `within`.
