@@ -80,9 +80,15 @@ fn main() {
     );
 }
 
+/// Records `ProducerPerformance` writes at least: fewer measure the JVM's
+/// warm-up more than the broker.
+const CEILING_RECORDS: usize = 2_000_000;
+
 /// Kafka's own producer benchmark writing `n` records of [`VALUE_BYTES`]
-/// to `topic` as fast as it can: its records/s.
+/// (at least [`CEILING_RECORDS`]) to `topic` as fast as it can: its
+/// records/s.
 fn producer_performance(topic: &str, n: usize) -> f64 {
+    let n = n.max(CEILING_RECORDS);
     let out = std::process::Command::new("java")
         .arg("-cp")
         .arg(kafka::classpath())
