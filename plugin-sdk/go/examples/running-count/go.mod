@@ -1,0 +1,7 @@
+module running-count
+
+go 1.24
+
+require sluice.dev/sdk v0.0.0
+
+replace sluice.dev/sdk => ../..
