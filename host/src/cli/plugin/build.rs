@@ -1,6 +1,10 @@
-//! `sluice plugin build [path]`: compile an operator crate into a component
-//! and check it against the contract.
+//! `sluice plugin build [path]`: compile an operator project into a
+//! component and check it against the contract. A Rust crate is built with
+//! cargo; a project in another language (an `operator.toml`) by
+//! [`languages`](super::languages).
 
+use super::languages::{self, LanguageError};
+use super::project::{Project, ProjectError};
 use crate::wasm::{LoadError, PluginInfo, Runtime};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,11 +15,12 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The directory is not a Rust crate.
-    #[error(
-        "{0} has no Cargo.toml: run `sluice plugin build` in an operator crate, or pass its directory"
-    )]
-    NotACrate(PathBuf),
+    /// The directory is not an operator project, or its manifest is bad.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// A build in another language failed.
+    #[error(transparent)]
+    Language(#[from] LanguageError),
     /// The Wasm target could not be installed.
     #[error("the {TARGET} target is missing and `rustup target add {TARGET}` failed: {0}")]
     Target(String),
@@ -67,12 +72,23 @@ pub fn ensure_target(dir: &Path) -> Result<(), BuildError> {
     }
 }
 
-/// Builds the crate in `dir` in release mode for the Wasm target (cargo's
-/// progress and diagnostics go to stderr) and checks the component.
+/// Builds the project in `dir` (the compilers' progress and diagnostics go
+/// to stderr) and checks the component.
 pub fn build(dir: &Path, runtime: &Runtime) -> Result<Built, BuildError> {
-    if !dir.join("Cargo.toml").exists() {
-        return Err(BuildError::NotACrate(dir.to_owned()));
-    }
+    let path = match Project::open(dir)? {
+        Project::Rust(dir) => build_crate(&dir)?,
+        Project::Other { dir, manifest } => languages::build(&dir, &manifest)?,
+    };
+    let plugin = runtime.load(&path)?;
+    Ok(Built {
+        path,
+        info: plugin.info().clone(),
+    })
+}
+
+/// Builds the crate in `dir` in release mode for the Wasm target and
+/// returns the component's path.
+fn build_crate(dir: &Path) -> Result<PathBuf, BuildError> {
     ensure_target(dir)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -93,13 +109,7 @@ pub fn build(dir: &Path, runtime: &Runtime) -> Result<Built, BuildError> {
             "cargo build failed (see its messages above)".into(),
         ));
     }
-    let path =
-        wasm_artifact(&String::from_utf8_lossy(&out.stdout)).ok_or(BuildError::NoArtifact)?;
-    let plugin = runtime.load(&path)?;
-    Ok(Built {
-        path,
-        info: plugin.info().clone(),
-    })
+    wasm_artifact(&String::from_utf8_lossy(&out.stdout)).ok_or(BuildError::NoArtifact)
 }
 
 /// The last `.wasm` file among cargo's `compiler-artifact` messages.
@@ -142,6 +152,6 @@ not json"#;
         let dir = tempfile::tempdir().unwrap();
         let runtime = Runtime::with_cache_dir(None).unwrap();
         let err = build(dir.path(), &runtime).unwrap_err();
-        assert!(err.to_string().contains("has no Cargo.toml"), "{err}");
+        assert!(err.to_string().contains("neither Cargo.toml"), "{err}");
     }
 }

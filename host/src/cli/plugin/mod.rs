@@ -8,13 +8,18 @@
 //!   out, what was rejected and why, and how long it took.
 
 pub mod build;
+pub mod component;
+pub mod languages;
+pub mod project;
 pub mod sample;
 pub mod scaffold;
+pub mod templates;
 
 use crate::model::batch::Batch;
 use crate::wasm::{PluginInfo, Runtime};
 use anyhow::Context;
 use clap::Subcommand;
+use project::Language;
 use sample::SampleFormat;
 use scaffold::SdkSource;
 use std::path::PathBuf;
@@ -27,21 +32,25 @@ pub(super) enum PluginCommand {
         /// The component (.wasm).
         file: PathBuf,
     },
-    /// Create a new operator crate that builds and passes its test as generated.
+    /// Create a new operator project that builds and passes its test as generated.
     New {
-        /// Crate name, e.g. `word-filter`.
+        /// Operator name, e.g. `word-filter`.
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Language,
         /// Directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path of a local `plugin-sdk` to depend on (default: the SDK this
-        /// `sluice` was built with, when present, else the published crate).
+        /// Rust only: path of a local `plugin-sdk` to depend on (default:
+        /// the SDK this `sluice` was built with, when present, else the
+        /// published crate). Other languages get a copy of their SDK.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build an operator crate as a Wasm component and check it.
+    /// Build an operator project (Rust, C, Python, JavaScript or Go) as a Wasm component and check it.
     Build {
-        /// The crate's directory.
+        /// The project's directory.
         #[arg(default_value = ".")]
         path: PathBuf,
     },
@@ -80,7 +89,25 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
 /// Runs `sluice plugin COMMAND`.
 pub(super) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::New { name, dir, sdk } => {
+        PluginCommand::New {
+            name,
+            lang: lang @ (Language::C | Language::Python | Language::Js | Language::Go),
+            dir,
+            sdk,
+        } => {
+            if sdk.is_some() {
+                anyhow::bail!("--sdk is for Rust crates; a {lang} project gets a copy of its SDK");
+            }
+            let root = templates::create(&dir, &name, lang)?;
+            say!("created {lang} operator project {}", root.display());
+            say!(
+                "next: cd {} && {}",
+                root.display(),
+                templates::next_steps(lang)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::New { name, dir, sdk, .. } => {
             let sdk = match sdk {
                 Some(p) => SdkSource::Path(
                     std::fs::canonicalize(&p).with_context(|| format!("--sdk {}", p.display()))?,

@@ -124,7 +124,7 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
 }
 
 /// `word-filter` → `WordFilter`.
-fn type_name(name: &str) -> String {
+pub(super) fn type_name(name: &str) -> String {
     name.split(['-', '_'])
         .filter(|p| !p.is_empty())
         .map(|p| {
