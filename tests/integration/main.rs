@@ -10,6 +10,7 @@ mod guide;
 mod hostile;
 mod joins;
 mod kafka;
+mod languages;
 mod layout;
 mod observe;
 mod plugins;

@@ -1,0 +1,269 @@
+//! Operators written in C, Python, JavaScript and Go against the Rust ones.
+//!
+//! Each language's `uppercase` and `split-words` examples
+//! (`plugin-sdk/LANG/examples/`) are built with `sluice plugin build` and run
+//! through `sluice run` on the same input, at several batch sizes; their
+//! output must equal the Rust plugin's byte for byte. Bad settings must be
+//! refused with the Rust plugin's messages.
+
+use sluice_tests::guests;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// The `sluice` under test, with a compiled-component cache shared by the
+/// tests of this run (interpreted guests compile once).
+pub fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
+    c.env(
+        "SLUICE_CACHE_DIR",
+        std::env::temp_dir().join("sluice-test-cache"),
+    );
+    c
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Components built so far in this test run, by project directory.
+static BUILT: Mutex<Option<HashMap<PathBuf, PathBuf>>> = Mutex::new(None);
+
+/// Builds the project in `dir` with `sluice plugin build` (once per test
+/// run; builds run one at a time, as they each take both cores) and returns
+/// the component.
+pub fn build(dir: &Path) -> PathBuf {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = built.get(dir) {
+        return path.clone();
+    }
+    let out = sluice()
+        .args(["plugin", "build"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sluice plugin build {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = stdout
+        .split_whitespace()
+        .find(|w| w.ends_with(".wasm"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no component named in {stdout:?}"));
+    assert!(path.is_file(), "{} was not written", path.display());
+    built.insert(dir.to_owned(), path.clone());
+    path
+}
+
+/// The component of example `name` in `lang`.
+pub fn example(lang: &str, name: &str) -> PathBuf {
+    build(
+        &repo()
+            .join("plugin-sdk")
+            .join(lang)
+            .join("examples")
+            .join(name),
+    )
+}
+
+/// Input records as JSON lines: a value with every kind of separator,
+/// non-ASCII text and punctuation, a key on most of them, and an event time.
+fn corpus() -> String {
+    let words = [
+        "the",
+        "Quick",
+        "brown",
+        "FOX",
+        "café",
+        "naïve",
+        "don't",
+        "--",
+        "x",
+        "Ünïcode",
+        "a1b2",
+        "jumps!",
+        "\"quoted\"",
+        "über-cool",
+        "日本語",
+        "e\u{301}",
+    ];
+    let gaps = [
+        " ", "  ", "\t", "\n", "\r", "\u{b}", "\u{c}", " \t ", "", ", ",
+    ];
+    let mut state = 0x5eed_u64;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    };
+    let mut out = String::new();
+    for i in 0..3000 {
+        let mut line = String::new();
+        if i % 41 != 0 {
+            let n = 1 + next(12) + if i % 500 == 7 { 800 } else { 0 };
+            for _ in 0..n {
+                line.push_str(gaps[next(gaps.len())]);
+                line.push_str(words[next(words.len())]);
+            }
+            line.push_str(gaps[next(gaps.len())]);
+        }
+        let record = match i % 5 {
+            0 => serde_json::json!({ "line": line, "ts": 1_700_000_000_000i64 + i }),
+            _ => serde_json::json!({ "line": line, "k": format!("k{}", i % 13), "ts": -5 + i }),
+        };
+        out.push_str(&record.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs `component` with `settings` (a TOML inline table) over the corpus
+/// in batches of `batch` records and returns the output file's bytes, or
+/// the failed run.
+fn run(dir: &Path, component: &Path, settings: &str, batch: usize) -> Result<Vec<u8>, Output> {
+    let input = dir.join("input.jsonl");
+    if !input.exists() {
+        std::fs::write(&input, corpus()).unwrap();
+    }
+    let out = dir.join("out.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let job = format!(
+        r#"name = "golden"
+workers = 1
+[batch]
+max_records = {batch}
+interval = "60s"
+[[sources]]
+kind = "file"
+path = "input.jsonl"
+[[operators]]
+name = "fields"
+plugin = {fields:?}
+config = {{ field = "k", value = "line", timestamp = "ts", missing = "keep" }}
+[[operators]]
+name = "op"
+plugin = {component:?}
+config = {settings}
+[[sinks]]
+kind = "jsonl"
+path = "out.jsonl"
+"#,
+        fields = guests::JSON_FIELD,
+        component = component.display().to_string(),
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, job).unwrap();
+    let result = sluice().arg("run").arg(&path).output().unwrap();
+    if result.status.success() {
+        Ok(std::fs::read(&out).unwrap())
+    } else {
+        Err(result)
+    }
+}
+
+/// The settings each example is checked with.
+const CASES: [(&str, &str); 5] = [
+    ("uppercase", "{}"),
+    ("split-words", "{}"),
+    (
+        "split-words",
+        r#"{ split_on = "non-alphanumeric", lowercase = true }"#,
+    ),
+    ("split-words", "{ keyed = false }"),
+    (
+        "split-words",
+        r#"{ lowercase = false, keyed = true, split_on = "whitespace" }"#,
+    ),
+];
+
+fn rust(name: &str) -> PathBuf {
+    PathBuf::from(match name {
+        "uppercase" => guests::UPPERCASE,
+        "split-words" => guests::SPLIT_WORDS,
+        other => panic!("no Rust plugin {other}"),
+    })
+}
+
+fn same_output_as_rust(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, settings) in CASES {
+        let theirs = example(lang, name);
+        for batch in [1, 7, 1024] {
+            let expected = run(dir.path(), &rust(name), settings, batch).expect("the Rust run");
+            assert!(expected.len() > 10_000, "the Rust plugin wrote output");
+            let got = run(dir.path(), &theirs, settings, batch).unwrap_or_else(|o| {
+                panic!(
+                    "{lang} {name} {settings} failed:\n{}",
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            });
+            if got != expected {
+                let line = got
+                    .split(|b| *b == b'\n')
+                    .zip(expected.split(|b| *b == b'\n'))
+                    .position(|(a, b)| a != b);
+                panic!(
+                    "{lang} {name} {settings} at batch {batch}: {} bytes against Rust's {}, first differing line {line:?}",
+                    got.len(),
+                    expected.len()
+                );
+            }
+        }
+    }
+}
+
+/// What `sluice run` says when it refuses `settings`.
+fn refusal(dir: &Path, component: &Path, settings: &str) -> String {
+    let failed = run(dir, component, settings, 100).expect_err("the settings are refused");
+    let stderr = String::from_utf8_lossy(&failed.stderr).to_string();
+    // The message, without the component's path.
+    stderr
+        .lines()
+        .find(|l| l.contains("setting"))
+        .unwrap_or_else(|| panic!("no message about the setting in {stderr}"))
+        .rsplit(": bad config: ")
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn bad_settings_as_rust(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, settings) in [
+        ("uppercase", r#"{ shout = "yes" }"#),
+        ("split-words", r#"{ split_on = "commas" }"#),
+        ("split-words", r#"{ lowercase = "yes" }"#),
+        ("split-words", r#"{ keyed = "1" }"#),
+        ("split-words", r#"{ lower = "true" }"#),
+    ] {
+        let expected = refusal(dir.path(), &rust(name), settings);
+        let got = refusal(dir.path(), &example(lang, name), settings);
+        assert_eq!(got, expected, "{lang} {name} {settings}");
+    }
+}
+
+macro_rules! per_language {
+    ($($lang:ident),*) => {$(
+        mod $lang {
+            #[test]
+            fn examples_write_what_the_rust_plugins_write() {
+                super::same_output_as_rust(stringify!($lang));
+            }
+
+            #[test]
+            fn bad_settings_are_refused_as_the_rust_plugins_refuse_them() {
+                super::bad_settings_as_rust(stringify!($lang));
+            }
+        }
+    )*};
+}
+
+per_language!(c, python, js, go);
