@@ -44,9 +44,10 @@ pub fn c_bindings(world: World, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// How a core module becomes a component.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Wrap<'a> {
-    /// The adapter that bridges the module's WASI preview 1 imports
-    /// (`wasi_snapshot_preview1`), when it has any.
-    pub adapter: Option<&'a [u8]>,
+    /// Adapter modules by the import module name they provide: a WASI
+    /// preview 1 adapter as `wasi_snapshot_preview1`, and any helper module
+    /// whose functions the core module imports.
+    pub adapters: &'a [(String, Vec<u8>)],
 }
 
 /// Embeds `world`'s type information into `module` and encodes it as a
@@ -56,8 +57,8 @@ pub fn componentize(mut module: Vec<u8>, world: World, wrap: Wrap<'_>) -> anyhow
     wit_component::embed_component_metadata(&mut module, &resolve, id, StringEncoding::UTF8)?;
     let mut encoder = ComponentEncoder::default();
     encoder.module(&module)?.validate(true);
-    if let Some(adapter) = wrap.adapter {
-        encoder.adapter("wasi_snapshot_preview1", adapter)?;
+    for (name, adapter) in wrap.adapters {
+        encoder.adapter(name, adapter)?;
     }
     encoder.encode()
 }

@@ -278,11 +278,10 @@ fn go(
 ) -> Result<(), LanguageError> {
     supports(manifest, &[World::Transform, World::StatefulTransform])?;
     let go = find_tool(Language::Go, "go", None, " (Go 1.24 or newer)")?;
-    // The SDK's own WASI adapter: the stock one takes memory pages that
-    // Go's allocator also hands out (see plugin-sdk/go/adapter/).
-    let adapter_path = sdk.join("adapter/wasi_snapshot_preview1.wasm");
-    let adapter = std::fs::read(&adapter_path)
-        .map_err(|e| LanguageError::Failed(format!("{}: {e}", adapter_path.display())))?;
+    // The SDK's own adapters, each named after its file: its WASI adapter
+    // (the stock one takes memory pages that Go's allocator also hands out,
+    // see plugin-sdk/go/adapter/) and any helper module it links in.
+    let adapters = adapters(&sdk.join("adapter"))?;
     let core = out.join(format!("{}.core.wasm", manifest.name));
     let mut cmd = Command::new(go);
     cmd.current_dir(dir)
@@ -300,13 +299,28 @@ fn go(
     run(&mut cmd, "go build").map_err(LanguageError::Failed)?;
     let module = std::fs::read(&core)?;
     let wrap = Wrap {
-        adapter: Some(&adapter),
+        adapters: &adapters,
     };
     std::fs::write(
         component,
         component::componentize(module, manifest.world, wrap)?,
     )?;
     Ok(())
+}
+
+/// The `.wasm` files of `dir`, by name without the extension.
+fn adapters(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, LanguageError> {
+    let read = |e: std::io::Error| LanguageError::Failed(format!("{}: {e}", dir.display()));
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            found.push((name, std::fs::read(&path).map_err(read)?));
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Refuses a world the language's SDK does not offer.
