@@ -125,22 +125,28 @@ fn corpus() -> String {
     out
 }
 
-/// Runs `component` with `settings` (a TOML inline table) over the corpus
-/// in batches of `batch` records and returns the output file's bytes, or
+/// Runs `operator` (a job file's operator entry, without its name) over
+/// `input` (JSON lines, see [`corpus`]) in batches of `batch` records, with a
+/// dead-letter file, and returns the output and the dead letters as bytes, or
 /// the failed run.
-fn run(dir: &Path, component: &Path, settings: &str, batch: usize) -> Result<Vec<u8>, Output> {
-    let input = dir.join("input.jsonl");
-    if !input.exists() {
-        std::fs::write(&input, corpus()).unwrap();
+fn run_job(
+    dir: &Path,
+    input: &str,
+    operator: &str,
+    batch: usize,
+) -> Result<(Vec<u8>, Vec<u8>), Output> {
+    std::fs::write(dir.join("input.jsonl"), input).unwrap();
+    for file in ["out.jsonl", "dead.jsonl"] {
+        let _ = std::fs::remove_file(dir.join(file));
     }
-    let out = dir.join("out.jsonl");
-    let _ = std::fs::remove_file(&out);
     let job = format!(
         r#"name = "golden"
 workers = 1
 [batch]
 max_records = {batch}
 interval = "60s"
+[dead_letter]
+path = "dead.jsonl"
 [[sources]]
 kind = "file"
 path = "input.jsonl"
@@ -150,23 +156,44 @@ plugin = {fields:?}
 config = {{ field = "k", value = "line", timestamp = "ts", missing = "keep" }}
 [[operators]]
 name = "op"
-plugin = {component:?}
-config = {settings}
+{operator}
 [[sinks]]
 kind = "jsonl"
 path = "out.jsonl"
 "#,
         fields = guests::JSON_FIELD,
-        component = component.display().to_string(),
     );
     let path = dir.join("job.toml");
     std::fs::write(&path, job).unwrap();
     let result = sluice().arg("run").arg(&path).output().unwrap();
-    if result.status.success() {
-        Ok(std::fs::read(&out).unwrap())
-    } else {
-        Err(result)
+    if !result.status.success() {
+        return Err(result);
     }
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_default();
+    Ok((read("out.jsonl"), read("dead.jsonl")))
+}
+
+/// Runs the transformer `component` with `settings` (a TOML inline table)
+/// over the corpus in batches of `batch` records and returns the output.
+fn run(dir: &Path, component: &Path, settings: &str, batch: usize) -> Result<Vec<u8>, Output> {
+    let operator = format!(
+        "plugin = {:?}\nconfig = {settings}",
+        component.display().to_string()
+    );
+    run_job(dir, &corpus(), &operator, batch).map(|(out, _)| out)
+}
+
+/// Where two outputs first differ, for a failure message.
+fn first_difference(got: &[u8], expected: &[u8]) -> String {
+    let line = got
+        .split(|b| *b == b'\n')
+        .zip(expected.split(|b| *b == b'\n'))
+        .position(|(a, b)| a != b);
+    format!(
+        "{} bytes against Rust's {}, first differing line {line:?}",
+        got.len(),
+        expected.len()
+    )
 }
 
 /// The settings each example is checked with.
@@ -205,17 +232,11 @@ fn same_output_as_rust(lang: &str) {
                     String::from_utf8_lossy(&o.stderr)
                 )
             });
-            if got != expected {
-                let line = got
-                    .split(|b| *b == b'\n')
-                    .zip(expected.split(|b| *b == b'\n'))
-                    .position(|(a, b)| a != b);
-                panic!(
-                    "{lang} {name} {settings} at batch {batch}: {} bytes against Rust's {}, first differing line {line:?}",
-                    got.len(),
-                    expected.len()
-                );
-            }
+            assert!(
+                got == expected,
+                "{lang} {name} {settings} at batch {batch}: {}",
+                first_difference(&got, &expected)
+            );
         }
     }
 }
@@ -267,3 +288,180 @@ macro_rules! per_language {
 }
 
 per_language!(c, python, js, go);
+
+/// Records for `sum`: integers in decimal text, some padded, signed or too
+/// large, and some that are not integers at all, on a dozen keys.
+fn numbers() -> String {
+    let values = [
+        "1",
+        "42",
+        " 7 ",
+        "-3",
+        "+5",
+        "0",
+        "x",
+        "",
+        "1e3",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "12\t",
+        "٣",
+        "3.0",
+        "\u{a0}8",
+        "100",
+    ];
+    (0..2400)
+        .map(|i| {
+            let v = values[(i * 7 + i / 5) % values.len()];
+            serde_json::json!({ "line": v, "k": format!("k{}", i % 11), "ts": i }).to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+/// `sum` in `lang` against the Rust `sum`: the same totals per batch, and
+/// the same values dead-lettered with the same reasons.
+fn sum_as_rust(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let reducer = |path: &Path| format!("reducer = {:?}", path.display().to_string());
+    let theirs = example(lang, "sum");
+    for batch in [1, 7, 1024] {
+        let input = numbers();
+        let (want, want_dead) =
+            run_job(dir.path(), &input, &reducer(Path::new(guests::SUM)), batch)
+                .expect("the Rust run");
+        assert!(
+            !want.is_empty() && !want_dead.is_empty(),
+            "totals and rejections"
+        );
+        let (got, got_dead) =
+            run_job(dir.path(), &input, &reducer(&theirs), batch).unwrap_or_else(|o| {
+                panic!("{lang} sum failed:\n{}", String::from_utf8_lossy(&o.stderr))
+            });
+        assert!(
+            got == want,
+            "{lang} sum at batch {batch}: {}",
+            first_difference(&got, &want)
+        );
+        assert!(
+            got_dead == want_dead,
+            "{lang} sum's dead letters at batch {batch}: {}",
+            first_difference(&got_dead, &want_dead)
+        );
+    }
+}
+
+/// The running count of each record's key in `out` (JSON lines), computed
+/// here: what `running-count` must write.
+fn check_running_count(out: &[u8], records: usize, what: &str) {
+    let mut seen: HashMap<Option<String>, u64> = HashMap::new();
+    let rows: Vec<serde_json::Value> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), records, "{what}: one output per input record");
+    for row in rows {
+        let key = row["key"].as_str().map(str::to_string);
+        let n = seen.entry(key).or_default();
+        *n += 1;
+        assert_eq!(
+            row["value"].as_str(),
+            Some(n.to_string().as_str()),
+            "{what}: {row}"
+        );
+    }
+}
+
+/// `running-count` in `lang` through `sluice run`, and across a snapshot
+/// handed to a fresh instance, as a hot swap does.
+fn running_count(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let component = example(lang, "running-count");
+    let operator = format!("plugin = {:?}", component.display().to_string());
+    for batch in [1, 100] {
+        let (out, _) = run_job(dir.path(), &corpus(), &operator, batch).unwrap_or_else(|o| {
+            panic!(
+                "{lang} running-count failed:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        check_running_count(&out, 3000, &format!("{lang} at batch {batch}"));
+    }
+
+    use sluice::operators::Operator;
+    let runtime = sluice_tests::runtime_in(dir.path());
+    let plugin = sluice_tests::load(&runtime, component.to_str().unwrap());
+    let tags = |worker| sluice::wasm::LogTags {
+        job: "swap".into(),
+        operator: "running-count".into(),
+        worker,
+    };
+    let mut input = sluice::model::batch::Batch::new();
+    for i in 0..600 {
+        input.push(Some(format!("k{}", i % 7).as_bytes()), b"x", i);
+    }
+    let mut old = plugin.instantiate(tags(0), &[]).unwrap();
+    let first = old.process(&mut input.clone()).unwrap();
+    let state = old
+        .snapshot()
+        .unwrap()
+        .expect("a stateful operator has a snapshot");
+    let mut new = plugin.instantiate(tags(1), &[]).unwrap();
+    new.restore(&state).unwrap();
+    let second = new.process(&mut input).unwrap();
+    let values = |b: &sluice::model::batch::Batch| {
+        b.iter()
+            .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Counted here: every key's count goes on from where the first
+    // instance left it.
+    let mut counts: HashMap<usize, u64> = HashMap::new();
+    let mut want = |i: usize| {
+        let n = counts.entry(i % 7).or_default();
+        *n += 1;
+        n.to_string()
+    };
+    let want_first: Vec<String> = (0..600).map(&mut want).collect();
+    let want_second: Vec<String> = (0..600).map(&mut want).collect();
+    assert_eq!(
+        values(&first),
+        want_first,
+        "{lang}: the first instance counts"
+    );
+    assert_eq!(
+        values(&second),
+        want_second,
+        "{lang}: the new instance goes on counting"
+    );
+    assert!(
+        new.restore(b"not a snapshot").is_err(),
+        "{lang}: a foreign snapshot is refused"
+    );
+}
+
+#[test]
+fn c_sum_totals_and_rejects_as_the_rust_sum() {
+    sum_as_rust("c");
+}
+
+#[test]
+fn python_sum_totals_and_rejects_as_the_rust_sum() {
+    sum_as_rust("python");
+}
+
+#[test]
+fn js_sum_totals_and_rejects_as_the_rust_sum() {
+    sum_as_rust("js");
+}
+
+#[test]
+fn python_running_count_counts_and_hands_its_state_over() {
+    running_count("python");
+}
+
+#[test]
+fn go_running_count_counts_and_hands_its_state_over() {
+    running_count("go");
+}
