@@ -7,8 +7,15 @@
 //! clones it, the host copies it into the guest's memory) and produce a new
 //! output batch, as a pipeline stage would.
 //!
+//! Then `uppercase` in every language the SDKs offer, at batch 1024: each
+//! example is built with `sluice plugin build` (its toolchain must be
+//! installed: `bash scripts/toolchains.sh all`), and the table gives its
+//! size, its first compile, its start from the compiled-component cache and
+//! its speed against the native twin and the Rust component.
+//!
 //! Run: `cargo bench -p sluice-tests --bench boundary`
-//! (set `SLUICE_BENCH_RECORDS` to change the records per measurement).
+//! (set `SLUICE_BENCH_RECORDS` to change the records per measurement,
+//! `SLUICE_BENCH_LANGUAGES=0` to leave the languages out).
 
 use sluice::model::batch::Batch;
 use sluice::operators::Operator;
@@ -175,9 +182,85 @@ fn main() {
     println!(
         "(wasm/native = how many times longer the Wasm component takes; target <= 1.3x at batch 1024)"
     );
+    if std::env::var("SLUICE_BENCH_LANGUAGES").map_or(true, |v| v != "0") {
+        languages(total, deadlines);
+    }
     println!(
         "total {:.1?}",
         Duration::from_secs_f64(started.elapsed().as_secs_f64())
+    );
+}
+
+/// `uppercase` in every language at batch 1024, against the native twin and
+/// the Rust component.
+fn languages(total: usize, deadlines: bool) {
+    const SIZE: usize = 1024;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut input = batches(SIZE, total);
+    let mut up = Harness::<sluice_plugin_uppercase::Uppercase>::new(&[]).unwrap();
+    let native = measure(&mut input, total, |b| up.run(b).unwrap().len());
+    println!();
+    println!(
+        "uppercase in every language, batch {SIZE}, native twin {}/s",
+        human(native)
+    );
+    println!(
+        "{:<8} {:>10} {:>14} {:>13} {:>12} {:>12} {:>10}",
+        "language",
+        "size",
+        "first compile",
+        "cached start",
+        "wasm rec/s",
+        "wasm/native",
+        "wasm/rust"
+    );
+    let mut rust_rps = None;
+    for lang in ["rust", "c", "go", "js", "python"] {
+        let path = if lang == "rust" {
+            std::path::PathBuf::from(guests::UPPERCASE)
+        } else {
+            let dir = root
+                .join("plugin-sdk")
+                .join(lang)
+                .join("examples/uppercase");
+            let builder = Runtime::with_cache_dir(None).expect("engine");
+            match sluice::cli::plugin::build::build(&dir, &builder) {
+                Ok(built) => built.path,
+                Err(e) => {
+                    println!("{lang:<8} not built: {e}");
+                    continue;
+                }
+            }
+        };
+        let size = std::fs::metadata(&path).expect("component").len();
+        // First compile into an empty cache, then a start from it, as a
+        // second `sluice run` of the same component does.
+        let cache = tempfile::tempdir().expect("temp dir");
+        let started = Instant::now();
+        Runtime::with_options(Some(cache.path().to_path_buf()), deadlines)
+            .expect("engine")
+            .load(&path)
+            .expect("load");
+        let first = started.elapsed();
+        let runtime =
+            Runtime::with_options(Some(cache.path().to_path_buf()), deadlines).expect("engine");
+        let started = Instant::now();
+        let mut op = wasm(&runtime, path.to_str().unwrap(), &[]);
+        let cached = started.elapsed();
+        let rps = measure(&mut input, total, |b| op.process(b).unwrap().len());
+        let rust = *rust_rps.get_or_insert(rps);
+        println!(
+            "{lang:<8} {:>7.0} KB {:>12.2} s {:>10.1} ms {:>12} {:>11.2}x {:>9.2}x",
+            size as f64 / 1024.0,
+            first.as_secs_f64(),
+            cached.as_secs_f64() * 1e3,
+            human(rps),
+            native / rps,
+            rust / rps
+        );
+    }
+    println!(
+        "(wasm/rust = how many times longer than the Rust component; compiled languages: target <= 1.5x)"
     );
 }
 
