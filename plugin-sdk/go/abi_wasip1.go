@@ -6,6 +6,7 @@ package sluice
 // by hand (canonical ABI, wasm32). Operator authors never see this file.
 
 import (
+	"runtime"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -49,24 +50,31 @@ func init() {
 	}
 }
 
-// Protect runs f, turning a panic into a Failed error (the job stops with
-// the panic's message instead of a bare trap). For the glue only.
-func Protect(f func() error) (err error) {
+// Protect runs f. A panic in f is a bug of the operator's and, as a panic in
+// a Rust operator, makes the component trap: the host then isolates the
+// record that panics, writes it to the dead-letter file, re-creates the
+// instance and goes on (a Failed error would stop the job). The panic, the
+// goroutine's stack and, last, the panic and where it happened go to stderr
+// first, which the host logs; that last line is the reason the host gives
+// for the trap. For the glue only.
+func Protect(f func() error) error {
 	defer func() {
 		if p := recover(); p != nil {
-			msg := "panic"
-			switch v := p.(type) {
-			case error:
-				msg = v.Error()
-			case string:
-				msg = v
-			case interface{ String() string }:
-				msg = v.String()
-			}
-			err = Failed("panic: " + msg)
+			trap(p)
 		}
 	}()
 	return f()
+}
+
+// trap reports the recovered panic p and traps. Called from the deferred
+// function that recovered p: the panicking frames are still on the stack.
+func trap(p any) {
+	what := describePanic(p)
+	stack := make([]byte, 32<<10)
+	stack = stack[:runtime.Stack(stack, false)]
+	// The builtin print writes to stderr, without package fmt or os.
+	print("panic: ", panicValue(p), "\n\n", string(stack), "\nuncaught panic: ", what, "\n")
+	abi.Trap()
 }
 
 // init: func(config: list<tuple<string, string>>) -> result<_, error>

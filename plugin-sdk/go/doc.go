@@ -55,7 +55,10 @@
 // Errors: an error returned by ProcessRecord rejects that record (its text is
 // the reason, written to the dead-letter file); return Failed(...) to stop the
 // job instead. Constructors return BadConfig errors (Config's helpers do) to
-// refuse their settings.
+// refuse their settings. A panic is a bug, and as a panic in a Rust operator
+// it makes the component trap, after the SDK writes it with its stack to
+// stderr (which the host logs): the host sends the record that panics to the
+// dead-letter file and goes on with a fresh instance.
 //
 // The same code runs natively under `go test` with Harness; the Wasm glue
 // (files tagged wasip1) is compiled only for the Wasm build.

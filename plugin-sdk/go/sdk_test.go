@@ -252,3 +252,30 @@ func TestLogIsCapturedNatively(t *testing.T) {
 		t.Errorf("logs %v", logs)
 	}
 }
+
+// A panic is described by its value and the frame that panicked (the Wasm
+// glue prints this last, then traps, as a panic in Rust does).
+func TestPanicsAreDescribedWithWhereTheyHappened(t *testing.T) {
+	describe := func(f func()) (s string) {
+		defer func() { s = describePanic(recover()) }()
+		f()
+		return ""
+	}
+	var values []int
+	cases := []struct {
+		f    func()
+		want string
+	}{
+		{func() { panic("boom") }, "boom (at "},
+		{func() { _ = values[len(values)] }, "runtime error: index out of range [0] with length 0 (at "},
+		{func() { panic(errors.New("bad")) }, "bad (at "},
+		{func() { panic(42) }, "42 (at "},
+	}
+	for _, c := range cases {
+		got := describe(c.f)
+		if !strings.HasPrefix(got, c.want) || !strings.Contains(got, "sdk_test.go:") ||
+			!strings.Contains(got, " in sluice.dev/sdk.TestPanicsAreDescribedWithWhereTheyHappened.func") {
+			t.Errorf("got %q, want %q... naming the test's closure", got, c.want)
+		}
+	}
+}

@@ -15,6 +15,12 @@
 // The host calls the component once per micro-batch; the SDK walks the
 // batch's flat buffers and calls `processRecord` for each record (or
 // `processBatch` once, when the class defines it).
+//
+// Errors: throw ConfigError (bad settings), OperatorError (stop the job) or
+// reject records with `out.reject`. Anything else thrown is a bug: as a
+// panic in a Rust operator, it makes the component trap, after the SDK writes
+// it with its stack to stderr (which the host logs), and the host sends the
+// record to the dead-letter file and goes on with a fresh instance.
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder();
@@ -702,12 +708,73 @@ export function runReducer(reducer, groups) {
 
 // ------------------------------------------------------------ Wasm glue
 
-/** The contract's `error` variant for anything an operator threw. */
+/** The contract's `error` variant for an error the SDK defines: ConfigError
+ *  (`bad-config`), BadRecords (`bad-records`), OperatorError (`failed`).
+ *  Anything else is a bug of the operator's: null. */
 export function toWitError(e) {
   if (e instanceof ConfigError) return { tag: "bad-config", val: e.message };
   if (e instanceof BadRecords) return { tag: "bad-records", val: e.records };
-  if (e instanceof Error) return { tag: "failed", val: e.message || String(e) };
-  return { tag: "failed", val: String(e) };
+  if (e instanceof OperatorError) return { tag: "failed", val: e.message || String(e) };
+  return null;
+}
+
+/** `e` in one line: its name, its message and where it was thrown, e.g.
+ *  `TypeError: x is undefined (at src/operator.js:12:5 in processRecord)`. */
+export function describeError(e) {
+  if (!(e instanceof Error)) {
+    let shown;
+    try {
+      shown = typeof e === "string" ? quote(e) : String(e);
+    } catch {
+      shown = Object.prototype.toString.call(e);
+    }
+    return `a thrown ${e === null ? "null" : typeof e} that is not an Error: ${shown}`;
+  }
+  let where = "";
+  // The first frame of the stack: SpiderMonkey's `fn@file:line:col`, V8's
+  // `    at fn (file:line:col)`.
+  for (const line of String(e.stack ?? "").split("\n")) {
+    const sm = /^\s*([^@\s]*)@(.+:\d+:\d+)$/.exec(line);
+    const v8 = sm ? null : /^\s*at (?:(\S+) \()?(.+:\d+:\d+)\)?$/.exec(line);
+    const m = sm ?? v8;
+    if (m) {
+      where = ` (at ${m[2]}${m[1] ? ` in ${m[1]}` : ""})`;
+      break;
+    }
+  }
+  return `${e.name || "Error"}${e.message ? `: ${e.message}` : ""}${where}`;
+}
+
+/** Ends the call with a Wasm trap for `e`, an error the operator did not
+ *  mean to throw (a bug), as a panic does in a Rust operator: the host then
+ *  isolates the record that throws it, writes it to the dead-letter file,
+ *  re-creates the instance and goes on (an OperatorError would stop the
+ *  job). `e` and where it was thrown go to stderr first, which the host
+ *  logs. The value thrown out of the export can never be lowered as an
+ *  `error` (it has no `tag`): componentize-js reads its `payload`, which
+ *  throws `e` on, reports `e` with its stack on stderr and traps. */
+function trap(e) {
+  const summary = describeError(e);
+  try {
+    console.error(`uncaught ${summary}`);
+  } catch {
+    // nothing more to say
+  }
+  const err = e instanceof Error ? e : new Error(summary);
+  const escape = { toString: () => `uncaught ${summary}` };
+  Object.defineProperty(escape, "payload", {
+    get() {
+      throw err;
+    },
+  });
+  throw escape;
+}
+
+/** Throws the contract's error for `e`, or traps (see `trap`). */
+function lower(e) {
+  const w = toWitError(e);
+  if (w === null) trap(e);
+  throw w;
 }
 
 function installLog(hostLog) {
@@ -723,7 +790,7 @@ export function exportTransformer(OperatorClass, hostLog) {
       try {
         op = new OperatorClass(new Config(config));
       } catch (e) {
-        throw toWitError(e);
+        lower(e);
       }
     },
     process(input) {
@@ -732,7 +799,7 @@ export function exportTransformer(OperatorClass, hostLog) {
       try {
         out = runOperator(op, new Batch(input));
       } catch (e) {
-        throw toWitError(e);
+        lower(e);
       }
       const h = out.headers;
       const anyHeaders = h !== undefined && (h.ends.length !== 0 || h.keys.length !== 0 ||
@@ -756,7 +823,7 @@ export function exportReducer(ReducerClass, hostLog) {
       try {
         reducer = new ReducerClass(new Config(config));
       } catch (e) {
-        throw toWitError(e);
+        lower(e);
       }
     },
     reduce(groups) {
@@ -764,7 +831,7 @@ export function exportReducer(ReducerClass, hostLog) {
       try {
         return runReducer(reducer, groups);
       } catch (e) {
-        throw toWitError(e);
+        lower(e);
       }
     },
   };

@@ -6,8 +6,10 @@ classes. Nothing here imports the generated bindings: `_wit` does, and it
 is imported only inside the component (where `sys.platform` is "wasi"), so
 an operator module imports and tests natively."""
 
+import os
 import sys
-from typing import Tuple, Type
+import traceback
+from typing import NoReturn, Tuple, Type
 
 from .batch import Batch, Output
 from .config import Config
@@ -36,9 +38,9 @@ def run(op, batch: Batch) -> Batch:
     return result
 
 
-def unexpected(e: BaseException) -> Failed:
-    """An exception the operator did not mean to raise, as a `Failed` naming
-    it and where it was raised."""
+def describe(e: BaseException) -> str:
+    """`e` in one line: its type, its message and where it was raised, e.g.
+    `KeyError: 'id' (at app.py:12 in process)`."""
     where = ""
     tb = e.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -46,7 +48,31 @@ def unexpected(e: BaseException) -> Failed:
     if tb is not None:
         code = tb.tb_frame.f_code
         where = f" (at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name})"
-    return Failed(f"{type(e).__name__}: {e}{where}")
+    text = str(e)
+    return f"{type(e).__name__}: {text}{where}" if text else f"{type(e).__name__}{where}"
+
+
+_abort = getattr(os, "abort", None)  # replaced in the SDK's own tests
+
+
+def trap(e: BaseException) -> NoReturn:
+    """Ends the call with a Wasm trap for `e`, an exception the operator did
+    not mean to raise (a bug), as a panic does in a Rust operator: the host
+    then isolates the record that raises it, writes it to the dead-letter
+    file, re-creates the instance and goes on (a `Failed` would stop the
+    job). The traceback goes to stderr first, which the host logs; its last
+    line, the exception and where it was raised, is the reason the host
+    gives for the trap."""
+    try:
+        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+        sys.stderr.write(f"uncaught {describe(e)}\n")
+        sys.stderr.flush()
+    finally:
+        if _abort is not None:
+            _abort()  # wasi-libc's abort() is a wasm `unreachable`
+    # Without abort(), an exception that is not `Err` makes componentize-py
+    # trap too (with a message of its own as the reason).
+    raise e
 
 
 class _Slot:
@@ -58,6 +84,8 @@ class _Slot:
             log._sink = _wit.host_log
 
     def init(self, config) -> None:
+        # Unexpected exceptions trap here too, as a panic in a Rust `init`
+        # does; `BadConfig` (and `Failed`) are the contract's errors.
         try:
             self.op = self.cls(Config(config))
         except BaseException as e:  # noqa: BLE001

@@ -24,7 +24,10 @@ class Operator:
 
     def process(self, record: Record, out: Output) -> None:
         """Handles one record: emit any number of records to `out`; raise
-        `Reject(reason)` (or call `out.reject(record, reason)`) to reject it."""
+        `Reject(reason)` (or call `out.reject(record, reason)`) to reject it.
+        Any other exception is a bug: as a panic in a Rust operator, it makes
+        the component trap (its traceback goes to stderr, which the host logs),
+        and the host sends the record to the dead-letter file and goes on."""
         raise NotImplementedError(f"{type(self).__name__} must override process or process_batch")
 
     def process_batch(self, batch: Batch, out: Output) -> Optional[Batch]:

@@ -47,12 +47,14 @@ def to_accumulators(a):
 
 
 def fail(e: BaseException):
-    """Raises the contract's error for `e`."""
-    from ._export import unexpected
+    """Raises the contract's error for an error the SDK defines (`BadConfig`,
+    `BadRecords`, `Failed`); traps for any other exception, as a panic does
+    in Rust (see `_export.trap`)."""
+    from ._export import trap
     if isinstance(e, BadRecords):
         raise Err(types.Error_BadRecords([types.RecordError(r.index, r.reason) for r in e.records]))
     if isinstance(e, BadConfig):
         raise Err(types.Error_BadConfig(e.message))
     if isinstance(e, OperatorError):
         raise Err(types.Error_Failed(e.message))
-    raise Err(types.Error_Failed(unexpected(e).message))
+    trap(e)

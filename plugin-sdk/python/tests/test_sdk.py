@@ -1,4 +1,6 @@
 """Unit tests of the SDK itself: `python3 -m unittest discover -s tests` from plugin-sdk/python."""
+import contextlib
+import io
 import unittest
 
 import sluice_sdk as sluice
@@ -140,6 +142,47 @@ class ReduceTest(unittest.TestCase):
         with self.assertRaises(sluice.BadRecords) as e:
             h.run([("a", "1"), ("b", "bad"), ("a", "bad")])
         self.assertEqual([r.index for r in e.exception.records], [2, 1])
+
+
+class Buggy(sluice.Operator):
+    def process(self, record, out):
+        return {}["missing"]
+
+
+class _Aborted(Exception):
+    pass
+
+
+class TrapTest(unittest.TestCase):
+    """An unexpected exception traps (as a Rust panic does) instead of
+    becoming `Failed`: the traceback and a summary go to stderr first."""
+
+    def test_unexpected_exception_prints_and_aborts(self):
+        from sluice_sdk import _export
+
+        def abort():
+            raise _Aborted
+
+        saved, _export._abort = _export._abort, abort
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), self.assertRaises(_Aborted):
+                try:
+                    Harness(Buggy).run_lines(["a"])
+                except KeyError as e:
+                    _export.trap(e)
+        finally:
+            _export._abort = saved
+        text = err.getvalue()
+        self.assertIn("Traceback (most recent call last):", text)
+        last = text.rstrip("\n").splitlines()[-1]
+        self.assertRegex(last, r"^uncaught KeyError: 'missing' \(at test_sdk\.py:\d+ in process\)$")
+
+    def test_describe_without_a_message(self):
+        try:
+            raise ValueError()
+        except ValueError as e:
+            self.assertRegex(sluice._export.describe(e), r"^ValueError \(at test_sdk\.py:\d+ in ")
 
 
 if __name__ == "__main__":

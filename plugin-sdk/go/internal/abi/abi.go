@@ -29,6 +29,11 @@ var Instance any
 // ToErr turns any error into an Err (set by package sluice).
 var ToErr func(error) *Err
 
+// Trap ends the call with a trap (wasm `unreachable`, trap_wasip1_wasm.s),
+// as a panic does in a Rust operator. (An unrecovered panic exits through
+// proc_exit instead, after a stack dump that ends with nothing to name.)
+func Trap()
+
 // ---- Allocation ----------------------------------------------------------
 //
 // The host lifts every argument (the input batch, the settings, a snapshot)
