@@ -24,7 +24,9 @@ pub(super) fn trap_kind(err: &wasmtime::Error) -> String {
 pub(super) fn trap_context(err: &wasmtime::Error, log: &GuestLog) -> String {
     let mut out = String::new();
     // A Rust guest prints its panic message to stderr just before trapping;
-    // otherwise the last thing it wrote is the best explanation there is.
+    // the C, Python, JavaScript and Go SDKs end theirs with a line
+    // `uncaught ...` (a JavaScript engine writes more after it); otherwise
+    // the last thing the guest wrote is the best explanation there is.
     let stderr = log.take_stderr_tail();
     let explanation = match stderr.find("panicked at") {
         Some(i) => Some(
@@ -36,7 +38,12 @@ pub(super) fn trap_context(err: &wasmtime::Error, log: &GuestLog) -> String {
         None => stderr
             .lines()
             .rev()
-            .find(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")),
+            .find(|l| l.starts_with("uncaught "))
+            .or_else(|| {
+                stderr.lines().rev().find(|l| {
+                    !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")
+                })
+            }),
     };
     if let Some(text) = explanation {
         let mut msg = text.split_whitespace().collect::<Vec<_>>().join(" ");
