@@ -115,7 +115,7 @@ func (l Level) String() string {
 }
 
 // Log writes a line to the host log, tagged with the job, operator and
-// worker. Natively (under go test) the line is kept for Harness.Logs.
+// worker. Natively (under go test) the line is kept for TakeLogs.
 func Log(level Level, message string) {
 	hostLog(level, message)
 }

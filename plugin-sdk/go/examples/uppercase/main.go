@@ -3,8 +3,8 @@
 // unchanged.
 //
 // It works on the whole batch at once: the value buffer is converted in
-// place, 8 bytes at a time; record boundaries do not move, so the input
-// batch becomes the output batch without a copy.
+// place (sluice.ASCIIUpper: simd128 in the component); record boundaries
+// do not move, so the input batch becomes the output batch without a copy.
 package main
 
 import "sluice.dev/sdk"
@@ -23,14 +23,14 @@ func New(cfg *sluice.Config) (*Uppercase, error) {
 // ProcessRecord is the record-at-a-time form, kept for clarity and tests.
 func (*Uppercase) ProcessRecord(r sluice.Record, out *sluice.Output) error {
 	v := append([]byte(nil), r.Value...)
-	Upper(v)
+	sluice.ASCIIUpper(v)
 	out.ForwardValue(r, v)
 	return nil
 }
 
 // ProcessBatch converts the whole value buffer in place.
 func (*Uppercase) ProcessBatch(in *sluice.Batch, out *sluice.Output) error {
-	Upper(in.Values)
+	sluice.ASCIIUpper(in.Values)
 	out.Batch = *in
 	return nil
 }

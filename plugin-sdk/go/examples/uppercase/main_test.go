@@ -65,7 +65,7 @@ func TestUpperMatchesBytewise(t *testing.T) {
 	for start := range 9 {
 		for end := start; end <= len(all); end += 37 {
 			got := append([]byte(nil), all[start:end]...)
-			Upper(got)
+			sluice.ASCIIUpper(got)
 			for j, c := range all[start:end] {
 				want := c
 				if c >= 'a' && c <= 'z' {
