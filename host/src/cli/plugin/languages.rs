@@ -72,14 +72,14 @@ fn write_wit(out: &Path) -> Result<PathBuf, LanguageError> {
     Ok(dir)
 }
 
-/// The `.c` files of `dir`, sorted, leaving out native test programs
-/// (`test*.c`).
+/// The `.c` files of `dir`, sorted, leaving out the native test programs
+/// (`test.c`, `test_*.c`).
 fn c_sources(dir: &Path) -> Result<Vec<PathBuf>, LanguageError> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".c") && !name.starts_with("test") {
+        if name.ends_with(".c") && name != "test.c" && !name.starts_with("test_") {
             found.push(path);
         }
     }
@@ -213,7 +213,7 @@ fn js(
         Language::Js,
         "componentize-js",
         Some(&tools),
-        " (or `npm install @bytecodealliance/componentize-js@0.23.0`)",
+        " (or `npm install --prefix ~/.cache/sluice/toolchains/js @bytecodealliance/componentize-js@0.23.0`)",
     )?;
     let wit = write_wit(out)?;
     // The one module that imports the host: it wires the operator class to
@@ -238,6 +238,13 @@ fn js(
     let mut root = dir.to_owned();
     while !sdk.starts_with(&root) {
         root.pop();
+    }
+    if root.parent().is_none() {
+        // componentize-js cannot run in `/` (it misreads the entry's path).
+        return Err(LanguageError::Failed(format!(
+            "the JavaScript SDK at {} and the project share no directory but /: put the SDK inside the project (`sdk = \"sdk\"` in operator.toml, as `sluice plugin new` does) or next to it",
+            sdk.display()
+        )));
     }
     let mut cmd = Command::new(tool);
     cmd.current_dir(&root)
