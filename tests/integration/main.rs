@@ -19,6 +19,7 @@ mod recovery_kafka;
 mod reducers;
 mod reload;
 mod rollback;
+mod scaffolds;
 mod serve;
 mod serve_persist;
 mod server;
