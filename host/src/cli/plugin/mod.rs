@@ -125,6 +125,12 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Build { path } => {
             let runtime = Runtime::new()?;
             let built = build::build(&path, &runtime)?;
+            // The check above compiled the component with deadline checks,
+            // as `plugin test` and jobs with `cpu_per_batch` run it; compile
+            // it without them too, as other jobs do, so that the first
+            // `sluice run` starts from the cache (interpreted languages take
+            // seconds to compile).
+            Runtime::with_options(crate::wasm::default_cache_dir(), false)?.load(&built.path)?;
             say!(
                 "built {} ({:.1} KB): implements world `{}` of {}",
                 built.path.display(),
