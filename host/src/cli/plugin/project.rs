@@ -232,7 +232,10 @@ pub fn find_tool(
 /// Runs `command` with its output shown to the user; a failure names what
 /// failed.
 pub fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    // Its output goes to stderr, beside the compiler's messages: stdout is
+    // for what `sluice plugin build` itself reports.
     let status = command
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
     if status.success() {
