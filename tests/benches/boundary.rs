@@ -50,26 +50,36 @@ fn batches(size: usize, total: usize) -> Vec<Batch> {
 /// interference from the rest of the machine.
 const REPEATS: usize = 5;
 
-/// Runs `f` over the batches (cycling) until `total` records went through,
-/// `REPEATS` times; returns the best records per second.
-fn measure(input: &mut [Batch], total: usize, mut f: impl FnMut(&mut Batch) -> usize) -> f64 {
+/// One way of running a batch through a pipeline: returns the records out.
+type Run<'a> = &'a mut dyn FnMut(&mut Batch) -> usize;
+
+/// Runs each of `runs` over the batches (cycling) until `total / REPEATS`
+/// records went through, one after the other, `REPEATS` rounds; returns each
+/// one's best records per second. Taking turns round by round puts every
+/// side under the same conditions of the machine (a neighbour's load, the
+/// memory bus), which measuring one side and then the other would not.
+fn side_by_side(input: &mut [Batch], total: usize, runs: &mut [Run]) -> Vec<f64> {
     // Warm up: caches, allocator, lazily compiled paths.
-    for b in input.iter_mut().take(8) {
-        black_box(f(b));
+    for f in runs.iter_mut() {
+        for b in input.iter_mut().take(8) {
+            black_box(f(b));
+        }
     }
     let size = input[0].len();
     let rounds = (total / REPEATS).div_ceil(size);
-    let mut best = 0f64;
+    let mut best = vec![0f64; runs.len()];
     for _ in 0..REPEATS {
-        let started = Instant::now();
-        let mut kept = 0;
-        for i in 0..rounds {
-            let n = input.len();
-            kept += f(&mut input[i % n]);
+        for (f, best) in runs.iter_mut().zip(&mut best) {
+            let started = Instant::now();
+            let mut kept = 0;
+            for i in 0..rounds {
+                let n = input.len();
+                kept += f(&mut input[i % n]);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            black_box(kept);
+            *best = best.max((rounds * size) as f64 / secs);
         }
-        let secs = started.elapsed().as_secs_f64();
-        black_box(kept);
-        best = best.max((rounds * size) as f64 / secs);
     }
     best
 }
@@ -128,49 +138,59 @@ fn main() {
             // Per-record calls are slow by design; fewer of them keep the run short.
             let total = if size == 1 { total / 10 } else { total };
             let mut input = batches(size, total);
-            let (native, wasm_rps) = match pipeline {
+            let rps = match pipeline {
                 "uppercase" => {
                     let mut up = Harness::<sluice_plugin_uppercase::Uppercase>::new(&[]).unwrap();
-                    let native = measure(&mut input, total, |b| up.run(b).unwrap().len());
-                    let mut up = wasm(&runtime, guests::UPPERCASE, &[]);
-                    (
-                        native,
-                        measure(&mut input, total, |b| up.process(b).unwrap().len()),
+                    let mut w = wasm(&runtime, guests::UPPERCASE, &[]);
+                    side_by_side(
+                        &mut input,
+                        total,
+                        &mut [&mut |b| up.run(b).unwrap().len(), &mut |b| {
+                            w.process(b).unwrap().len()
+                        }],
                     )
                 }
                 "filter" => {
                     let mut grep =
                         Harness::<sluice_plugin_grep::Grep>::new(&[("pattern", PATTERN)]).unwrap();
-                    let native = measure(&mut input, total, |b| grep.run(b).unwrap().len());
-                    let mut grep = wasm(&runtime, guests::GREP, &[("pattern", PATTERN)]);
-                    (
-                        native,
-                        measure(&mut input, total, |b| grep.process(b).unwrap().len()),
+                    let mut w = wasm(&runtime, guests::GREP, &[("pattern", PATTERN)]);
+                    side_by_side(
+                        &mut input,
+                        total,
+                        &mut [&mut |b| grep.run(b).unwrap().len(), &mut |b| {
+                            w.process(b).unwrap().len()
+                        }],
                     )
                 }
                 "uppercase+filter" => {
                     let mut up = Harness::<sluice_plugin_uppercase::Uppercase>::new(&[]).unwrap();
                     let mut grep =
                         Harness::<sluice_plugin_grep::Grep>::new(&[("pattern", PATTERN)]).unwrap();
-                    let native = measure(&mut input, total, |b| {
-                        grep.run_owned(up.run(b).unwrap()).unwrap().len()
-                    });
-                    let mut up = wasm(&runtime, guests::UPPERCASE, &[]);
-                    let mut grep = wasm(&runtime, guests::GREP, &[("pattern", PATTERN)]);
-                    let w = measure(&mut input, total, |b| {
-                        grep.process(&mut up.process(b).unwrap()).unwrap().len()
-                    });
-                    (native, w)
+                    let mut wup = wasm(&runtime, guests::UPPERCASE, &[]);
+                    let mut wgrep = wasm(&runtime, guests::GREP, &[("pattern", PATTERN)]);
+                    side_by_side(
+                        &mut input,
+                        total,
+                        &mut [
+                            &mut |b| grep.run_owned(up.run(b).unwrap()).unwrap().len(),
+                            &mut |b| wgrep.process(&mut wup.process(b).unwrap()).unwrap().len(),
+                        ],
+                    )
                 }
                 _ => {
                     let mut split =
                         Harness::<sluice_plugin_split_words::SplitWords>::new(&[]).unwrap();
-                    let native = measure(&mut input, total, |b| split.run(b).unwrap().len());
-                    let mut split = wasm(&runtime, guests::SPLIT_WORDS, &[]);
-                    let w = measure(&mut input, total, |b| split.process(b).unwrap().len());
-                    (native, w)
+                    let mut w = wasm(&runtime, guests::SPLIT_WORDS, &[]);
+                    side_by_side(
+                        &mut input,
+                        total,
+                        &mut [&mut |b| split.run(b).unwrap().len(), &mut |b| {
+                            w.process(b).unwrap().len()
+                        }],
+                    )
                 }
             };
+            let (native, wasm_rps) = (rps[0], rps[1]);
             println!(
                 "{pipeline:<18} {size:>6} {:>14} {:>14} {:>11.2}x",
                 human(native),
@@ -197,24 +217,9 @@ fn languages(total: usize, deadlines: bool) {
     const SIZE: usize = 1024;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut input = batches(SIZE, total);
-    let mut up = Harness::<sluice_plugin_uppercase::Uppercase>::new(&[]).unwrap();
-    let native = measure(&mut input, total, |b| up.run(b).unwrap().len());
-    println!();
-    println!(
-        "uppercase in every language, batch {SIZE}, native twin {}/s",
-        human(native)
-    );
-    println!(
-        "{:<8} {:>10} {:>14} {:>13} {:>12} {:>12} {:>10}",
-        "language",
-        "size",
-        "first compile",
-        "cached start",
-        "wasm rec/s",
-        "wasm/native",
-        "wasm/rust"
-    );
-    let mut rust_rps = None;
+    // Build and load every component first, then measure them all side by
+    // side with the native twin.
+    let mut rows = Vec::new();
     for lang in ["rust", "c", "go", "js", "python"] {
         let path = if lang == "rust" {
             std::path::PathBuf::from(guests::UPPERCASE)
@@ -245,16 +250,45 @@ fn languages(total: usize, deadlines: bool) {
         let runtime =
             Runtime::with_options(Some(cache.path().to_path_buf()), deadlines).expect("engine");
         let started = Instant::now();
-        let mut op = wasm(&runtime, path.to_str().unwrap(), &[]);
+        let op = wasm(&runtime, path.to_str().unwrap(), &[]);
         let cached = started.elapsed();
-        let rps = measure(&mut input, total, |b| op.process(b).unwrap().len());
-        let rust = *rust_rps.get_or_insert(rps);
+        rows.push((lang, size, first, cached, op));
+    }
+    let mut up = Harness::<sluice_plugin_uppercase::Uppercase>::new(&[]).unwrap();
+    let rps = {
+        let mut native = |b: &mut Batch| up.run(b).unwrap().len();
+        let mut components: Vec<_> = rows
+            .iter_mut()
+            .map(|(.., op)| |b: &mut Batch| op.process(b).unwrap().len())
+            .collect();
+        let mut runs: Vec<Run> = vec![&mut native];
+        runs.extend(components.iter_mut().map(|f| f as Run));
+        side_by_side(&mut input, total, &mut runs)
+    };
+    let native = rps[0];
+    println!();
+    println!(
+        "uppercase in every language, batch {SIZE}, native twin {}/s (measured side by side)",
+        human(native)
+    );
+    println!(
+        "{:<8} {:>10} {:>14} {:>13} {:>12} {:>12} {:>10}",
+        "language",
+        "size",
+        "first compile",
+        "cached start",
+        "wasm rec/s",
+        "wasm/native",
+        "wasm/rust"
+    );
+    let rust = rps[1];
+    for ((lang, size, first, cached, _), rps) in rows.iter().zip(&rps[1..]) {
         println!(
             "{lang:<8} {:>7.0} KB {:>12.2} s {:>10.1} ms {:>12} {:>11.2}x {:>9.2}x",
-            size as f64 / 1024.0,
+            *size as f64 / 1024.0,
             first.as_secs_f64(),
             cached.as_secs_f64() * 1e3,
-            human(rps),
+            human(*rps),
             native / rps,
             rust / rps
         );
