@@ -84,19 +84,6 @@ fn side_by_side(input: &mut [Batch], total: usize, runs: &mut [Run]) -> Vec<f64>
     best
 }
 
-/// Keeps large buffers on the heap instead of mapping and unmapping them on
-/// every batch, which would charge page faults to whichever side allocates
-/// more often.
-fn tune_allocator() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes allocator thresholds; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
-    }
-}
-
 fn wasm(runtime: &Runtime, path: &str, config: &[(&str, &str)]) -> WasmOperator {
     let plugin = runtime.load(path.as_ref()).expect("load plugin");
     let tags = LogTags {
@@ -112,7 +99,8 @@ fn wasm(runtime: &Runtime, path: &str, config: &[(&str, &str)]) -> WasmOperator 
 }
 
 fn main() {
-    tune_allocator();
+    // Both sides on the allocator settings `sluice` runs with.
+    sluice::exec::tune_allocator();
     let total: usize = std::env::var("SLUICE_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

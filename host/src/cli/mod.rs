@@ -127,6 +127,7 @@ enum ServeCommand {
 pub fn main() -> ExitCode {
     use tracing_subscriber::layer::{Layer, SubscriberExt};
     use tracing_subscriber::util::SubscriberInitExt;
+    crate::exec::tune_allocator();
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "info".into());
