@@ -24,6 +24,8 @@ fn count(text: &[u8]) -> FxHashMap<&[u8], u64> {
 }
 
 fn main() {
+    // The allocator settings `sluice` runs with.
+    sluice::exec::tune_allocator();
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: wordcount-native FILE [THREADS]");
     let threads: usize = args
