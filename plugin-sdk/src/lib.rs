@@ -148,6 +148,7 @@
 extern crate self as sluice_sdk;
 
 mod batch;
+pub mod bytes;
 mod config;
 mod reduce;
 pub mod testing;
