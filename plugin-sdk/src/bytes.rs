@@ -71,7 +71,7 @@ impl ByteSet {
             mask: 0,
             bit: 0,
         };
-        split.mask = split.block_mask(0);
+        split.mask = split.block_mask();
         split
     }
 
@@ -79,8 +79,8 @@ impl ByteSet {
     #[inline]
     fn mask(&self, chunk: &[u8]) -> u64 {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        if let (Some((low, high)), true) = (&self.nibbles, chunk.len() == 64) {
-            return simd::mask64(chunk, low, high);
+        if let (Some((low, high)), Ok(block)) = (&self.nibbles, chunk.try_into()) {
+            return simd::mask64(block, low, high);
         }
         let mut mask = 0u64;
         for (i, &b) in chunk.iter().enumerate() {
@@ -125,9 +125,9 @@ mod simd {
     /// The member bits of 64 bytes, 16 at a time: two table lookups by
     /// nibble, and a byte is a member where both share a bucket bit.
     #[inline]
-    pub(super) fn mask64(chunk: &[u8], low: &[u8; 16], high: &[u8; 16]) -> u64 {
-        // SAFETY: `low` and `high` are 16 bytes, and the caller passes 64
-        // bytes of `chunk`; unaligned loads are allowed in Wasm.
+    pub(super) fn mask64(block: &[u8; 64], low: &[u8; 16], high: &[u8; 16]) -> u64 {
+        // SAFETY: `low` and `high` are 16 bytes; unaligned loads are
+        // allowed in Wasm.
         let (low, high) = unsafe {
             (
                 v128_load(low.as_ptr().cast()),
@@ -137,7 +137,8 @@ mod simd {
         let nibble = u8x16_splat(0x0f);
         let mut mask = 0u64;
         for i in 0..4 {
-            let v = unsafe { v128_load(chunk.as_ptr().add(16 * i).cast()) };
+            // SAFETY: bytes 16 * i .. 16 * i + 16 of the 64 in `block`.
+            let v = unsafe { v128_load(block.as_ptr().add(16 * i).cast()) };
             let lo = u8x16_swizzle(low, v128_and(v, nibble));
             let hi = u8x16_swizzle(high, u8x16_shr(v, 4));
             let hit = u8x16_ne(v128_and(lo, hi), u8x16_splat(0));
@@ -161,11 +162,12 @@ pub struct Split<'a> {
 }
 
 impl Split<'_> {
-    fn block_mask(&self, base: usize) -> u64 {
-        let end = self.bytes.len().min(base + 64);
-        let n = end - base;
+    /// The member bits of the block at `base`.
+    fn block_mask(&self) -> u64 {
+        let end = self.bytes.len().min(self.base + 64);
+        let n = end - self.base;
         let past_end = if n == 64 { 0 } else { u64::MAX << n };
-        self.set.mask(&self.bytes[base..end]) | past_end
+        self.set.mask(&self.bytes[self.base..end]) | past_end
     }
 
     /// Moves to the next block; false at the end of the text.
@@ -176,7 +178,7 @@ impl Split<'_> {
         if self.base >= self.bytes.len() {
             return false;
         }
-        self.mask = self.block_mask(self.base);
+        self.mask = self.block_mask();
         true
     }
 }
