@@ -13,27 +13,16 @@ pub struct CountCombiner;
 
 impl Combiner for CountCombiner {
     fn combine(&self, input: &Batch) -> Batch {
-        use std::hash::BuildHasher;
         if input.key_present.is_empty() {
             return input.clone(); // no keys: nothing to combine
         }
-        // The output doubles as the table's key store: each group is one
-        // output record (key, 8-byte count, latest timestamp), found through
-        // a table of record indices. Comparing against this compact copy of
-        // the distinct keys stays in cache, where the first occurrences in
-        // the input would be scattered over the whole batch.
-        let hasher = rustc_hash::FxBuildHasher;
-        let mut groups: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
+        // Each group is one output record (key, 8-byte count, latest
+        // timestamp). The table holds the group's key inline as two words
+        // (which identify keys of up to 16 bytes exactly), its running count
+        // and timestamp, so a repeated word costs one probe that touches one
+        // entry; the counts are written into the output once, at the end.
+        let mut groups: hashbrown::HashTable<Group> = hashbrown::HashTable::new();
         let mut out = Batch::new();
-        let key_of = |out: &Batch, i: u32| -> std::ops::Range<usize> {
-            let i = i as usize;
-            let start = if i == 0 {
-                0
-            } else {
-                out.key_ends[i - 1] as usize
-            };
-            start..out.key_ends[i] as usize
-        };
         let (mut kstart, mut vstart) = (0usize, 0usize);
         for i in 0..input.len() {
             let (kend, vend) = (input.key_ends[i] as usize, input.value_ends[i] as usize);
@@ -42,39 +31,112 @@ impl Combiner for CountCombiner {
                 out.push(None, &input.values[vstart..vend], ts);
             } else {
                 let key = &input.keys[kstart..kend];
-                let hash = hasher.hash_one(key);
-                let found = groups
-                    .find(hash, |&g| same_bytes(&out.keys[key_of(&out, g)], key))
-                    .copied();
-                match found {
+                let (a, b) = key_words(&input.keys, kstart, key.len());
+                let hash = group_hash(a, b, key.len());
+                let same = |g: &Group| {
+                    g.a == a
+                        && g.b == b
+                        && g.len as usize == key.len()
+                        && (key.len() <= INLINE || key_of(&out, g.record) == key)
+                };
+                match groups.find_mut(hash, same) {
                     Some(g) => {
-                        let g = g as usize;
-                        let end = out.value_ends[g] as usize;
-                        let count = &mut out.values[end - 8..end];
-                        let n = u64::from_le_bytes(count.try_into().expect("8 bytes")) + 1;
-                        count.copy_from_slice(&n.to_le_bytes());
-                        out.timestamps[g] = out.timestamps[g].max(ts);
+                        g.count += 1;
+                        g.timestamp = g.timestamp.max(ts);
                     }
                     None => {
-                        let g = out.len() as u32;
-                        groups.insert_unique(hash, g, |&h| {
-                            hasher.hash_one(&out.keys[key_of(&out, h)])
-                        });
-                        out.push(Some(key), &1u64.to_le_bytes(), ts);
+                        let record = out.len() as u32;
+                        out.push(Some(key), &[0; 8], ts);
+                        let group = Group {
+                            a,
+                            b,
+                            len: key.len() as u32,
+                            record,
+                            count: 1,
+                            timestamp: ts,
+                        };
+                        groups.insert_unique(hash, group, |g| group_hash(g.a, g.b, g.len as usize));
                     }
                 }
             }
             (kstart, vstart) = (kend, vend);
         }
+        for g in groups {
+            let r = g.record as usize;
+            let end = out.value_ends[r] as usize;
+            out.values[end - 8..end].copy_from_slice(&g.count.to_le_bytes());
+            out.timestamps[r] = g.timestamp;
+        }
         out
     }
 }
 
-/// Slice equality for short keys, without a call to `memcmp` (which costs
-/// more than comparing a word of a few bytes).
+/// The key of record `r` of `batch` (a record known to have one).
+fn key_of(batch: &Batch, r: u32) -> &[u8] {
+    let r = r as usize;
+    let start = if r == 0 {
+        0
+    } else {
+        batch.key_ends[r - 1] as usize
+    };
+    &batch.keys[start..batch.key_ends[r] as usize]
+}
+
+/// Keys up to this many bytes are identified by their two words alone.
+const INLINE: usize = 16;
+
+/// One key's group in [`CountCombiner`]'s table.
+struct Group {
+    /// The key's first 16 bytes as two words (see [`key_words`]).
+    a: u64,
+    b: u64,
+    len: u32,
+    /// The group's record in the output.
+    record: u32,
+    count: u64,
+    timestamp: i64,
+}
+
+/// The first 16 bytes of the `len`-byte key at `at` in `keys`, as two
+/// little-endian words with the bytes past the key zeroed: with the length,
+/// equal words mean equal keys of up to [`INLINE`] bytes.
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+fn key_words(keys: &[u8], at: usize, len: usize) -> (u64, u64) {
+    (
+        word(keys, at, len.min(8)),
+        word(keys, at + 8, len.saturating_sub(8).min(8)),
+    )
+}
+
+/// The `n` (at most 8) bytes at `at` as a little-endian word, loaded as one
+/// 8-byte read where the buffer has room for it.
+#[inline]
+fn word(bytes: &[u8], at: usize, n: usize) -> u64 {
+    if let Some(w) = bytes.get(at..at + 8) {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        let mask = if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        };
+        w & mask
+    } else {
+        let mut w = [0u8; 8];
+        // Near the end (`at` may lie past it when `n` is 0).
+        w[..n].copy_from_slice(&bytes.get(at..).unwrap_or_default()[..n]);
+        u64::from_le_bytes(w)
+    }
+}
+
+/// A hash of a key from its two words and length: one folded 64x64-bit
+/// multiply, which mixes every input bit into both the high bits (the
+/// table's tags) and the low bits (its bucket index).
+#[inline]
+fn group_hash(a: u64, b: u64, len: usize) -> u64 {
+    const K1: u64 = 0x243f_6a88_85a3_08d3;
+    const K2: u64 = 0x1319_8a2e_0370_7344;
+    let p = u128::from(a ^ K1) * u128::from(b ^ K2 ^ ((len as u64) << 57));
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// The number of records a record from [`CountCombiner`] stands for.
@@ -153,6 +215,61 @@ impl Operator for CountInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of every length from 0 to 40 bytes that differ only in a late
+    /// byte or in length, zero bytes (the table's padding) included.
+    fn key(n: usize, variant: u8) -> Vec<u8> {
+        let mut k = vec![0u8; n];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = if i % 3 == 0 { 0 } else { b'a' + (i % 26) as u8 };
+        }
+        if let Some(last) = k.last_mut() {
+            *last = variant;
+        }
+        k
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn combine_counts_like_a_plain_map(
+            picks in proptest::collection::vec((0usize..41, 0u8..3, -50i64..50, 0u8..8), 0..400),
+        ) {
+            let mut input = Batch::new();
+            for &(n, variant, ts, die) in &picks {
+                let k = key(n, variant);
+                // One record in 8 has no key (its value is the key bytes).
+                input.push((die != 0).then_some(&k[..]), &k, ts);
+            }
+            // The reference: records in first-seen order, each key's group
+            // with its number of records and latest timestamp.
+            let mut want: Vec<(Option<Vec<u8>>, Vec<u8>, i64)> = Vec::new();
+            let mut group_of = std::collections::HashMap::new();
+            for r in input.iter() {
+                match r.key {
+                    None => want.push((None, r.value.to_vec(), r.timestamp)),
+                    Some(k) => match group_of.get(k) {
+                        Some(&g) => {
+                            let w: &mut (Option<Vec<u8>>, Vec<u8>, i64) = &mut want[g];
+                            let n = u64::from_le_bytes(w.1[..].try_into().unwrap()) + 1;
+                            w.1 = n.to_le_bytes().to_vec();
+                            w.2 = w.2.max(r.timestamp);
+                        }
+                        None => {
+                            group_of.insert(k.to_vec(), want.len());
+                            want.push((Some(k.to_vec()), 1u64.to_le_bytes().to_vec(), r.timestamp));
+                        }
+                    },
+                }
+            }
+            let out = CountCombiner.combine(&input);
+            out.validate().unwrap();
+            let got: Vec<_> = out
+                .iter()
+                .map(|r| (r.key.map(<[u8]>::to_vec), r.value.to_vec(), r.timestamp))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 
     #[test]
     fn count_groups_by_key_then_value() {
