@@ -37,7 +37,8 @@ impl Combiner for CountCombiner {
                     g.a == a
                         && g.b == b
                         && g.len as usize == key.len()
-                        && (key.len() <= INLINE || key_of(&out, g.record) == key)
+                        && (key.len() <= INLINE
+                            || out.get(g.record as usize).and_then(|r| r.key) == Some(key))
                 };
                 match groups.find_mut(hash, same) {
                     Some(g) => {
@@ -69,17 +70,6 @@ impl Combiner for CountCombiner {
         }
         out
     }
-}
-
-/// The key of record `r` of `batch` (a record known to have one).
-fn key_of(batch: &Batch, r: u32) -> &[u8] {
-    let r = r as usize;
-    let start = if r == 0 {
-        0
-    } else {
-        batch.key_ends[r - 1] as usize
-    };
-    &batch.keys[start..batch.key_ends[r] as usize]
 }
 
 /// Keys up to this many bytes are identified by their two words alone.
